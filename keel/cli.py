@@ -1,0 +1,142 @@
+"""`keel dev | serve | migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from keel.errors import KeelError
+from keel.settings import Settings, load_settings
+
+log = logging.getLogger("keel")
+CONFIG_NAMES = ("keel.json", "langgraph.json")
+
+
+def _find_config(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    for name in CONFIG_NAMES:
+        if Path(name).is_file():
+            return Path(name)
+    raise KeelError("no keel.json or langgraph.json here; pass --config PATH")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="keel", description="Keel agent runtime")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("dev", "development server: reloads on code change"),
+        ("serve", "production server"),
+        ("migrate", "apply database migrations and exit"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--config", help="keel.json or langgraph.json (default: ./keel.json)")
+        p.add_argument("--database", help="database URL (default sqlite:///.keel/keel.db)")
+        if name != "migrate":
+            p.add_argument("--host", default="127.0.0.1")
+            p.add_argument("--port", type=int, default=2024)
+            p.add_argument("--workers", type=int, help="concurrent runs (default 10)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    config = _find_config(args.config)
+    return load_settings(
+        config,
+        database=args.database,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        workers=getattr(args, "workers", None),
+        dev_mode=args.command == "dev",
+    )
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise KeelError(
+                f"port {port} on {host} is already in use ({exc.strerror}); "
+                "pass --port to choose another"
+            ) from None
+
+
+def app_from_env() -> Any:
+    """Factory for uvicorn's reloader: settings travel in KEEL_SETTINGS_JSON."""
+    from keel.http.app import create_app
+
+    raw = json.loads(os.environ["KEEL_SETTINGS_JSON"])
+    settings = load_settings(Path(raw.pop("config")), **raw)
+    return create_app(settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from keel.http.app import create_app
+
+    _check_port(settings.host, settings.port)
+    print(f"Keel listening on http://{settings.host}:{settings.port}", flush=True)
+    if args.command == "dev":
+        os.environ["KEEL_SETTINGS_JSON"] = json.dumps(
+            {
+                "config": str(_find_config(args.config).resolve()),
+                "database": settings.database,
+                "host": settings.host,
+                "port": settings.port,
+                "workers": settings.workers,
+                "dev_mode": True,
+            }
+        )
+        uvicorn.run(
+            "keel.cli:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            reload=True,
+            reload_dirs=[str(settings.base_dir)],
+            log_level="info",
+        )
+        return
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=os.environ.get("KEEL_LOG_LEVEL", "warning"),
+        timeout_graceful_shutdown=10,
+    )
+
+
+async def _migrate(settings: Settings) -> None:
+    from keel.storage import open_storage
+
+    storage = await open_storage(settings)
+    await storage.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        if args.command == "migrate":
+            asyncio.run(_migrate(settings))
+            print(f"migrated {settings.database}")
+            return
+        _serve(args, settings)
+    except KeelError as exc:
+        print(f"keel: error: {exc.detail}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""The one error tree. The HTTP edge maps each class to a status code."""
+
+from __future__ import annotations
+
+
+class KeelError(Exception):
+    """Base of every error Keel raises on purpose."""
+
+    status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(KeelError):
+    """A request that is well-formed but not acceptable (400)."""
+
+    status_code = 400
+
+
+class Unauthorized(KeelError):
+    status_code = 401
+
+
+class Forbidden(KeelError):
+    status_code = 403
+
+
+class NotFound(KeelError):
+    status_code = 404
+
+
+class Conflict(KeelError):
+    status_code = 409
+
+
+class InvalidInput(KeelError):
+    """Schema validation failures, invalid ids, fields Keel cannot honour (422)."""
+
+    status_code = 422
+
+
+class Unavailable(KeelError):
+    status_code = 503
+
+
+class ConfigError(KeelError):
+    """A configuration file or setting Keel cannot use."""
+
+
+class GraphLoadError(ConfigError):
+    """A graph spec that cannot be imported or is not a graph."""

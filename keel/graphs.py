@@ -1,0 +1,210 @@
+"""Loading user graphs from config specs, and the system assistants that front them."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.pregel import Pregel
+from langgraph.store.base import BaseStore
+
+from keel.errors import GraphLoadError, InvalidInput, NotFound
+from keel.settings import GraphSpec
+
+ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+
+
+def system_assistant_id(graph_id: str) -> str:
+    """The well-known uuid5 id of a graph's system assistant (matches the reference server)."""
+    return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"keel_user_graph_{abs(hash(str(path)))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GraphLoadError(f"cannot import {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise GraphLoadError(f"importing {str(path)!r} failed: {exc!r}") from exc
+    return module
+
+
+def _resolve(spec: GraphSpec, base_dir: Path) -> Any:
+    target, sep, attr = spec.path.rpartition(":")
+    if not sep or not attr:
+        raise GraphLoadError(f"graph {spec.graph_id!r}: expected 'file.py:attr', got {spec.path!r}")
+    if target.endswith(".py") or "/" in target:
+        path = (base_dir / target).resolve()
+        if not path.is_file():
+            raise GraphLoadError(f"graph {spec.graph_id!r}: file {target!r} not found")
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))
+        module = _import_file(path)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise GraphLoadError(f"graph {spec.graph_id!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise GraphLoadError(f"graph {spec.graph_id!r}: {target!r} has no {attr!r}") from exc
+
+
+class LoadedGraph:
+    """A registered graph: either a compiled graph or a factory producing one per run."""
+
+    def __init__(self, spec: GraphSpec, obj: Any) -> None:
+        self.spec = spec
+        self.graph_id = spec.graph_id
+        self._obj = obj
+        self.is_factory = not isinstance(obj, Pregel)
+        if self.is_factory and not callable(obj):
+            raise GraphLoadError(
+                f"graph {spec.graph_id!r}: {type(obj).__name__} is neither a compiled graph "
+                "nor a factory"
+            )
+
+    @property
+    def assistant_id(self) -> str:
+        return system_assistant_id(self.graph_id)
+
+    def default_name(self) -> str:
+        name = getattr(self._obj, "name", None) if not self.is_factory else None
+        return name if isinstance(name, str) and name != "LangGraph" else self.graph_id
+
+    @contextlib.asynccontextmanager
+    async def build(
+        self,
+        config: RunnableConfig,
+        checkpointer: BaseCheckpointSaver[Any] | None,
+        store: BaseStore | None = None,
+    ) -> AsyncIterator[Pregel]:
+        """Yield a graph bound to Keel's checkpointer (and store)."""
+        async with self._instantiate(config) as graph:
+            yield graph.copy(update={"checkpointer": checkpointer, "store": store})
+
+    @contextlib.asynccontextmanager
+    async def _instantiate(self, config: RunnableConfig) -> AsyncIterator[Pregel]:
+        if not self.is_factory:
+            yield self._obj
+            return
+        factory: Callable[..., Any] = self._obj
+        args = [config] if _arity(factory) else []
+        result = factory(*args)
+        if hasattr(result, "__aenter__"):
+            async with result as graph:
+                yield _check_graph(self.graph_id, graph)
+            return
+        if hasattr(result, "__enter__"):
+            with result as graph:
+                yield _check_graph(self.graph_id, graph)
+            return
+        if inspect.isawaitable(result):
+            result = await result
+        yield _check_graph(self.graph_id, result)
+
+
+def _arity(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return len(
+        [
+            p
+            for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    )
+
+
+def _check_graph(graph_id: str, graph: Any) -> Pregel:
+    if not isinstance(graph, Pregel):
+        raise GraphLoadError(f"factory of graph {graph_id!r} returned {type(graph).__name__}")
+    return graph
+
+
+class GraphRegistry:
+    """All graphs of a deployment, keyed by graph id."""
+
+    def __init__(self, graphs: dict[str, LoadedGraph]) -> None:
+        self._graphs = graphs
+
+    @classmethod
+    def load(cls, specs: list[GraphSpec], base_dir: Path) -> GraphRegistry:
+        graphs = {spec.graph_id: LoadedGraph(spec, _resolve(spec, base_dir)) for spec in specs}
+        return cls(graphs)
+
+    def __contains__(self, graph_id: object) -> bool:
+        return graph_id in self._graphs
+
+    def __iter__(self) -> Any:
+        return iter(self._graphs.values())
+
+    def get(self, graph_id: str) -> LoadedGraph:
+        try:
+            return self._graphs[graph_id]
+        except KeyError:
+            raise NotFound(f"Graph '{graph_id}' not found") from None
+
+    def ids(self) -> list[str]:
+        return list(self._graphs)
+
+    def invalid_assistant(self, value: str) -> InvalidInput:
+        choices = ", ".join(f"'{g}'" for g in self._graphs)
+        return InvalidInput(
+            f"Invalid assistant: '{value}'. Must be either: - A valid assistant UUID, or "
+            f"- One of the registered graphs: {choices}"
+        )
+
+
+def _schema(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+def graph_schemas(graph_id: str, graph: Pregel) -> dict[str, Any]:
+    """JSON schemas of a graph's input, output, state, config and context."""
+    builder = getattr(graph, "builder", None)
+    state_schema = None
+    if builder is not None and getattr(builder, "state_schema", None) is not None:
+        from pydantic import TypeAdapter
+
+        state_schema = _schema(lambda: TypeAdapter(builder.state_schema).json_schema())
+    return {
+        "graph_id": graph_id,
+        "input_schema": _schema(graph.get_input_jsonschema),
+        "output_schema": _schema(graph.get_output_jsonschema),
+        "state_schema": state_schema or _schema(graph.get_output_jsonschema),
+        "config_schema": _schema(graph.get_config_jsonschema),
+        "context_schema": _schema(graph.get_context_jsonschema),
+    }
+
+
+def drawable(graph: Pregel, xray: int | bool) -> dict[str, Any]:
+    """LangGraph's drawable-graph JSON, with `data.id` removed from every node."""
+    data = graph.get_graph(xray=xray).to_json()
+    for node in data.get("nodes", []):
+        if isinstance(node.get("data"), dict):
+            node["data"].pop("id", None)
+    return data

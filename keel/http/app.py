@@ -1,0 +1,102 @@
+"""`create_app(settings)`: builds storage, workers and routes inside the app's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from keel.assistants import ensure_system_assistants
+from keel.errors import KeelError
+from keel.graphs import GraphRegistry
+from keel.runs import RunService
+from keel.settings import Settings
+from keel.storage import open_storage
+from keel.streams import StreamHub
+from keel.worker import WorkerPool
+
+from . import assistants, meta, runs, state, threads
+from .deps import Services
+from .responses import JSON
+
+log = logging.getLogger("keel.http")
+
+EXPOSE = ["content-location", "x-pagination-total", "x-pagination-next", "location"]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The ASGI app. Nothing is opened until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for key, value in settings.env.items():
+            os.environ.setdefault(key, value)
+        graphs = GraphRegistry.load(settings.graphs, settings.base_dir)
+        storage = await open_storage(settings)
+        try:
+            await ensure_system_assistants(storage, graphs)
+            hub = StreamHub()
+            workers = WorkerPool(settings, storage, graphs, hub)
+            run_service = RunService(storage, graphs, hub, workers.notify, workers.cancel_local)
+            app.state.keel = Services(settings, storage, graphs, hub, workers, run_service)
+            await workers.start()
+            try:
+                yield
+            finally:
+                await workers.stop()
+        finally:
+            await storage.close()
+
+    app = FastAPI(
+        title="Keel",
+        version=_version(),
+        lifespan=lifespan,
+        default_response_class=JSON,
+    )
+    cors = settings.cors or {}
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=cors.get("allow_origins", ["*"]),
+        allow_methods=cors.get("allow_methods", ["*"]),
+        allow_headers=cors.get("allow_headers", ["*"]),
+        allow_credentials=cors.get("allow_credentials", False),
+        allow_origin_regex=cors.get("allow_origin_regex"),
+        expose_headers=cors.get("expose_headers", EXPOSE),
+        max_age=cors.get("max_age", 600),
+    )
+    _install_error_handlers(app)
+    for module in (meta, assistants, threads, state, runs):
+        app.include_router(module.router)
+    return app
+
+
+def _version() -> str:
+    from keel import __version__
+
+    return __version__
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(KeelError)
+    async def keel_error(_: Request, exc: KeelError) -> Response:
+        return JSON({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> Response:
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        ]
+        return JSON({"detail": "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return JSON(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )

@@ -1,0 +1,286 @@
+"""Run routes: on a thread (`/threads/{id}/runs/*`) and stateless (`/runs/*`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from keel.errors import Conflict, InvalidInput, NotFound
+from keel.runs import run_events, run_view
+from keel.serde import dumps
+from keel.storage.tx import Row
+from keel.streams import HEARTBEAT, mode_filter, parse_last_event_id, sse, wanted
+
+from .deps import Services, body, check_uuid, query_bool, query_int, query_list, raw_body, services
+from .responses import JSON
+from .schemas import BulkCancel, RunCreate, validate
+
+router = APIRouter(tags=["runs"])
+HEARTBEAT_SECONDS = 5.0
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------ helpers
+async def _create(request: Request, thread_id: str | None) -> tuple[Services, Row]:
+    s = services(request)
+    parsed = await body(request, RunCreate)
+    run = await s.runs.create(parsed.normalized(thread_id is None), thread_id)
+    return s, run
+
+
+def _paths(run: Row, stateless: bool) -> tuple[str, str]:
+    if stateless:
+        return f"/runs/{run['run_id']}", f"/runs/{run['run_id']}"
+    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    return base, base
+
+
+async def with_heartbeat(source: AsyncIterator[bytes], beat: bytes) -> AsyncIterator[bytes]:
+    """Interleave `beat` whenever `source` is quiet for HEARTBEAT_SECONDS."""
+    it = source.__aiter__()
+    pending: asyncio.Future[bytes] = asyncio.ensure_future(it.__anext__())
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+            if not done:
+                yield beat
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                return
+            yield item
+            pending = asyncio.ensure_future(it.__anext__())
+    finally:
+        pending.cancel()
+        with contextlib.suppress(BaseException):
+            await pending
+
+
+def _sse_response(
+    s: Services,
+    run: Row,
+    after: int | None,
+    keep: set[str] | None,
+    cancel_on_disconnect: bool,
+    location: str,
+    content_location: str,
+) -> StreamingResponse:
+    async def events() -> AsyncIterator[bytes]:
+        async for ev in run_events(s.storage, s.hub, run["run_id"], run["thread_id"], after):
+            if wanted(ev.event, keep):
+                yield sse(ev.event, ev.data, ev.seq)
+
+    async def body_gen() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for chunk in with_heartbeat(events(), HEARTBEAT):
+                yield chunk
+            finished = True
+        finally:
+            if cancel_on_disconnect and not finished:
+                _cancel_soon(s, run)
+
+    headers = {
+        "Cache-Control": "no-store",
+        "Location": location,
+        "Content-Location": content_location,
+    }
+    return StreamingResponse(body_gen(), media_type="text/event-stream", headers=headers)
+
+
+def _cancel_soon(s: Services, run: Row) -> None:
+    task = asyncio.get_running_loop().create_task(
+        s.runs.cancel(run["thread_id"], [run["run_id"]], None, "interrupt")
+    )
+    s.hub.background.add(task)
+    task.add_done_callback(s.hub.background.discard)
+
+
+def _wait_response(
+    s: Services, run: Row, cancel_on_disconnect: bool, location: str, content_location: str
+) -> StreamingResponse:
+    async def result() -> AsyncIterator[bytes]:
+        yield dumps(await s.runs.wait(run))
+
+    async def body_gen() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for chunk in with_heartbeat(result(), b"\n"):
+                yield chunk
+            finished = True
+        finally:
+            if cancel_on_disconnect and not finished:
+                _cancel_soon(s, run)
+
+    headers = {"Location": location, "Content-Location": content_location}
+    return StreamingResponse(body_gen(), media_type="application/json", headers=headers)
+
+
+async def _get_run(s: Services, thread_id: str, run_id: str) -> Row:
+    thread_id = check_uuid(thread_id, "thread_id")
+    run_id = check_uuid(run_id, "run_id")
+    async with s.storage.read() as tx:
+        run = await tx.get_run(run_id)
+    if run is None or run["thread_id"] != thread_id:
+        raise NotFound(f"Run '{run_id}' not found")
+    return run
+
+
+# ------------------------------------------------------------ thread runs
+@router.post("/threads/{thread_id}/runs")
+async def create_run(request: Request, thread_id: str) -> Any:
+    _, run = await _create(request, check_uuid(thread_id, "thread_id"))
+    return JSON(run_view(run), headers={"Content-Location": _paths(run, False)[1]})
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(request: Request, thread_id: str) -> Any:
+    s, run = await _create(request, check_uuid(thread_id, "thread_id"))
+    base = _paths(run, False)[0]
+    cancel = run["kwargs"]["on_disconnect"] == "cancel"
+    return _sse_response(s, run, 0, None, cancel, base + "/stream", base)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(request: Request, thread_id: str) -> Any:
+    s, run = await _create(request, check_uuid(thread_id, "thread_id"))
+    base = _paths(run, False)[0]
+    cancel = run["kwargs"]["on_disconnect"] == "cancel"
+    return _wait_response(s, run, cancel, base + "/join", base)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(request: Request, thread_id: str) -> Any:
+    s = services(request)
+    thread_id = check_uuid(thread_id, "thread_id")
+    status = query_list(request, "status")
+    async with s.storage.read() as tx:
+        if await tx.get_thread(thread_id) is None:
+            raise NotFound(f"Thread '{thread_id}' not found")
+        rows = await tx.list_runs(
+            thread_id,
+            status[-1] if status else None,
+            query_int(request, "limit", 10),
+            query_int(request, "offset", 0),
+        )
+    items = [run_view(r) for r in rows]
+    select = query_list(request, "select")
+    if select:
+        items = [{k: r.get(k) for k in select} for r in items]
+    return JSON(items)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(request: Request, thread_id: str, run_id: str) -> Any:
+    return JSON(run_view(await _get_run(services(request), thread_id, run_id)))
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(request: Request, thread_id: str, run_id: str) -> Response:
+    s = services(request)
+    run = await _get_run(s, thread_id, run_id)
+    if run["status"] in ("pending", "running"):
+        raise Conflict("Cannot delete a run that is pending or running; cancel it first")
+    async with s.storage.tx() as tx:
+        await tx.delete_run_checkpoints(run["thread_id"], run["run_id"])
+        await tx.delete_run(run["run_id"])
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(request: Request, thread_id: str, run_id: str) -> Any:
+    s = services(request)
+    run = await _get_run(s, thread_id, run_id)
+    cancel = query_bool(request, "cancel_on_disconnect")
+    base = _paths(run, False)[0]
+    return _wait_response(s, run, cancel, base + "/join", base)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(request: Request, thread_id: str, run_id: str) -> Any:
+    s = services(request)
+    run = await _get_run(s, thread_id, run_id)
+    last = request.headers.get("last-event-id")
+    after = parse_last_event_id(last) if last is not None else None
+    keep = mode_filter(query_list(request, "stream_mode"))
+    cancel = query_bool(request, "cancel_on_disconnect")
+    base = _paths(run, False)[0]
+    return _sse_response(s, run, after, keep, cancel, base + "/stream", base)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(request: Request, thread_id: str, run_id: str) -> Any:
+    s = services(request)
+    run = await _get_run(s, thread_id, run_id)
+    action = _action(request)
+    n = await s.runs.cancel(run["thread_id"], [run["run_id"]], None, action)
+    if n == 0:
+        raise NotFound(f"No matching runs to cancel: run '{run_id}' is not pending or running")
+    base = _paths(run, False)[0]
+    if query_bool(request, "wait"):
+        return _wait_response(s, run, False, base + "/join", base)
+    return Response(status_code=202, headers={"Location": base + "/join"})
+
+
+def _action(request: Request) -> str:
+    values = query_list(request, "action")
+    action = values[-1] if values else "interrupt"
+    if action not in ("interrupt", "rollback"):
+        raise InvalidInput(f"action must be 'interrupt' or 'rollback', not {action!r}")
+    return action
+
+
+# --------------------------------------------------------------- stateless
+@router.post("/runs")
+async def create_stateless(request: Request) -> Any:
+    _, run = await _create(request, None)
+    return JSON(run_view(run), headers={"Content-Location": _paths(run, True)[1]})
+
+
+@router.post("/runs/stream")
+async def stream_stateless(request: Request) -> Any:
+    s, run = await _create(request, None)
+    path = _paths(run, True)[0]
+    cancel = run["kwargs"]["on_disconnect"] == "cancel"
+    return _sse_response(s, run, 0, None, cancel, path + "/stream", path)
+
+
+@router.post("/runs/wait")
+async def wait_stateless(request: Request) -> Any:
+    s, run = await _create(request, None)
+    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    cancel = run["kwargs"]["on_disconnect"] == "cancel"
+    return _wait_response(s, run, cancel, base + "/join", base)
+
+
+@router.post("/runs/batch")
+async def batch(request: Request) -> Any:
+    s = services(request)
+    payload = await raw_body(request)
+    if not isinstance(payload, list):
+        raise InvalidInput("body: expected an array of run-create objects")
+    bodies = [validate(RunCreate, item).normalized(True) for item in payload]
+    runs = [run_view(await s.runs.create(b, None)) for b in bodies]
+    return JSON(runs)
+
+
+@router.post("/runs/cancel", status_code=204)
+async def bulk_cancel(request: Request) -> Response:
+    s = services(request)
+    q = await body(request, BulkCancel)
+    if q.status is not None and (q.run_ids is not None or q.thread_id is not None):
+        raise InvalidInput("Provide either status or thread_id with run_ids, not both")
+    if q.status is None and not q.run_ids:
+        raise InvalidInput("Provide either status or run_ids")
+    run_ids = [check_uuid(r, "run_id") for r in q.run_ids] if q.run_ids else None
+    thread_id = check_uuid(q.thread_id, "thread_id") if q.thread_id else None
+    n = await s.runs.cancel(thread_id, run_ids, q.status, _action(request))
+    if n == 0:
+        raise NotFound("No matching runs to cancel")
+    return Response(status_code=204)

@@ -1,0 +1,119 @@
+"""`/threads` routes (CRUD, search, copy, prune, thread stream)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from keel.streams import HEARTBEAT, sse
+from keel.threads import ThreadService
+
+from .deps import body, check_uuid, query_bool, query_list, services
+from .responses import JSON, paginated, select_fields
+from .schemas import Prune, ThreadCreate, ThreadPatch, ThreadSearch
+
+router = APIRouter(tags=["threads"])
+THREAD_MODES = {"run_modes", "lifecycle", "state_update"}
+
+
+def _svc(request: Request) -> ThreadService:
+    return ThreadService(services(request).storage)
+
+
+@router.post("/threads")
+async def create(request: Request) -> Any:
+    parsed = await body(request, ThreadCreate)
+    data = parsed.given()
+    if parsed.supersteps:
+        from keel.errors import InvalidInput
+
+        raise InvalidInput("supersteps: not supported yet")
+    return JSON(await _svc(request).create(data))
+
+
+@router.post("/threads/search")
+async def search(request: Request) -> Any:
+    q = (await body(request, ThreadSearch)).given()
+    items, more = await _svc(request).search(q)
+    return paginated(
+        select_fields(items, q.get("select")), q.get("offset", 0), q.get("limit", 10), more
+    )
+
+
+@router.post("/threads/count")
+async def count(request: Request) -> Any:
+    return JSON(await _svc(request).count((await body(request, ThreadSearch)).given()))
+
+
+@router.post("/threads/prune")
+async def prune(request: Request) -> Any:
+    q = await body(request, Prune)
+    n = await _svc(request).prune(q.thread_ids, q.strategy, services(request).runs.cancel)
+    return JSON({"pruned_count": n})
+
+
+@router.get("/threads/{thread_id}")
+async def get(request: Request, thread_id: str) -> Any:
+    include = query_list(request, "include")
+    return JSON(await _svc(request).get(check_uuid(thread_id, "thread_id"), "ttl" in include))
+
+
+@router.patch("/threads/{thread_id}")
+async def patch(request: Request, thread_id: str) -> Any:
+    data = (await body(request, ThreadPatch)).given()
+    thread = await _svc(request).patch(check_uuid(thread_id, "thread_id"), data)
+    if "return=minimal" in request.headers.get("prefer", ""):
+        return Response(status_code=204)
+    return JSON(thread)
+
+
+@router.delete("/threads/{thread_id}", status_code=204)
+async def delete(request: Request, thread_id: str) -> Response:
+    await _svc(request).delete(check_uuid(thread_id, "thread_id"), services(request).runs.cancel)
+    return Response(status_code=204)
+
+
+@router.post("/threads/{thread_id}/copy")
+async def copy(request: Request, thread_id: str) -> Any:
+    return JSON(await _svc(request).copy(check_uuid(thread_id, "thread_id")))
+
+
+@router.get("/threads/{thread_id}/stream")
+async def thread_stream(request: Request, thread_id: str) -> Any:
+    """Every event of every run on the thread, plus state updates; never closes by itself."""
+    thread_id = check_uuid(thread_id, "thread_id")
+    await _svc(request).get(thread_id)
+    modes = set(query_list(request, "stream_modes") + query_list(request, "stream_mode"))
+    modes = (modes & THREAD_MODES) or {"run_modes"}
+    hub = services(request).hub
+    queue = hub.subscribe_thread(thread_id)
+    heartbeat = 5.0 if not query_bool(request, "_fast_heartbeat") else 0.2
+
+    def keep(event: str, data: bytes) -> bool:
+        if event == "state_update":
+            return "state_update" in modes
+        if "run_modes" in modes:
+            return True
+        return "lifecycle" in modes and event == "metadata"
+
+    async def gen() -> AsyncIterator[bytes]:
+        import asyncio
+
+        try:
+            while True:
+                try:
+                    event_id, event, data = await asyncio.wait_for(queue.get(), heartbeat)
+                except TimeoutError:
+                    yield HEARTBEAT
+                    continue
+                if keep(event, data):
+                    yield sse(event, data, event_id)
+        finally:
+            hub.unsubscribe_thread(thread_id, queue)
+
+    return StreamingResponse(
+        gen(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )

@@ -1,0 +1,349 @@
+"""Run lifecycle rules: create (with multitask strategies), cancel, and results."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from keel import clock
+from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
+from keel.graphs import GraphRegistry, system_assistant_id
+from keel.storage.base import Storage
+from keel.storage.tx import Row, Tx
+from keel.streams import TERMINAL, Event, StreamHub
+
+STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
+
+
+def new_run_id() -> str:
+    """Time-ordered ids (uuid7) so that runs sort by creation."""
+    return str(uuid.uuid7()) if hasattr(uuid, "uuid7") else _uuid7()
+
+
+def _uuid7() -> str:
+    ms = int(clock.now() * 1000)
+    rand = uuid.uuid4().int & ((1 << 74) - 1)
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def run_view(run: Row) -> Row:
+    """The Run object as the API returns it."""
+    return {
+        "run_id": run["run_id"],
+        "thread_id": run["thread_id"],
+        "assistant_id": run["assistant_id"],
+        "created_at": run["created_at"],
+        "updated_at": run["updated_at"],
+        "status": run["status"],
+        "metadata": run["metadata"],
+        "kwargs": run["kwargs"],
+        "multitask_strategy": run["multitask_strategy"],
+    }
+
+
+class RunService:
+    """Creates, cancels and awaits runs; the worker executes them."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        graphs: GraphRegistry,
+        hub: StreamHub,
+        wake_workers: Callable[[], None],
+        cancel_local: Callable[[str, str], bool],
+    ) -> None:
+        self.storage = storage
+        self.graphs = graphs
+        self.hub = hub
+        self.wake_workers = wake_workers
+        self.cancel_local = cancel_local
+
+    # ----------------------------------------------------------------- create
+    async def resolve_assistant(self, tx: Tx, assistant_id: str) -> Row:
+        if assistant_id in self.graphs:
+            assistant_id = system_assistant_id(assistant_id)
+        else:
+            try:
+                uuid.UUID(assistant_id)
+            except ValueError:
+                raise self.graphs.invalid_assistant(assistant_id) from None
+        assistant = await tx.get_assistant(assistant_id)
+        if assistant is None or assistant["graph_id"] not in self.graphs:
+            raise NotFound(f"Assistant '{assistant_id}' not found")
+        return assistant
+
+    async def create(self, body: Row, thread_id: str | None) -> Row:
+        """Insert a pending run (and its thread when needed) in one transaction."""
+        stateless = thread_id is None
+        strategy = body.get("multitask_strategy") or "enqueue"
+        now_ts = clock.now()
+        now = clock.iso(now_ts)
+        run_id = new_run_id()
+        to_cancel: list[Row] = []
+        async with self.storage.tx() as tx:
+            assistant = await self.resolve_assistant(tx, str(body["assistant_id"]))
+            thread, tid = await self._thread_for_run(tx, body, thread_id, assistant, now)
+            active = await tx.active_runs(tid)
+            if active and strategy == "reject":
+                raise Conflict(
+                    "Thread is already running a task. Wait for it to finish or choose a "
+                    "different multitask strategy."
+                )
+            self._check_resume(body, thread, active, stateless)
+            run = self._build_run(body, assistant, thread, tid, run_id, now_ts, strategy)
+            run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
+            run["kwargs"]["temporary"] = stateless
+            await tx.insert_run(run)
+            meta = {**thread["metadata"], "graph_id": assistant["graph_id"]}
+            meta["assistant_id"] = assistant["assistant_id"]
+            await tx.update_thread_meta(tid, meta, None, now)
+            await tx.set_thread_status(tid, "busy", now)
+            if active and strategy in ("interrupt", "rollback"):
+                to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
+        self._after_cancel(to_cancel)
+        self.wake_workers()
+        return run
+
+    async def _thread_for_run(
+        self, tx: Tx, body: Row, thread_id: str | None, assistant: Row, now: str
+    ) -> tuple[Row, str]:
+        if thread_id is not None:
+            thread = await tx.get_thread(thread_id)
+            if thread is not None:
+                return thread, thread_id
+            if body.get("if_not_exists", "reject") != "create":
+                raise NotFound("Thread or assistant not found.")
+        tid = thread_id or str(uuid.uuid4())
+        meta = {
+            "graph_id": assistant["graph_id"],
+            "assistant_id": assistant["assistant_id"],
+            **((body.get("config") or {}).get("metadata") or {}),
+            **(body.get("metadata") or {}),
+        }
+        thread = {
+            "thread_id": tid,
+            "created_at": now,
+            "updated_at": now,
+            "metadata": meta,
+            "config": {},
+            "status": "busy",
+            "values": None,
+            "interrupts": {},
+        }
+        await tx.insert_thread(thread)
+        return thread, tid
+
+    @staticmethod
+    def _check_resume(body: Row, thread: Row, active: list[Row], stateless: bool) -> None:
+        command = body.get("command") or {}
+        if "resume" not in command:
+            return
+        if stateless:
+            raise BadRequest("You must provide a thread_id when resuming.")
+        if not active and thread["status"] != "interrupted" and not thread.get("interrupts"):
+            raise BadRequest("Cannot resume: the thread has no pending interrupt.")
+
+    def _build_run(
+        self,
+        body: Row,
+        assistant: Row,
+        thread: Row,
+        tid: str,
+        run_id: str,
+        now_ts: float,
+        strategy: str,
+    ) -> Row:
+        body_config = body.get("config") or {}
+        if (body_config.get("configurable") or {}) and body.get("context"):
+            raise BadRequest("Cannot specify both configurable and context. Prefer context.")
+        config = deep_merge(assistant["config"], thread.get("config") or {})
+        config = deep_merge(config, body_config)
+        checkpoint = dict(body.get("checkpoint") or {})
+        checkpoint.pop("thread_id", None)
+        if body.get("checkpoint_id"):
+            checkpoint["checkpoint_id"] = body["checkpoint_id"]
+        configurable = config.setdefault("configurable", {})
+        configurable.update(checkpoint)
+        configurable.update(
+            run_id=run_id,
+            thread_id=tid,
+            graph_id=assistant["graph_id"],
+            assistant_id=assistant["assistant_id"],
+        )
+        metadata = {
+            **assistant["metadata"],
+            **thread["metadata"],
+            **(body_config.get("metadata") or {}),
+            **(body.get("metadata") or {}),
+            "assistant_id": assistant["assistant_id"],
+        }
+        config.setdefault("metadata", {}).update(metadata)
+        context = deep_merge(assistant.get("context") or {}, body.get("context"))
+        if not context and body_config.get("configurable"):
+            context = dict(body_config["configurable"])
+        created = clock.iso(now_ts + float(body.get("after_seconds") or 0))
+        kwargs = {
+            "input": body.get("input"),
+            "command": body.get("command"),
+            "config": config,
+            "context": context,
+            "stream_mode": body.get("stream_mode") or ["values"],
+            "interrupt_before": body.get("interrupt_before"),
+            "interrupt_after": body.get("interrupt_after"),
+            "webhook": None,
+            "feedback_keys": None,
+            "temporary": False,
+            "subgraphs": bool(body.get("stream_subgraphs")),
+            "resumable": bool(body.get("stream_resumable")),
+            "durability": body.get("durability") or "async",
+            "on_disconnect": body.get("on_disconnect") or "continue",
+            "checkpoint": checkpoint or None,
+        }
+        return {
+            "run_id": run_id,
+            "thread_id": tid,
+            "assistant_id": assistant["assistant_id"],
+            "created_at": created,
+            "updated_at": created,
+            "status": "pending",
+            "metadata": body.get("metadata") or {},
+            "kwargs": kwargs,
+            "multitask_strategy": strategy,
+        }
+
+    # ----------------------------------------------------------------- cancel
+    async def _cancel_in_tx(self, tx: Tx, runs: list[Row], action: str, now: str) -> list[Row]:
+        """Cancel pending runs at once; flag running ones for their worker. Returns the latter."""
+        running = []
+        for run in runs:
+            if run["status"] == "running":
+                await tx.set_cancel(run["run_id"], action)
+                running.append({**run, "cancel_action": action})
+            elif action == "rollback":
+                await tx.delete_run(run["run_id"])
+                running.append({**run, "status": "deleted"})
+            else:
+                await tx.finish_run(run["run_id"], "interrupted", None, now)
+                running.append({**run, "status": "interrupted"})
+        return running
+
+    def _after_cancel(self, runs: list[Row]) -> None:
+        for run in runs:
+            if run["status"] == "running":
+                self.cancel_local(run["run_id"], run["cancel_action"])
+            else:
+                self.hub.close(run["run_id"])
+
+    async def cancel(
+        self, thread_id: str | None, run_ids: list[str] | None, status: str | None, action: str
+    ) -> int:
+        """Cancel matching pending/running runs; returns how many were cancelled."""
+        now = clock.iso()
+        async with self.storage.tx() as tx:
+            if run_ids is not None:
+                runs = [r for r in [await tx.get_run(rid) for rid in run_ids] if r is not None]
+                runs = [r for r in runs if thread_id is None or r["thread_id"] == thread_id]
+            else:
+                wanted = ("pending", "running") if status in (None, "all") else (status,)
+                runs = await tx.runs_by_status(wanted)
+            runs = [r for r in runs if r["status"] in ("pending", "running")]
+            if not runs:
+                return 0
+            touched = await self._cancel_in_tx(tx, runs, action, now)
+            for tid in {r["thread_id"] for r in touched if r["status"] != "running"}:
+                await self._settle_thread(tx, tid, now)
+        self._after_cancel(touched)
+        self.wake_workers()
+        return len(touched)
+
+    @staticmethod
+    async def _settle_thread(tx: Tx, thread_id: str, now: str) -> None:
+        """Thread status after pending runs were removed: busy if any remain, else as before."""
+        if await tx.active_runs(thread_id):
+            return
+        thread = await tx.get_thread(thread_id)
+        if thread is not None and thread["status"] == "busy":
+            status = "interrupted" if thread.get("interrupts") else "idle"
+            await tx.set_thread_status(thread_id, status, now)
+
+    # ------------------------------------------------------------------ wait
+    async def wait(self, run: Row) -> Any:
+        """Block until the run is terminal; return its wait/join body."""
+        while True:
+            ch = self.hub.get(run["run_id"])
+            if ch is None:
+                async with self.storage.read() as tx:
+                    current = await tx.get_run(run["run_id"])
+                    thread = await tx.get_thread(run["thread_id"])
+                ch = self.hub.get(run["run_id"])
+                if ch is None:
+                    if current is None:
+                        raise NotFound("Run not found")
+                    if current["status"] in TERMINAL:
+                        return final_body(current, thread)
+                    ch = self.hub.open(run["run_id"], run["thread_id"], 1)
+            async for _ in ch.follow(1 << 62):
+                pass
+            if ch.result is not None:
+                return ch.result
+            # Closed without a result (cancelled): fall back to the stored state.
+            await asyncio.sleep(0)
+
+
+def final_body(run: Row, thread: Row | None) -> Any:
+    if run.get("result") is not None:
+        return run["result"]
+    if thread is None:
+        return {}
+    values = thread.get("values") or {}
+    if thread.get("interrupts"):
+        merged = [i for items in thread["interrupts"].values() for i in items]
+        return {**values, "__interrupt__": merged} if isinstance(values, dict) else values
+    return values
+
+
+async def run_events(
+    storage: Storage, hub: StreamHub, run_id: str, thread_id: str, after: int | None
+) -> AsyncIterator[Event]:
+    """Replay a run's events after `after` (None: only new ones), then follow it live."""
+    ch = hub.get(run_id)
+    if ch is None:
+        async with storage.read() as tx:
+            run = await tx.get_run(run_id)
+            last = await tx.max_event_seq(run_id)
+        ch = hub.get(run_id)
+        if ch is None:
+            if run is None or run["status"] in TERMINAL or hub.is_finished(run_id):
+                if after is not None:
+                    async with storage.read() as tx:
+                        rows = await tx.read_events(run_id, after)
+                    for r in rows:
+                        yield Event(r["seq"], r["event"], r["data"])
+                return
+            ch = hub.open(run_id, thread_id, last + 1)
+    if after is None:
+        after = ch.next_seq - 1
+    first_live = ch.events[0].seq if ch.events else ch.next_seq
+    if after + 1 < first_live:
+        async with storage.read() as tx:
+            rows = await tx.read_events(run_id, after)
+        for r in rows:
+            if r["seq"] < first_live:
+                yield Event(r["seq"], r["event"], r["data"])
+                after = r["seq"]
+    async for ev in ch.follow(after):
+        yield ev

@@ -1,0 +1,181 @@
+"""One typed Settings object, loaded at the edge (CLI, tests) and passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from keel.errors import ConfigError
+
+log = logging.getLogger("keel.settings")
+
+# Keys of langgraph.json that Keel honours.
+SUPPORTED_KEYS = {"graphs", "dependencies", "env", "http"}
+# Build/Docker concerns: harmless to ignore, so a warning names them.
+IGNORED_KEYS = {
+    "python_version",
+    "node_version",
+    "pip_config_file",
+    "pip_installer",
+    "dockerfile_lines",
+    "base_image",
+    "image_distro",
+    "api_version",
+    "keep_pkg_tools",
+    "source",
+    "$schema",
+}
+SUPPORTED_HTTP_KEYS = {"cors"}
+CORS_KEYS = {
+    "allow_origins",
+    "allow_methods",
+    "allow_headers",
+    "allow_credentials",
+    "allow_origin_regex",
+    "expose_headers",
+    "max_age",
+}
+SQLITE_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphSpec:
+    graph_id: str
+    path: str
+    description: str | None = None
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything a Keel process needs to know. Built by `load_settings` or directly in tests."""
+
+    graphs: list[GraphSpec] = dataclasses.field(default_factory=list)
+    base_dir: Path = dataclasses.field(default_factory=Path.cwd)
+    database: str = "sqlite:///.keel/keel.db"
+    host: str = "127.0.0.1"
+    port: int = 2024
+    workers: int = 10
+    lease_seconds: float = 10.0
+    max_attempts: int = 10
+    run_timeout_seconds: float = 24 * 3600.0
+    heartbeat_seconds: float = 5.0
+    sqlite_synchronous: str = "NORMAL"
+    cors: dict[str, Any] | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    dependencies: list[str] = dataclasses.field(default_factory=list)
+    dev_mode: bool = False
+
+    @property
+    def sqlite_path(self) -> Path:
+        prefix = "sqlite:///"
+        if not self.database.startswith(prefix):
+            raise ConfigError(
+                f"Unsupported --database {self.database!r}: only sqlite:///PATH is supported yet"
+            )
+        path = Path(self.database[len(prefix) :])
+        return path if path.is_absolute() else self.base_dir / path
+
+
+def _graph_specs(raw: Any) -> list[GraphSpec]:
+    if not isinstance(raw, dict):
+        raise ConfigError("'graphs' must be an object mapping graph ids to paths")
+    specs = []
+    for graph_id, value in raw.items():
+        if isinstance(value, str):
+            specs.append(GraphSpec(graph_id, value))
+        elif isinstance(value, dict) and isinstance(value.get("path"), str):
+            extra = set(value) - {"path", "description"}
+            if extra:
+                raise ConfigError(f"graph {graph_id!r}: unsupported keys {sorted(extra)}")
+            specs.append(GraphSpec(graph_id, value["path"], value.get("description")))
+        else:
+            raise ConfigError(f"graph {graph_id!r}: expected 'path.py:attr' or {{'path': ...}}")
+    return specs
+
+
+def _env(raw: Any, base_dir: Path) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        path = base_dir / raw
+        if not path.is_file():
+            raise ConfigError(f"env file {raw!r} not found")
+        return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    raise ConfigError("'env' must be an object or a path to a .env file")
+
+
+def _cors(http: Any) -> dict[str, Any] | None:
+    if http is None:
+        return None
+    if not isinstance(http, dict):
+        raise ConfigError("'http' must be an object")
+    unknown = set(http) - SUPPORTED_HTTP_KEYS
+    if unknown:
+        raise ConfigError(f"http keys not supported by Keel yet: {sorted(unknown)}")
+    cors = http.get("cors")
+    if cors is None:
+        return None
+    bad = set(cors) - CORS_KEYS
+    if bad:
+        raise ConfigError(f"http.cors keys not supported: {sorted(bad)}")
+    return dict(cors)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Parse and validate a keel.json / langgraph.json file."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {str(path)!r} not found") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("config file must hold a JSON object")
+    for key in sorted(set(data) - SUPPORTED_KEYS):
+        if key in IGNORED_KEYS:
+            log.warning("config key %r is a build concern; Keel ignores it", key)
+        else:
+            raise ConfigError(f"config key {key!r} is not supported by Keel yet")
+    return data
+
+
+def load_settings(config: Path, **overrides: Any) -> Settings:
+    """Settings from a config file, then KEEL_* environment, then explicit overrides."""
+    data = read_config(config)
+    base_dir = config.resolve().parent
+    deps = data.get("dependencies", [])
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise ConfigError("'dependencies' must be a list of strings")
+    settings = Settings(
+        graphs=_graph_specs(data.get("graphs", {})),
+        base_dir=base_dir,
+        env=_env(data.get("env"), base_dir),
+        cors=_cors(data.get("http")),
+        dependencies=deps,
+    )
+    env_map = {
+        "KEEL_DATABASE": ("database", str),
+        "KEEL_WORKERS": ("workers", int),
+        "KEEL_LEASE_SECONDS": ("lease_seconds", float),
+        "KEEL_MAX_ATTEMPTS": ("max_attempts", int),
+        "KEEL_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str),
+        "KEEL_RUN_TIMEOUT_SECONDS": ("run_timeout_seconds", float),
+    }
+    for var, (field, cast) in env_map.items():
+        if var in os.environ:
+            setattr(settings, field, cast(os.environ[var]))
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(settings, key, value)
+    settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
+    if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ConfigError(f"sqlite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
+    return settings

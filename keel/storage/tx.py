@@ -1,0 +1,455 @@
+"""Named queries, run inside one transaction. Values are always bound, never formatted in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from keel.serde import dumps, loads
+
+Row = dict[str, Any]
+JSON_COLUMNS = {
+    "config", "context", "metadata", "values", "interrupts", "error", "ttl", "kwargs", "result"
+}
+
+ASSISTANT_COLS = (
+    "assistant_id, graph_id, config, context, metadata, name, description, version, "
+    "created_at, updated_at"
+)
+ACTIVE = ("pending", "running")
+
+
+def decode_row(description: Any, row: tuple[Any, ...]) -> Row:
+    """A row as a dict, with Keel's JSON columns decoded."""
+    out: Row = {}
+    for (name, *_), value in zip(description, row, strict=True):
+        out[name] = loads(value) if name in JSON_COLUMNS and value is not None else value
+    return out
+
+
+def j(value: Any) -> str:
+    return dumps(value).decode()
+
+
+def _json_path(key: str) -> str:
+    if '"' in key or "\\" in key:
+        raise ValueError(f"unsupported filter key {key!r}")
+    return f'$."{key}"'
+
+
+def containment(column: str, filt: dict[str, Any], prefix: str = "$") -> tuple[str, list[Any]]:
+    """SQL for "column's JSON object contains `filt`" (nested objects recurse)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for key, value in filt.items():
+        path = prefix + _json_path(key)[1:]
+        if isinstance(value, dict) and value:
+            sub, sub_params = containment(column, value, path)
+            clauses.append(sub)
+            params.extend(sub_params)
+        elif value is None:
+            clauses.append(f"json_type({column}, ?) = 'null'")
+            params.append(path)
+        elif isinstance(value, (dict, list)):
+            clauses.append(f"json_extract({column}, ?) = json(?)")
+            params.extend([path, j(value)])
+        elif isinstance(value, bool):
+            clauses.append(f"json_type({column}, ?) = ?")
+            params.extend([path, "true" if value else "false"])
+        else:
+            clauses.append(f"json_extract({column}, ?) = ?")
+            params.extend([path, value])
+    return (" AND ".join(clauses) or "1=1"), params
+
+
+class Tx:
+    """One transaction's worth of named queries over Keel's tables."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+            return None if row is None else decode_row(cur.description, tuple(row))
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self.conn.execute(sql, params) as cur:
+            desc = cur.description
+            return [decode_row(desc, tuple(row)) for row in await cur.fetchall()]
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self.conn.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+    # ---------------------------------------------------------------- assistants
+    async def insert_assistant(self, a: Row) -> None:
+        params = [
+            a["assistant_id"],
+            a["graph_id"],
+            j(a["config"]),
+            j(a["context"]),
+            j(a["metadata"]),
+            a["name"],
+            a["description"],
+            a["version"],
+            a["created_at"],
+            a["updated_at"],
+        ]
+        await self.run(f"INSERT INTO assistants ({ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)", params)
+        await self.insert_assistant_version(a)
+
+    async def insert_assistant_version(self, a: Row) -> None:
+        await self.run(
+            "INSERT INTO assistant_versions (assistant_id, version, graph_id, config, context, "
+            "metadata, name, description, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                a["assistant_id"],
+                a["version"],
+                a["graph_id"],
+                j(a["config"]),
+                j(a["context"]),
+                j(a["metadata"]),
+                a["name"],
+                a["description"],
+                a["updated_at"],
+            ],
+        )
+
+    async def update_assistant(self, a: Row) -> None:
+        await self.run(
+            "UPDATE assistants SET graph_id=?, config=?, context=?, metadata=?, name=?, "
+            "description=?, version=?, updated_at=? WHERE assistant_id=?",
+            [
+                a["graph_id"],
+                j(a["config"]),
+                j(a["context"]),
+                j(a["metadata"]),
+                a["name"],
+                a["description"],
+                a["version"],
+                a["updated_at"],
+                a["assistant_id"],
+            ],
+        )
+
+    async def get_assistant(self, assistant_id: str) -> Row | None:
+        return await self.one(
+            f"SELECT {ASSISTANT_COLS} FROM assistants WHERE assistant_id=?", [assistant_id]
+        )
+
+    async def delete_assistant(self, assistant_id: str) -> int:
+        await self.run("DELETE FROM assistant_versions WHERE assistant_id=?", [assistant_id])
+        return await self.run("DELETE FROM assistants WHERE assistant_id=?", [assistant_id])
+
+    async def max_assistant_version(self, assistant_id: str) -> int:
+        row = await self.one(
+            "SELECT MAX(version) AS v FROM assistant_versions WHERE assistant_id=?",
+            [assistant_id],
+        )
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    async def get_assistant_version(self, assistant_id: str, version: int) -> Row | None:
+        return await self.one(
+            "SELECT * FROM assistant_versions WHERE assistant_id=? AND version=?",
+            [assistant_id, version],
+        )
+
+    async def search_assistants(
+        self, where: str, params: list[Any], order: str, limit: int, offset: int
+    ) -> list[Row]:
+        return await self.all(
+            f"SELECT {ASSISTANT_COLS} FROM assistants WHERE {where} ORDER BY {order} "
+            "LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    async def count(self, table: str, where: str, params: list[Any]) -> int:
+        row = await self.one(f"SELECT COUNT(*) AS n FROM {table} WHERE {where}", params)
+        return int(row["n"]) if row else 0
+
+    async def list_assistant_versions(
+        self, where: str, params: list[Any], limit: int, offset: int
+    ) -> list[Row]:
+        return await self.all(
+            f"SELECT * FROM assistant_versions WHERE {where} ORDER BY version DESC "
+            "LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    # ------------------------------------------------------------------- threads
+    async def insert_thread(self, t: Row) -> None:
+        await self.run(
+            'INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata, '
+            'config, status, "values", interrupts, error, ttl) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+            [
+                t["thread_id"],
+                t["created_at"],
+                t["updated_at"],
+                t.get("state_updated_at"),
+                j(t["metadata"]),
+                j(t.get("config") or {}),
+                t["status"],
+                None if t.get("values") is None else j(t["values"]),
+                j(t.get("interrupts") or {}),
+                None if t.get("error") is None else j(t["error"]),
+                None if t.get("ttl") is None else j(t["ttl"]),
+            ],
+        )
+
+    async def get_thread(self, thread_id: str) -> Row | None:
+        return await self.one("SELECT * FROM threads WHERE thread_id=?", [thread_id])
+
+    async def update_thread_meta(
+        self, thread_id: str, metadata: Row, ttl: Row | None, now: str
+    ) -> None:
+        await self.run(
+            "UPDATE threads SET metadata=?, ttl=COALESCE(?, ttl), updated_at=? WHERE thread_id=?",
+            [j(metadata), None if ttl is None else j(ttl), now, thread_id],
+        )
+
+    async def set_thread_status(self, thread_id: str, status: str, now: str) -> None:
+        await self.run(
+            "UPDATE threads SET status=?, updated_at=? WHERE thread_id=?", [status, now, thread_id]
+        )
+
+    async def set_thread_state(
+        self,
+        thread_id: str,
+        *,
+        status: str,
+        values: Any,
+        interrupts: Row,
+        error: Any,
+        now: str,
+    ) -> None:
+        await self.run(
+            'UPDATE threads SET status=?, "values"=?, interrupts=?, error=?, updated_at=?, '
+            "state_updated_at=? WHERE thread_id=?",
+            [
+                status,
+                None if values is None else j(values),
+                j(interrupts),
+                None if error is None else j(error),
+                now,
+                now,
+                thread_id,
+            ],
+        )
+
+    async def delete_thread(self, thread_id: str) -> int:
+        await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM checkpoints WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM writes WHERE thread_id=?", [thread_id])
+        return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])
+
+    async def search_threads(
+        self, where: str, params: list[Any], order: str, limit: int, offset: int
+    ) -> list[Row]:
+        return await self.all(
+            f"SELECT * FROM threads WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    async def copy_checkpoints(self, source: str, target: str) -> None:
+        await self.run(
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+            "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
+            "WHERE thread_id=?",
+            [target, source],
+        )
+        await self.run(
+            "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, "
+            "idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, "
+            "task_path, idx, channel, type, value FROM writes WHERE thread_id=?",
+            [target, source],
+        )
+
+    async def keep_latest_checkpoint(self, thread_id: str) -> None:
+        latest = await self.one(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            [thread_id],
+        )
+        if latest is None:
+            return
+        keep = latest["checkpoint_id"]
+        await self.run(
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+            [thread_id, keep],
+        )
+        await self.run(
+            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
+            "checkpoint_id=?",
+            [thread_id, keep],
+        )
+        await self.run(
+            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+            [thread_id, keep],
+        )
+
+    async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
+        ids = await self.all(
+            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
+            "json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
+            [thread_id, run_id],
+        )
+        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
+        await self.many(
+            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?", rows
+        )
+        await self.many(
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
+            rows,
+        )
+
+    async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
+        row = await self.one(
+            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
+            "json_extract(CAST(metadata AS TEXT), '$.run_id') = ? LIMIT 1",
+            [thread_id, run_id],
+        )
+        return row is not None
+
+    # ---------------------------------------------------------------------- runs
+    async def insert_run(self, r: Row) -> None:
+        await self.run(
+            "INSERT INTO runs (run_id, thread_id, assistant_id, created_at, updated_at, status, "
+            "metadata, kwargs, multitask_strategy, temporary, attempt) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,0)",
+            [
+                r["run_id"],
+                r["thread_id"],
+                r["assistant_id"],
+                r["created_at"],
+                r["updated_at"],
+                r["status"],
+                j(r["metadata"]),
+                j(r["kwargs"]),
+                r["multitask_strategy"],
+                1 if r.get("temporary") else 0,
+            ],
+        )
+
+    async def get_run(self, run_id: str) -> Row | None:
+        return await self.one("SELECT * FROM runs WHERE run_id=?", [run_id])
+
+    async def list_runs(
+        self, thread_id: str, status: str | None, limit: int, offset: int
+    ) -> list[Row]:
+        where, params = "thread_id=?", [thread_id]
+        if status:
+            where += " AND status=?"
+            params.append(status)
+        return await self.all(
+            f"SELECT * FROM runs WHERE {where} ORDER BY created_at DESC, run_id DESC "
+            "LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    async def active_runs(self, thread_id: str) -> list[Row]:
+        return await self.all(
+            "SELECT * FROM runs WHERE thread_id=? AND status IN ('pending','running') "
+            "ORDER BY created_at",
+            [thread_id],
+        )
+
+    async def runs_by_status(self, status: Sequence[str]) -> list[Row]:
+        marks = ",".join("?" * len(status))
+        return await self.all(f"SELECT * FROM runs WHERE status IN ({marks})", list(status))
+
+    async def delete_run(self, run_id: str) -> int:
+        await self.run("DELETE FROM run_events WHERE run_id=?", [run_id])
+        return await self.run("DELETE FROM runs WHERE run_id=?", [run_id])
+
+    async def set_run_status(self, run_id: str, status: str, now: str) -> None:
+        await self.run(
+            "UPDATE runs SET status=?, updated_at=?, worker_id=NULL, lease_until=NULL "
+            "WHERE run_id=?",
+            [status, now, run_id],
+        )
+
+    async def set_cancel(self, run_id: str, action: str) -> None:
+        await self.run("UPDATE runs SET cancel_action=? WHERE run_id=?", [action, run_id])
+
+    async def claim_next(
+        self, worker_id: str, now_iso: str, lease_until: float
+    ) -> Row | None:
+        row = await self.one(
+            "SELECT r.run_id FROM runs r WHERE r.status='pending' AND r.created_at<=? "
+            "AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id=r.thread_id AND "
+            "o.status='running') ORDER BY r.created_at, r.run_id LIMIT 1",
+            [now_iso],
+        )
+        if row is None:
+            return None
+        await self.run(
+            "UPDATE runs SET status='running', worker_id=?, lease_until=?, attempt=attempt+1, "
+            "updated_at=? WHERE run_id=?",
+            [worker_id, lease_until, now_iso, row["run_id"]],
+        )
+        return await self.get_run(row["run_id"])
+
+    async def next_pending_at(self) -> str | None:
+        row = await self.one("SELECT MIN(created_at) AS t FROM runs WHERE status='pending'")
+        return row["t"] if row else None
+
+    async def renew_leases(self, worker_id: str, run_ids: list[str], until: float) -> list[Row]:
+        """Extend the leases of a worker's runs; return their cancel flags."""
+        if not run_ids:
+            return []
+        marks = ",".join("?" * len(run_ids))
+        await self.run(
+            f"UPDATE runs SET lease_until=? WHERE worker_id=? AND run_id IN ({marks})",
+            [until, worker_id, *run_ids],
+        )
+        return await self.all(
+            f"SELECT run_id, cancel_action, status, worker_id FROM runs "
+            f"WHERE run_id IN ({marks})",
+            run_ids,
+        )
+
+    async def requeue_expired(self, now: float, now_iso: str, all_running: bool) -> list[Row]:
+        """Put runs whose lease expired (or every running run) back to pending."""
+        cond = "1=1" if all_running else "lease_until < ?"
+        params: list[Any] = [] if all_running else [now]
+        rows = await self.all(f"SELECT * FROM runs WHERE status='running' AND {cond}", params)
+        for r in rows:
+            await self.run(
+                "UPDATE runs SET status='pending', worker_id=NULL, lease_until=NULL, "
+                "updated_at=? WHERE run_id=?",
+                [now_iso, r["run_id"]],
+            )
+        return rows
+
+    async def finish_run(self, run_id: str, status: str, result: Any, now: str) -> None:
+        await self.run(
+            "UPDATE runs SET status=?, result=?, updated_at=?, worker_id=NULL, lease_until=NULL "
+            "WHERE run_id=?",
+            [status, None if result is None else j(result), now, run_id],
+        )
+
+    # -------------------------------------------------------------------- events
+    async def append_events(self, rows: list[tuple[str, int, str, str, bytes]]) -> None:
+        await self.many(
+            "INSERT OR IGNORE INTO run_events (run_id, seq, thread_id, event, data) "
+            "VALUES (?,?,?,?,?)",
+            rows,
+        )
+
+    async def read_events(self, run_id: str, after: int) -> list[Row]:
+        return await self.all(
+            "SELECT seq, event, data FROM run_events WHERE run_id=? AND seq>? ORDER BY seq",
+            [run_id, after],
+        )
+
+    async def max_event_seq(self, run_id: str) -> int:
+        row = await self.one("SELECT MAX(seq) AS s FROM run_events WHERE run_id=?", [run_id])
+        return int(row["s"]) if row and row["s"] is not None else 0

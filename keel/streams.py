@@ -1,0 +1,181 @@
+"""Per-run event logs: live fan-out in memory, durable copy in the database, SSE encoding.
+
+Every event of a run gets a strictly increasing integer id (`seq`). While a run executes in this
+process its events live in a `RunChannel`; the worker flushes them to the `run_events` table in
+small batches and once more, in the same transaction as the terminal status, when the run ends.
+A subscriber replays from the channel (or, when the run is not live here, from the table) and
+then follows live events. Waiting is signal-driven: no subscriber ever sleeps on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+from keel.serde import dumps
+
+TERMINAL = ("success", "error", "timeout", "interrupted", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    event: str
+    data: bytes  # compact JSON
+
+
+@dataclass(eq=False)
+class RunChannel:
+    run_id: str
+    thread_id: str
+    next_seq: int = 1
+    events: list[Event] = field(default_factory=list)
+    flushed: int = 0  # events[:flushed] are in the database
+    done: bool = False
+    result: object = None
+    _signal: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def append(self, event: str, data: bytes) -> Event:
+        ev = Event(self.next_seq, event, data)
+        self.next_seq += 1
+        self.events.append(ev)
+        self._wake()
+        return ev
+
+    def _wake(self) -> None:
+        self._signal.set()
+        self._signal = asyncio.Event()
+
+    def close(self) -> None:
+        self.done = True
+        self._wake()
+
+    def unflushed(self) -> list[Event]:
+        return self.events[self.flushed :]
+
+    async def follow(self, after: int) -> AsyncIterator[Event]:
+        idx = 0
+        while True:
+            while idx < len(self.events):
+                ev = self.events[idx]
+                idx += 1
+                if ev.seq > after:
+                    yield ev
+            if self.done:
+                return
+            await self._signal.wait()
+
+
+class ThreadFeed:
+    """Fan-out of every event on one thread to `GET /threads/{id}/stream` subscribers."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[tuple[str, str, bytes]]] = set()
+
+    def put(self, event_id: str, event: str, data: bytes) -> None:
+        for q in self.queues:
+            q.put_nowait((event_id, event, data))
+
+
+class StreamHub:
+    """All live run channels and thread feeds of this process."""
+
+    def __init__(self, finished_memory: int = 10_000) -> None:
+        self._channels: dict[str, RunChannel] = {}
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._finished_memory = finished_memory
+        self._threads: dict[str, ThreadFeed] = {}
+        self.background: set[asyncio.Task[object]] = set()
+
+    def get(self, run_id: str) -> RunChannel | None:
+        return self._channels.get(run_id)
+
+    def is_finished(self, run_id: str) -> bool:
+        return run_id in self._finished
+
+    def open(self, run_id: str, thread_id: str, next_seq: int) -> RunChannel:
+        ch = self._channels.get(run_id)
+        if ch is None:
+            ch = RunChannel(run_id, thread_id, next_seq)
+            self._channels[run_id] = ch
+        else:
+            ch.next_seq = max(ch.next_seq, next_seq)
+        self._finished.pop(run_id, None)
+        return ch
+
+    def publish(self, ch: RunChannel, event: str, data: bytes) -> Event:
+        ev = ch.append(event, data)
+        feed = self._threads.get(ch.thread_id)
+        if feed is not None:
+            feed.put(f"{ch.run_id}.{ev.seq}", event, data)
+        return ev
+
+    def close(self, run_id: str) -> None:
+        ch = self._channels.pop(run_id, None)
+        self._finished[run_id] = None
+        while len(self._finished) > self._finished_memory:
+            self._finished.popitem(last=False)
+        if ch is not None:
+            ch.close()
+
+    def thread_event(self, thread_id: str, event_id: str, event: str, data: bytes) -> None:
+        feed = self._threads.get(thread_id)
+        if feed is not None:
+            feed.put(event_id, event, data)
+
+    def subscribe_thread(self, thread_id: str) -> asyncio.Queue[tuple[str, str, bytes]]:
+        q: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+        self._threads.setdefault(thread_id, ThreadFeed()).queues.add(q)
+        return q
+
+    def unsubscribe_thread(self, thread_id: str, q: asyncio.Queue[tuple[str, str, bytes]]) -> None:
+        feed = self._threads.get(thread_id)
+        if feed is None:
+            return
+        feed.queues.discard(q)
+        if not feed.queues:
+            del self._threads[thread_id]
+
+
+# ------------------------------------------------------------------------ SSE
+def sse(event: str, data: bytes, event_id: str | int | None = None) -> bytes:
+    out = b"event: " + event.encode() + b"\r\ndata: " + data + b"\r\n"
+    if event_id is not None:
+        out += b"id: " + str(event_id).encode() + b"\r\n"
+    return out + b"\r\n"
+
+
+def sse_json(event: str, payload: object, event_id: str | int | None = None) -> bytes:
+    return sse(event, dumps(payload), event_id)
+
+
+HEARTBEAT = b": heartbeat\r\n\r\n"
+
+
+def mode_filter(modes: Iterable[str] | None) -> set[str] | None:
+    """The set of base event names a join-stream keeps, or None for everything."""
+    if not modes:
+        return None
+    keep = set(modes) | {"metadata", "error"}
+    if "messages" in keep or "messages-tuple" in keep:
+        keep |= {"messages", "messages-tuple"}
+    return keep
+
+
+def wanted(event: str, keep: set[str] | None) -> bool:
+    if keep is None:
+        return True
+    base = event.split("|", 1)[0].split("/", 1)[0]
+    return base in keep
+
+
+def parse_last_event_id(value: str | None) -> int:
+    """The seq after which to replay; -1, 0, '-' or garbage mean "from the beginning"."""
+    if not value:
+        return 0
+    try:
+        return max(int(value.strip().rsplit(".", 1)[-1]), 0)
+    except ValueError:
+        return 0

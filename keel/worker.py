@@ -1,0 +1,311 @@
+"""Workers: claim runs with a lease, execute them with LangGraph, record the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+from langgraph.types import StateSnapshot
+
+from keel import clock
+from keel.execution import (
+    StreamTranslator,
+    build_command,
+    error_payload,
+    stream_run,
+    thread_interrupts,
+)
+from keel.graphs import GraphRegistry
+from keel.serde import dumps, jsonable
+from keel.settings import Settings
+from keel.storage.base import Storage
+from keel.storage.tx import Row, Tx
+from keel.streams import RunChannel, StreamHub
+
+log = logging.getLogger("keel.worker")
+FLUSH_DELAY = 0.05
+
+
+class WorkerPool:
+    """Executes up to `settings.workers` runs at once in this process."""
+
+    def __init__(
+        self, settings: Settings, storage: Storage, graphs: GraphRegistry, hub: StreamHub
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.graphs = graphs
+        self.hub = hub
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wakeup = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancel_requested: dict[str, str] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    # -------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        async with self.storage.tx() as tx:
+            # SQLite holds an exclusive file lock, so every 'running' row is an orphan.
+            orphans = await tx.requeue_expired(clock.now(), clock.iso(), all_running=True)
+        for run in orphans:
+            log.warning("re-queued run %s left running by a previous process", run["run_id"])
+        self._background = [
+            asyncio.create_task(self._claim_loop(), name="keel-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="keel-heartbeat"),
+        ]
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop claiming; give in-flight runs `grace` seconds, then release them."""
+        self._stopping = True
+        self._wakeup.set()
+        for task in self._background:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=grace)
+        for task in list(self._tasks.values()):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=grace)
+
+    def notify(self) -> None:
+        self._wakeup.set()
+
+    def cancel_local(self, run_id: str, action: str) -> bool:
+        task = self._tasks.get(run_id)
+        if task is None:
+            return False
+        self._cancel_requested[run_id] = action
+        task.cancel()
+        return True
+
+    # ----------------------------------------------------------------- loops
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            while len(self._tasks) < self.settings.workers:
+                run = await self._claim()
+                if run is None:
+                    break
+                task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
+                self._tasks[run["run_id"]] = task
+            timeout = await self._next_due_in()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _claim(self) -> Row | None:
+        lease = clock.now() + self.settings.lease_seconds
+        async with self.storage.tx() as tx:
+            return await tx.claim_next(self.worker_id, clock.iso(), lease)
+
+    async def _next_due_in(self) -> float | None:
+        """Seconds until a delayed (`after_seconds`) run becomes due, if any."""
+        async with self.storage.read() as tx:
+            due = await tx.next_pending_at()
+        if due is None:
+            return None
+        return max(clock.parse(due) - clock.now(), 0.0) + 0.001
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.settings.heartbeat_seconds, 0.5))
+            try:
+                await self._heartbeat()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _heartbeat(self) -> None:
+        """Renew leases, pick up cancellations stored by any process, reap expired leases."""
+        if not self._tasks:
+            return
+        until = clock.now() + self.settings.lease_seconds
+        async with self.storage.tx() as tx:
+            rows = await tx.renew_leases(self.worker_id, list(self._tasks), until)
+        for row in rows:
+            if row["cancel_action"] and row["run_id"] not in self._cancel_requested:
+                self.cancel_local(row["run_id"], row["cancel_action"])
+
+    # -------------------------------------------------------------- execution
+    async def _execute(self, run: Row) -> None:
+        run_id = run["run_id"]
+        try:
+            await self._execute_inner(run)
+        except Exception:
+            log.exception("run %s: bookkeeping failed", run_id)
+        finally:
+            self._tasks.pop(run_id, None)
+            self._cancel_requested.pop(run_id, None)
+            self._wakeup.set()
+
+    async def _execute_inner(self, run: Row) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        async with self.storage.read() as tx:
+            next_seq = await tx.max_event_seq(run_id) + 1
+            resumed = run["attempt"] > 1 and await tx.run_has_checkpoint(thread_id, run_id)
+        ch = self.hub.open(run_id, thread_id, next_seq)
+        flusher = Flusher(self.storage, ch)
+        self.hub.publish(ch, "metadata", dumps({"run_id": run_id, "attempt": run["attempt"]}))
+        kwargs = run["kwargs"]
+        translator = StreamTranslator(
+            list(kwargs.get("stream_mode") or ["values"]),
+            bool(kwargs.get("subgraphs")),
+            lambda name, data: (self.hub.publish(ch, name, dumps(data)), flusher.schedule()),
+        )
+        if run["attempt"] > self.settings.max_attempts:
+            exc = RuntimeError(f"run abandoned after {run['attempt'] - 1} attempts")
+            await self._finish(run, ch, flusher, "error", exc=exc)
+            return
+        try:
+            state, status = await asyncio.wait_for(
+                self._run_graph(run, translator, resumed), self.settings.run_timeout_seconds
+            )
+        except asyncio.CancelledError:
+            action = self._cancel_requested.get(run_id)
+            if action is None:  # shutdown: leave the run to be re-queued
+                await flusher.flush()
+                raise
+            await self._finish(run, ch, flusher, "interrupted", cancel=action)
+            return
+        except TimeoutError as exc:
+            await self._finish(run, ch, flusher, "timeout", exc=exc)
+            return
+        except Exception as exc:
+            await self._finish(run, ch, flusher, "error", exc=exc)
+            return
+        result = translator.finish(state, status == "interrupted")
+        await self._finish(run, ch, flusher, status, state=state, result=result)
+
+    async def _run_graph(
+        self, run: Row, translator: StreamTranslator, resumed: bool
+    ) -> tuple[StateSnapshot, str]:
+        kwargs = run["kwargs"]
+        config = jsonable(kwargs["config"])
+        config["metadata"]["run_attempt"] = run["attempt"]
+        configurable = config["configurable"]
+        if resumed:
+            # Recovery: continue from this run's last checkpoint, not from the request.
+            for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
+                configurable.pop(key, None)
+            graph_input: Any = None
+        elif kwargs.get("command"):
+            graph_input = build_command(kwargs["command"])
+        else:
+            graph_input = kwargs.get("input")
+        entry = self.graphs.get(configurable["graph_id"])
+        async with entry.build(config, self.storage.checkpointer) as graph:
+            await stream_run(graph, graph_input, config, kwargs, translator)
+            state_config = {"configurable": {"thread_id": run["thread_id"]}}
+            state = await graph.aget_state(state_config)  # type: ignore[arg-type]
+        return state, ("interrupted" if state.next else "success")
+
+    async def _finish(
+        self,
+        run: Row,
+        ch: RunChannel,
+        flusher: Flusher,
+        status: str,
+        *,
+        state: StateSnapshot | None = None,
+        result: Any = None,
+        exc: BaseException | None = None,
+        cancel: str | None = None,
+    ) -> None:
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        error = error_payload(exc) if exc is not None else None
+        if error is not None:
+            self.hub.publish(ch, "error", dumps(error))
+            result = {"__error__": error}
+            if not isinstance(exc, TimeoutError):
+                log.error("run %s failed: %r", run_id, exc)
+        flusher.cancel()
+        if cancel == "rollback":
+            async with self.storage.tx() as tx:
+                await tx.delete_run_checkpoints(thread_id, run_id)
+                await tx.delete_run(run_id)
+        if state is None and not run["temporary"]:
+            state = await self._state_of(run)
+        now = clock.iso()
+        async with self.storage.tx() as tx:
+            if cancel != "rollback":
+                await tx.append_events(event_rows(ch, ch.unflushed()))
+                await tx.finish_run(run_id, status, result, now)
+            if run["temporary"]:
+                await tx.delete_thread(thread_id)
+            else:
+                await settle_thread(tx, thread_id, status, state, error, now)
+        ch.flushed = len(ch.events)
+        ch.result = result
+        self.hub.close(run_id)
+        self.hub.thread_event(
+            thread_id, f"{run_id}.done", "metadata", dumps({"status": "run_done", "run_id": run_id})
+        )
+
+    async def _state_of(self, run: Row) -> StateSnapshot | None:
+        """The thread's current state, for runs that ended without producing one."""
+        config = jsonable(run["kwargs"]["config"])
+        try:
+            entry = self.graphs.get(config["configurable"]["graph_id"])
+            async with entry.build(config, self.storage.checkpointer) as graph:
+                return await graph.aget_state({"configurable": {"thread_id": run["thread_id"]}})
+        except Exception:
+            log.exception("run %s: reading the thread state failed", run["run_id"])
+            return None
+
+
+async def settle_thread(
+    tx: Tx, thread_id: str, status: str, state: StateSnapshot | None, error: Any, now: str
+) -> None:
+    """Record a finished run's outcome on its thread: status, values, interrupts, error."""
+    busy = bool(await tx.active_runs(thread_id))
+    values = jsonable(state.values) if state is not None else None
+    interrupts = thread_interrupts(state) if state is not None else {}
+    if busy:
+        thread_status = "busy"
+    elif status in ("error", "timeout"):
+        thread_status = "error"
+    else:
+        thread_status = "interrupted" if state is not None and state.next else "idle"
+    await tx.set_thread_state(
+        thread_id, status=thread_status, values=values, interrupts=interrupts, error=error, now=now
+    )
+
+
+
+
+def event_rows(ch: RunChannel, events: list[Any]) -> list[tuple[str, int, str, str, bytes]]:
+    return [(ch.run_id, e.seq, ch.thread_id, e.event, e.data) for e in events]
+
+
+class Flusher:
+    """Writes a run's new events to the database shortly after they are published."""
+
+    def __init__(self, storage: Storage, ch: RunChannel) -> None:
+        self.storage = storage
+        self.ch = ch
+        self._task: asyncio.Task[None] | None = None
+
+    def schedule(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(FLUSH_DELAY)
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending = self.ch.unflushed()
+        if not pending:
+            return
+        upto = self.ch.flushed + len(pending)
+        async with self.storage.tx() as tx:
+            await tx.append_events(event_rows(self.ch, pending))
+        self.ch.flushed = max(self.ch.flushed, upto)
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
