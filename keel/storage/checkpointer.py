@@ -1,22 +1,31 @@
-"""LangGraph's SQLite checkpointer, bound to Keel's connection and lock."""
+"""LangGraph's SQLite checkpointer, run inline on the event loop over Keel's connection.
+
+SQLite calls on a local WAL file take microseconds; handing each one to a worker thread (as
+`aiosqlite` does) costs more than the query itself. Keel therefore keeps one `sqlite3`
+connection and calls it directly from the event loop. Storage transactions and checkpoint writes
+never interleave because neither yields to the loop in the middle of a transaction.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 
-class KeelSqliteSaver(AsyncSqliteSaver):
-    """`AsyncSqliteSaver` whose `alist` releases the shared lock before yielding.
+class KeelSqliteSaver(SqliteSaver):
+    """`SqliteSaver` with its async interface served inline (no thread pool)."""
 
-    The stock implementation yields while holding its lock, so any storage call made by the
-    consumer between two items (for example reading subgraph state while listing history)
-    would deadlock on the lock Keel shares with it. Materialising the page first avoids that.
-    """
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self.get_tuple(config)
 
     async def alist(
         self,
@@ -26,9 +35,30 @@ class KeelSqliteSaver(AsyncSqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        items = [
-            item
-            async for item in super().alist(config, filter=filter, before=before, limit=limit)
-        ]
-        for item in items:
+        # Materialise first: the sync generator holds the saver's lock while it yields.
+        for item in list(self.list(config, filter=filter, before=before, limit=limit)):
             yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self.put(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self.put_writes(config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self.delete_thread(thread_id)
+
+    async def aget_delta_channel_history(self, **kwargs: Any) -> Any:
+        return self.get_delta_channel_history(**kwargs)

@@ -1,26 +1,26 @@
 """SQLite dialect: one file, WAL, one connection shared with the checkpointer.
 
-Every statement runs on a single aiosqlite connection guarded by one asyncio lock that the
-checkpointer shares, so Keel's own transactions and LangGraph's checkpoint writes never
-interleave and never fight over the file's write lock.
+All statements run synchronously on the event-loop thread over one `sqlite3` connection (see
+`checkpointer.py` for why). A transaction never awaits anything real in its body, so no other
+coroutine can slip a statement into it; the asyncio lock is a guard should that ever change.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
 
 from keel.errors import Unavailable
 from keel.storage.base import Storage
 from keel.storage.checkpointer import KeelSqliteSaver
 from keel.storage.tx import Tx
+
 
 class SqliteStorage(Storage):
     dialect = "sqlite"
@@ -28,22 +28,23 @@ class SqliteStorage(Storage):
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
         self.synchronous = synchronous
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        self._lock = asyncio.Lock()
         self.checkpointer: KeelSqliteSaver
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._take_file_lock()
-        conn = await aiosqlite.connect(str(self.path), isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        await conn.execute("PRAGMA foreign_keys=ON")
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA foreign_keys=ON")
         self._conn = conn
         self.checkpointer = KeelSqliteSaver(conn)
-        await self.checkpointer.setup()
-        await self._migrate()
+        self.checkpointer.setup()
+        self._migrate()
 
     def _take_file_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -58,13 +59,12 @@ class SqliteStorage(Storage):
             ) from None
         self._lock_fd = fd
 
-    async def _migrate(self) -> None:
+    def _migrate(self) -> None:
         conn = self.conn
-        await conn.execute(
+        conn.execute(
             "CREATE TABLE IF NOT EXISTS keel_migrations (version INTEGER PRIMARY KEY, name TEXT)"
         )
-        async with conn.execute("SELECT version FROM keel_migrations") as cur:
-            done = {row[0] for row in await cur.fetchall()}
+        done = {row[0] for row in conn.execute("SELECT version FROM keel_migrations")}
         folder = resources.files("keel.storage").joinpath("migrations", "sqlite")
         for entry in sorted(folder.iterdir(), key=lambda e: e.name):
             if not entry.name.endswith(".sql"):
@@ -72,22 +72,22 @@ class SqliteStorage(Storage):
             version = int(entry.name.split("_", 1)[0])
             if version in done:
                 continue
-            await conn.executescript(
+            conn.executescript(
                 "BEGIN;\n"
                 + entry.read_text()
                 + f"\nINSERT INTO keel_migrations VALUES ({version}, '{entry.name}');\nCOMMIT;"
             )
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> sqlite3.Connection:
         if self._conn is None:
             raise Unavailable("storage is not open")
         return self._conn
 
     async def close(self) -> None:
         if self._conn is not None:
-            async with self.checkpointer.lock:
-                await self._conn.close()
+            async with self._lock:
+                self._conn.close()
             self._conn = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -95,24 +95,19 @@ class SqliteStorage(Storage):
 
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
-        """A write transaction (BEGIN IMMEDIATE … COMMIT), serialised with checkpoint writes."""
-        async with self.checkpointer.lock:
+        """A write transaction (BEGIN IMMEDIATE ... COMMIT)."""
+        async with self._lock:
             conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield Tx(conn)
             except BaseException:
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
-            await conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
-        """Consistent reads without a write lock."""
-        async with self.checkpointer.lock:
-            conn = self.conn
-            await conn.execute("BEGIN")
-            try:
-                yield Tx(conn)
-            finally:
-                await conn.execute("COMMIT")
+        """Reads outside any transaction (each statement sees committed data)."""
+        async with self._lock:
+            yield Tx(self.conn)

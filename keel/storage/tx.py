@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import aiosqlite
+import sqlite3
 
 from keel.serde import dumps, loads
 
@@ -67,25 +67,24 @@ def containment(column: str, filt: dict[str, Any], prefix: str = "$") -> tuple[s
 class Tx:
     """One transaction's worth of named queries over Keel's tables."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
-            return None if row is None else decode_row(cur.description, tuple(row))
+        cur = self.conn.execute(sql, params)
+        row = cur.fetchone()
+        return None if row is None else decode_row(cur.description, row)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self.conn.execute(sql, params) as cur:
-            desc = cur.description
-            return [decode_row(desc, tuple(row)) for row in await cur.fetchall()]
+        cur = self.conn.execute(sql, params)
+        desc = cur.description
+        return [decode_row(desc, row) for row in cur.fetchall()]
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self.conn.execute(sql, params) as cur:
-            return cur.rowcount
+        return self.conn.execute(sql, params).rowcount
 
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+        self.conn.executemany(sql, rows)
 
     # ---------------------------------------------------------------- assistants
     async def insert_assistant(self, a: Row) -> None:
