@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime
 
 
-
 def iso(ts: float | None = None) -> str:
     moment = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
     return moment.isoformat(timespec="microseconds")

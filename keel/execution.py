@@ -125,7 +125,9 @@ class StreamTranslator:
         if self.interrupt_values is not None:
             return jsonable(self.interrupt_values)
         interrupts = [i for task in state.tasks for i in task.interrupts]
-        body = {**values, "__interrupt__": jsonable(interrupts)} if isinstance(values, dict) else values
+        body = values
+        if isinstance(values, dict):
+            body = {**values, "__interrupt__": jsonable(interrupts)}
         if "values" in self.requested:
             self.publish("values", body)
         return body

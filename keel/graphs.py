@@ -29,6 +29,23 @@ def system_assistant_id(graph_id: str) -> str:
     return str(uuid.uuid5(ASSISTANT_NAMESPACE, graph_id))
 
 
+def add_local_dependencies(dependencies: list[str], base_dir: Path) -> None:
+    """Make local dependency folders (".", "./src", ...) importable, as an install would.
+
+    Package requirements ("langchain-openai>=1") are not installed by Keel: they must already be
+    installed in the environment Keel runs in.
+    """
+    for dep in dependencies:
+        if not dep.startswith((".", "/")):
+            continue
+        folder = (base_dir / dep).resolve()
+        if not folder.is_dir():
+            raise GraphLoadError(f"dependency folder {dep!r} not found")
+        for candidate in (folder / "src", folder):
+            if candidate.is_dir() and str(candidate) not in sys.path:
+                sys.path.insert(0, str(candidate))
+
+
 def _import_file(path: Path) -> ModuleType:
     name = f"keel_user_graph_{abs(hash(str(path)))}"
     if name in sys.modules:
@@ -149,7 +166,10 @@ class GraphRegistry:
         self._graphs = graphs
 
     @classmethod
-    def load(cls, specs: list[GraphSpec], base_dir: Path) -> GraphRegistry:
+    def load(
+        cls, specs: list[GraphSpec], base_dir: Path, dependencies: list[str] | None = None
+    ) -> GraphRegistry:
+        add_local_dependencies(dependencies or [], base_dir)
         graphs = {spec.graph_id: LoadedGraph(spec, _resolve(spec, base_dir)) for spec in specs}
         return cls(graphs)
 
@@ -183,19 +203,50 @@ def _schema(fn: Callable[[], Any]) -> Any:
         return None
 
 
+def _typeddict_compat(tp: Any) -> Any:
+    """A `typing.TypedDict` rebuilt as `typing_extensions.TypedDict`.
+
+    Before Python 3.12 pydantic refuses `typing.TypedDict` (the form LangGraph's docs use), so
+    without this every such graph would report null schemas.
+    """
+    import typing_extensions
+
+    if not typing_extensions.is_typeddict(tp):
+        return tp
+    hints = typing_extensions.get_type_hints(tp)
+    required = getattr(tp, "__required_keys__", frozenset(hints))
+    fields = {
+        key: (typing_extensions.Required if key in required else typing_extensions.NotRequired)[
+            hint
+        ]
+        for key, hint in hints.items()
+    }
+    return typing_extensions.TypedDict(tp.__name__, fields)  # type: ignore[operator]
+
+
+def _builder_schema(graph: Pregel, kind: str, method: Callable[[], Any] | None) -> Any:
+    """The JSON schema of the builder's `<kind>_schema`, tolerant of `typing.TypedDict`."""
+    from pydantic import TypeAdapter
+
+    if method is not None:
+        try:
+            return method()
+        except Exception:
+            pass
+    typ = getattr(getattr(graph, "builder", None), f"{kind}_schema", None)
+    if typ is None:
+        return None
+    return _schema(lambda: TypeAdapter(_typeddict_compat(typ)).json_schema())
+
+
 def graph_schemas(graph_id: str, graph: Pregel) -> dict[str, Any]:
     """JSON schemas of a graph's input, output, state, config and context."""
-    builder = getattr(graph, "builder", None)
-    state_schema = None
-    if builder is not None and getattr(builder, "state_schema", None) is not None:
-        from pydantic import TypeAdapter
-
-        state_schema = _schema(lambda: TypeAdapter(builder.state_schema).json_schema())
+    output_schema = _builder_schema(graph, "output", graph.get_output_jsonschema)
     return {
         "graph_id": graph_id,
-        "input_schema": _schema(graph.get_input_jsonschema),
-        "output_schema": _schema(graph.get_output_jsonschema),
-        "state_schema": state_schema or _schema(graph.get_output_jsonschema),
+        "input_schema": _builder_schema(graph, "input", graph.get_input_jsonschema),
+        "output_schema": output_schema,
+        "state_schema": _builder_schema(graph, "state", None) or output_schema,
         "config_schema": _schema(graph.get_config_jsonschema),
         "context_schema": _schema(graph.get_context_jsonschema),
     }

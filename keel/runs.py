@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from keel import clock
-from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
+from keel.errors import BadRequest, Conflict, NotFound
 from keel.graphs import GraphRegistry, system_assistant_id
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
@@ -26,7 +26,8 @@ def new_run_id() -> str:
 def _uuid7() -> str:
     ms = int(clock.now() * 1000)
     rand = uuid.uuid4().int & ((1 << 74) - 1)
-    value = (ms << 80) | (0x7 << 76) | ((rand >> 62) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
     return str(uuid.UUID(int=value))
 
 
@@ -317,9 +318,16 @@ def final_body(run: Row, thread: Row | None) -> Any:
 
 
 async def run_events(
-    storage: Storage, hub: StreamHub, run_id: str, thread_id: str, after: int | None
+    storage: Storage,
+    hub: StreamHub,
+    run_id: str,
+    thread_id: str,
+    after: int | None,
+    *,
+    follow: bool = True,
 ) -> AsyncIterator[Event]:
-    """Replay a run's events after `after` (None: only new ones), then follow it live."""
+    """Replay a run's events after `after` (None: only new ones), then follow it live
+    (or, with `follow=False`, stop at what has been published so far)."""
     ch = hub.get(run_id)
     if ch is None:
         async with storage.read() as tx:
@@ -345,5 +353,10 @@ async def run_events(
             if r["seq"] < first_live:
                 yield Event(r["seq"], r["event"], r["data"])
                 after = r["seq"]
+    if not follow:
+        for ev in list(ch.events):
+            if ev.seq > after:
+                yield ev
+        return
     async for ev in ch.follow(after):
         yield ev

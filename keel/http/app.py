@@ -22,7 +22,7 @@ from keel.storage import open_storage
 from keel.streams import StreamHub
 from keel.worker import WorkerPool
 
-from . import assistants, meta, runs, state, threads
+from . import assistants, meta, runs, state, store, threads
 from .deps import Services
 from .responses import JSON
 
@@ -38,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for key, value in settings.env.items():
             os.environ.setdefault(key, value)
-        graphs = GraphRegistry.load(settings.graphs, settings.base_dir)
+        graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
         storage = await open_storage(settings)
         try:
             await ensure_system_assistants(storage, graphs)
@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_age=cors.get("max_age", 600),
     )
     _install_error_handlers(app)
-    for module in (meta, assistants, threads, state, runs):
+    for module in (meta, assistants, threads, state, runs, store):
         app.include_router(module.router)
     return app
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -19,10 +18,9 @@ from keel.streams import HEARTBEAT, mode_filter, parse_last_event_id, sse, wante
 from .deps import Services, body, check_uuid, query_bool, query_int, query_list, raw_body, services
 from .responses import JSON
 from .schemas import BulkCancel, RunCreate, validate
+from .sse import with_heartbeat
 
 router = APIRouter(tags=["runs"])
-HEARTBEAT_SECONDS = 5.0
-T = TypeVar("T")
 
 
 # ------------------------------------------------------------------ helpers
@@ -38,28 +36,6 @@ def _paths(run: Row, stateless: bool) -> tuple[str, str]:
         return f"/runs/{run['run_id']}", f"/runs/{run['run_id']}"
     base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
     return base, base
-
-
-async def with_heartbeat(source: AsyncIterator[bytes], beat: bytes) -> AsyncIterator[bytes]:
-    """Interleave `beat` whenever `source` is quiet for HEARTBEAT_SECONDS."""
-    it = source.__aiter__()
-    pending: asyncio.Future[bytes] = asyncio.ensure_future(it.__anext__())
-    try:
-        while True:
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
-            if not done:
-                yield beat
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                return
-            yield item
-            pending = asyncio.ensure_future(it.__anext__())
-    finally:
-        pending.cancel()
-        with contextlib.suppress(BaseException):
-            await pending
 
 
 def _sse_response(

@@ -8,12 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from keel.streams import HEARTBEAT, sse
+from keel.runs import run_events
+from keel.streams import HEARTBEAT, parse_last_event_id, sse
 from keel.threads import ThreadService
 
-from .deps import body, check_uuid, query_bool, query_list, services
+from .deps import body, check_uuid, query_list, services
 from .responses import JSON, paginated, select_fields
 from .schemas import Prune, ThreadCreate, ThreadPatch, ThreadSearch
+from .sse import with_heartbeat
 
 router = APIRouter(tags=["threads"])
 THREAD_MODES = {"run_modes", "lifecycle", "state_update"}
@@ -84,35 +86,53 @@ async def copy(request: Request, thread_id: str) -> Any:
 @router.get("/threads/{thread_id}/stream")
 async def thread_stream(request: Request, thread_id: str) -> Any:
     """Every event of every run on the thread, plus state updates; never closes by itself."""
+    s = services(request)
     thread_id = check_uuid(thread_id, "thread_id")
     await _svc(request).get(thread_id)
     modes = set(query_list(request, "stream_modes") + query_list(request, "stream_mode"))
     modes = (modes & THREAD_MODES) or {"run_modes"}
-    hub = services(request).hub
-    queue = hub.subscribe_thread(thread_id)
-    heartbeat = 5.0 if not query_bool(request, "_fast_heartbeat") else 0.2
+    queue = s.hub.subscribe_thread(thread_id)
+    last = request.headers.get("last-event-id")
 
-    def keep(event: str, data: bytes) -> bool:
+    def keep(event: str) -> bool:
         if event == "state_update":
             return "state_update" in modes
         if "run_modes" in modes:
             return True
         return "lifecycle" in modes and event == "metadata"
 
-    async def gen() -> AsyncIterator[bytes]:
-        import asyncio
+    async def replay(sent: set[str]) -> AsyncIterator[bytes]:
+        run_id, _, seq = (last or "").rpartition(".")
+        async with s.storage.read() as tx:
+            run_ids = await tx.thread_run_ids(thread_id)
+        if run_id in run_ids:
+            run_ids = run_ids[run_ids.index(run_id) :]
+        elif last not in ("-1", "0", "-"):
+            return
+        for rid in run_ids:
+            after = parse_last_event_id(seq) if rid == run_id else 0
+            async for ev in run_events(s.storage, s.hub, rid, thread_id, after, follow=False):
+                event_id = f"{rid}.{ev.seq}"
+                sent.add(event_id)
+                if keep(ev.event):
+                    yield sse(ev.event, ev.data, event_id)
 
+    async def live(sent: set[str]) -> AsyncIterator[bytes]:
+        while True:
+            event_id, event, data = await queue.get()
+            if event_id not in sent and keep(event):
+                yield sse(event, data, event_id)
+
+    async def gen() -> AsyncIterator[bytes]:
+        sent: set[str] = set()
         try:
-            while True:
-                try:
-                    event_id, event, data = await asyncio.wait_for(queue.get(), heartbeat)
-                except TimeoutError:
-                    yield HEARTBEAT
-                    continue
-                if keep(event, data):
-                    yield sse(event, data, event_id)
+            if last is not None:
+                async for chunk in replay(sent):
+                    yield chunk
+            async for chunk in with_heartbeat(live(sent), HEARTBEAT):
+                yield chunk
         finally:
-            hub.unsubscribe_thread(thread_id, queue)
+            s.hub.unsubscribe_thread(thread_id, queue)
 
     return StreamingResponse(
         gen(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}

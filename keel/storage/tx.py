@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-import sqlite3
 
 from keel.serde import dumps, loads
 
@@ -100,7 +99,9 @@ class Tx:
             a["created_at"],
             a["updated_at"],
         ]
-        await self.run(f"INSERT INTO assistants ({ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)", params)
+        await self.run(
+            f"INSERT INTO assistants ({ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)", params
+        )
         await self.insert_assistant_version(a)
 
     async def insert_assistant_version(self, a: Row) -> None:
@@ -352,6 +353,12 @@ class Tx:
             "LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
+
+    async def thread_run_ids(self, thread_id: str) -> list[str]:
+        rows = await self.all(
+            "SELECT run_id FROM runs WHERE thread_id=? ORDER BY created_at, run_id", [thread_id]
+        )
+        return [r["run_id"] for r in rows]
 
     async def active_runs(self, thread_id: str) -> list[Row]:
         return await self.all(
