@@ -69,14 +69,18 @@ class StreamTranslator:
         self.last_values: Any = None
         self.interrupt_values: Any = None
         self._msg_seen: dict[str, Any] = {}
+        self.saw_interrupt = False
 
     def internal_modes(self) -> list[str]:
-        modes = {"values"}
+        # values: the final state without re-reading it; updates: any interrupt shows up there.
+        modes = {"values", "updates"}
         for mode in self.requested - {"events"}:
             modes.add("messages" if mode.startswith("messages") else mode)
         return sorted(modes)
 
     def handle(self, ns: tuple[str, ...], mode: str, chunk: Any) -> None:
+        if not ns and mode == "updates" and isinstance(chunk, dict) and "__interrupt__" in chunk:
+            self.saw_interrupt = True
         if ns and not self.subgraphs:
             return
         suffix = "|" + "|".join(ns) if ns else ""
@@ -93,6 +97,7 @@ class StreamTranslator:
                 base = self.last_values if isinstance(self.last_values, dict) else {}
                 chunk = {**base, "__interrupt__": chunk["__interrupt__"]}
                 self.interrupt_values = chunk
+                self.saw_interrupt = True
             else:
                 self.last_values = chunk
         if "values" in self.requested:
@@ -116,6 +121,12 @@ class StreamTranslator:
             self.publish("messages/partial", [acc])
         elif isinstance(message, BaseMessage):
             self.publish("messages/complete", [message])
+
+    def final_state(self) -> StateSnapshot | None:
+        """The run's final state when it ended without an interrupt, from the values stream."""
+        if self.saw_interrupt or self.last_values is None:
+            return None
+        return StateSnapshot(self.last_values, (), None, None, None, None, (), ())
 
     def finish(self, state: StateSnapshot, interrupted: bool) -> Any:
         """Emit the closing values event for an interrupt and return the wait/join body."""

@@ -111,8 +111,7 @@ class RunService:
             await tx.insert_run(run)
             meta = {**thread["metadata"], "graph_id": assistant["graph_id"]}
             meta["assistant_id"] = assistant["assistant_id"]
-            await tx.update_thread_meta(tid, meta, None, now)
-            await tx.set_thread_status(tid, "busy", now)
+            await tx.mark_thread_busy(tid, meta, now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
         self._after_cancel(to_cancel)

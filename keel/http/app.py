@@ -17,12 +17,13 @@ from keel.assistants import ensure_system_assistants
 from keel.errors import KeelError
 from keel.graphs import GraphRegistry
 from keel.runs import RunService
+from keel.scheduler import Scheduler
 from keel.settings import Settings
 from keel.storage import open_storage
 from keel.streams import StreamHub
 from keel.worker import WorkerPool
 
-from . import assistants, meta, runs, state, store, threads
+from . import assistants, crons, meta, runs, state, store, threads
 from .deps import Services
 from .responses import JSON
 
@@ -45,11 +46,16 @@ def create_app(settings: Settings) -> FastAPI:
             hub = StreamHub()
             workers = WorkerPool(settings, storage, graphs, hub)
             run_service = RunService(storage, graphs, hub, workers.notify, workers.cancel_local)
-            app.state.keel = Services(settings, storage, graphs, hub, workers, run_service)
+            scheduler = Scheduler(storage, run_service)
+            app.state.keel = Services(
+                settings, storage, graphs, hub, workers, run_service, scheduler
+            )
             await workers.start()
+            await scheduler.start()
             try:
                 yield
             finally:
+                await scheduler.stop()
                 await workers.stop()
         finally:
             await storage.close()
@@ -72,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_age=cors.get("max_age", 600),
     )
     _install_error_handlers(app)
-    for module in (meta, assistants, threads, state, runs, store):
+    for module in (meta, assistants, threads, state, crons, runs, store):
         app.include_router(module.router)
     return app
 

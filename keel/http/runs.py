@@ -18,7 +18,7 @@ from keel.streams import HEARTBEAT, mode_filter, parse_last_event_id, sse, wante
 from .deps import Services, body, check_uuid, query_bool, query_int, query_list, raw_body, services
 from .responses import JSON
 from .schemas import BulkCancel, RunCreate, validate
-from .sse import with_heartbeat
+from .sse import HEARTBEAT_SECONDS, with_heartbeat
 
 router = APIRouter(tags=["runs"])
 
@@ -78,23 +78,30 @@ def _cancel_soon(s: Services, run: Row) -> None:
     task.add_done_callback(s.hub.background.discard)
 
 
-def _wait_response(
+async def _wait_response(
     s: Services, run: Row, cancel_on_disconnect: bool, location: str, content_location: str
-) -> StreamingResponse:
-    async def result() -> AsyncIterator[bytes]:
-        yield dumps(await s.runs.wait(run))
+) -> Response:
+    """The run's final body; sent at once if it finishes within one heartbeat interval,
+    otherwise streamed as whitespace heartbeats followed by the JSON."""
+    headers = {"Location": location, "Content-Location": content_location}
+    task = asyncio.ensure_future(s.runs.wait(run))
+    done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+    if done:
+        return Response(dumps(task.result()), media_type="application/json", headers=headers)
 
     async def body_gen() -> AsyncIterator[bytes]:
-        finished = False
         try:
-            async for chunk in with_heartbeat(result(), b"\n"):
-                yield chunk
-            finished = True
+            while not task.done():
+                await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+                if not task.done():
+                    yield b"\n"
+            yield dumps(task.result())
         finally:
-            if cancel_on_disconnect and not finished:
-                _cancel_soon(s, run)
+            if not task.done():
+                task.cancel()
+                if cancel_on_disconnect:
+                    _cancel_soon(s, run)
 
-    headers = {"Location": location, "Content-Location": content_location}
     return StreamingResponse(body_gen(), media_type="application/json", headers=headers)
 
 
@@ -128,7 +135,7 @@ async def wait_run(request: Request, thread_id: str) -> Any:
     s, run = await _create(request, check_uuid(thread_id, "thread_id"))
     base = _paths(run, False)[0]
     cancel = run["kwargs"]["on_disconnect"] == "cancel"
-    return _wait_response(s, run, cancel, base + "/join", base)
+    return await _wait_response(s, run, cancel, base + "/join", base)
 
 
 @router.get("/threads/{thread_id}/runs")
@@ -175,7 +182,7 @@ async def join_run(request: Request, thread_id: str, run_id: str) -> Any:
     run = await _get_run(s, thread_id, run_id)
     cancel = query_bool(request, "cancel_on_disconnect")
     base = _paths(run, False)[0]
-    return _wait_response(s, run, cancel, base + "/join", base)
+    return await _wait_response(s, run, cancel, base + "/join", base)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
@@ -200,7 +207,7 @@ async def cancel_run(request: Request, thread_id: str, run_id: str) -> Any:
         raise NotFound(f"No matching runs to cancel: run '{run_id}' is not pending or running")
     base = _paths(run, False)[0]
     if query_bool(request, "wait"):
-        return _wait_response(s, run, False, base + "/join", base)
+        return await _wait_response(s, run, False, base + "/join", base)
     return Response(status_code=202, headers={"Location": base + "/join"})
 
 
@@ -232,7 +239,7 @@ async def wait_stateless(request: Request) -> Any:
     s, run = await _create(request, None)
     base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
     cancel = run["kwargs"]["on_disconnect"] == "cancel"
-    return _wait_response(s, run, cancel, base + "/join", base)
+    return await _wait_response(s, run, cancel, base + "/join", base)
 
 
 @router.post("/runs/batch")

@@ -10,7 +10,8 @@ from keel.serde import dumps, loads
 
 Row = dict[str, Any]
 JSON_COLUMNS = {
-    "config", "context", "metadata", "values", "interrupts", "error", "ttl", "kwargs", "result"
+    "config", "context", "metadata", "values", "interrupts", "error", "ttl", "kwargs", "result",
+    "payload",
 }
 
 ASSISTANT_COLS = (
@@ -18,6 +19,10 @@ ASSISTANT_COLS = (
     "created_at, updated_at"
 )
 ACTIVE = ("pending", "running")
+CRON_COLS = (
+    "cron_id, assistant_id, thread_id, on_run_completed, end_time, schedule, timezone, "
+    "created_at, updated_at, payload, user_id, next_run_date, metadata, enabled"
+)
 
 
 def decode_row(description: Any, row: tuple[Any, ...]) -> Row:
@@ -145,6 +150,7 @@ class Tx:
 
     async def delete_assistant(self, assistant_id: str) -> int:
         await self.run("DELETE FROM assistant_versions WHERE assistant_id=?", [assistant_id])
+        await self.run("DELETE FROM crons WHERE assistant_id=?", [assistant_id])
         return await self.run("DELETE FROM assistants WHERE assistant_id=?", [assistant_id])
 
     async def max_assistant_version(self, assistant_id: str) -> int:
@@ -213,6 +219,12 @@ class Tx:
             [j(metadata), None if ttl is None else j(ttl), now, thread_id],
         )
 
+    async def mark_thread_busy(self, thread_id: str, metadata: Row, now: str) -> None:
+        await self.run(
+            "UPDATE threads SET status='busy', metadata=?, updated_at=? WHERE thread_id=?",
+            [j(metadata), now, thread_id],
+        )
+
     async def set_thread_status(self, thread_id: str, status: str, now: str) -> None:
         await self.run(
             "UPDATE threads SET status=?, updated_at=? WHERE thread_id=?", [status, now, thread_id]
@@ -247,6 +259,7 @@ class Tx:
         await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
         await self.run("DELETE FROM checkpoints WHERE thread_id=?", [thread_id])
         await self.run("DELETE FROM writes WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
         return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])
 
     async def search_threads(
@@ -385,23 +398,17 @@ class Tx:
     async def set_cancel(self, run_id: str, action: str) -> None:
         await self.run("UPDATE runs SET cancel_action=? WHERE run_id=?", [action, run_id])
 
-    async def claim_next(
-        self, worker_id: str, now_iso: str, lease_until: float
-    ) -> Row | None:
-        row = await self.one(
-            "SELECT r.run_id FROM runs r WHERE r.status='pending' AND r.created_at<=? "
-            "AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.thread_id=r.thread_id AND "
-            "o.status='running') ORDER BY r.created_at, r.run_id LIMIT 1",
-            [now_iso],
-        )
-        if row is None:
-            return None
-        await self.run(
+    async def claim_next(self, worker_id: str, now_iso: str, lease_until: float) -> Row | None:
+        """Take the oldest due pending run on a thread with nothing running (one statement)."""
+        rows = await self.all(
             "UPDATE runs SET status='running', worker_id=?, lease_until=?, attempt=attempt+1, "
-            "updated_at=? WHERE run_id=?",
-            [worker_id, lease_until, now_iso, row["run_id"]],
+            "updated_at=? WHERE run_id = (SELECT r.run_id FROM runs r WHERE r.status='pending' "
+            "AND r.created_at<=? AND NOT EXISTS (SELECT 1 FROM runs o WHERE "
+            "o.thread_id=r.thread_id AND o.status='running') ORDER BY r.created_at, r.run_id "
+            "LIMIT 1) RETURNING *",
+            [worker_id, lease_until, now_iso, now_iso],
         )
-        return await self.get_run(row["run_id"])
+        return rows[0] if rows else None
 
     async def next_pending_at(self) -> str | None:
         row = await self.one("SELECT MIN(created_at) AS t FROM runs WHERE status='pending'")
@@ -459,3 +466,80 @@ class Tx:
     async def max_event_seq(self, run_id: str) -> int:
         row = await self.one("SELECT MAX(seq) AS s FROM run_events WHERE run_id=?", [run_id])
         return int(row["s"]) if row and row["s"] is not None else 0
+
+    # --------------------------------------------------------------------- crons
+    async def insert_cron(self, c: Row) -> None:
+        await self.run(
+            f"INSERT INTO crons ({CRON_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                c["cron_id"],
+                c["assistant_id"],
+                c["thread_id"],
+                c["on_run_completed"],
+                c["end_time"],
+                c["schedule"],
+                c["timezone"],
+                c["created_at"],
+                c["updated_at"],
+                j(c["payload"]),
+                c["user_id"],
+                c["next_run_date"],
+                j(c["metadata"]),
+                int(c["enabled"]),
+            ],
+        )
+
+    async def update_cron(self, c: Row) -> None:
+        await self.run(
+            "UPDATE crons SET end_time=?, schedule=?, timezone=?, updated_at=?, payload=?, "
+            "next_run_date=?, metadata=?, enabled=?, on_run_completed=? WHERE cron_id=?",
+            [
+                c["end_time"],
+                c["schedule"],
+                c["timezone"],
+                c["updated_at"],
+                j(c["payload"]),
+                c["next_run_date"],
+                j(c["metadata"]),
+                int(c["enabled"]),
+                c["on_run_completed"],
+                c["cron_id"],
+            ],
+        )
+
+    async def get_cron(self, cron_id: str) -> Row | None:
+        return await self.one(f"SELECT {CRON_COLS} FROM crons WHERE cron_id=?", [cron_id])
+
+    async def delete_cron(self, cron_id: str) -> int:
+        return await self.run("DELETE FROM crons WHERE cron_id=?", [cron_id])
+
+    async def search_crons(
+        self, where: str, params: list[Any], order: str, limit: int, offset: int
+    ) -> list[Row]:
+        return await self.all(
+            f"SELECT {CRON_COLS} FROM crons WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    async def due_crons(self, now: str) -> list[Row]:
+        return await self.all(
+            f"SELECT {CRON_COLS} FROM crons WHERE enabled=1 AND next_run_date IS NOT NULL "
+            "AND next_run_date<=? AND (end_time IS NULL OR end_time>=next_run_date) "
+            "ORDER BY next_run_date",
+            [now],
+        )
+
+    async def advance_cron(self, cron_id: str, previous: str, next_run: str | None) -> bool:
+        """Move a cron's next run date on, if no one else has (compare-and-set)."""
+        changed = await self.run(
+            "UPDATE crons SET next_run_date=? WHERE cron_id=? AND next_run_date=?",
+            [next_run, cron_id, previous],
+        )
+        return changed == 1
+
+    async def next_cron_at(self) -> str | None:
+        row = await self.one(
+            "SELECT MIN(next_run_date) AS at FROM crons WHERE enabled=1 "
+            "AND (end_time IS NULL OR end_time>=next_run_date)"
+        )
+        return None if row is None else row["at"]
