@@ -17,11 +17,13 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
+from langgraph_sdk.runtime import AccessContext, ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
 from keel.errors import GraphLoadError, InvalidInput, NotFound
 from keel.settings import GraphSpec
 
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
+RUNTIME_TYPE_NAMES = ("ServerRuntime", "_ExecutionRuntime", "_ReadRuntime")
 
 
 def system_assistant_id(graph_id: str) -> str:
@@ -112,19 +114,28 @@ class LoadedGraph:
         self,
         config: RunnableConfig,
         checkpointer: BaseCheckpointSaver[Any] | None,
-        store: BaseStore | None = None,
+        store: BaseStore,
+        access: AccessContext = "threads.read",
+        context: Any = None,
     ) -> AsyncIterator[Pregel]:
-        """Yield a graph bound to Keel's checkpointer (and store)."""
-        async with self._instantiate(config) as graph:
+        """Yield a graph bound to Keel's checkpointer and store.
+
+        `access` says why the graph is needed; a factory asking for a `ServerRuntime` gets it
+        (with the run's `context` only when executing, `threads.create_run`).
+        """
+        runtime = server_runtime(access, store, context)
+        async with self._instantiate(config, runtime) as graph:
             yield graph.copy(update={"checkpointer": checkpointer, "store": store})
 
     @contextlib.asynccontextmanager
-    async def _instantiate(self, config: RunnableConfig) -> AsyncIterator[Pregel]:
+    async def _instantiate(
+        self, config: RunnableConfig, runtime: ServerRuntime[Any]
+    ) -> AsyncIterator[Pregel]:
         if not self.is_factory:
             yield self._obj
             return
         factory: Callable[..., Any] = self._obj
-        args = [config] if _arity(factory) else []
+        args = factory_args(factory, config, runtime)
         result = factory(*args)
         if hasattr(result, "__aenter__"):
             async with result as graph:
@@ -139,18 +150,37 @@ class LoadedGraph:
         yield _check_graph(self.graph_id, result)
 
 
-def _arity(fn: Callable[..., Any]) -> int:
+def server_runtime(
+    access: AccessContext, store: BaseStore, context: Any = None
+) -> ServerRuntime[Any]:
+    """The `ServerRuntime` a factory receives: execution variant only for `threads.create_run`."""
+    if access == "threads.create_run":
+        return _ExecutionRuntime(access_context=access, store=store, context=context)
+    return _ReadRuntime(access_context=access, store=store)
+
+
+def _wants_runtime(param: inspect.Parameter) -> bool:
+    annotation = param.annotation
+    if annotation is param.empty:
+        return param.name == "runtime"
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return any(name in text for name in RUNTIME_TYPE_NAMES)
+
+
+def factory_args(
+    fn: Callable[..., Any], config: RunnableConfig, runtime: ServerRuntime[Any]
+) -> list[Any]:
+    """Positional arguments for a graph factory: the runtime where annotated so, else the config."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return 0
-    return len(
-        [
-            p
-            for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-    )
+        return []
+    required = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return [runtime if _wants_runtime(p) else config for p in required]
 
 
 def _check_graph(graph_id: str, graph: Any) -> Pregel:

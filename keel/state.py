@@ -6,6 +6,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
+from langgraph_sdk.runtime import AccessContext
 
 from keel import clock
 from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
@@ -100,12 +101,15 @@ class StateService:
         async with self.storage.read() as tx:
             return await get_thread(tx, thread_id)
 
-    def _graph(self, thread: Row) -> Any:
+    def _graph(self, thread: Row, access: AccessContext = "threads.read") -> Any:
         graph_id = thread["metadata"].get("graph_id")
         if graph_id is None or graph_id not in self.graphs:
             return None
         config = {"configurable": {"thread_id": thread["thread_id"], "graph_id": graph_id}}
-        return self.graphs.get(graph_id).build(config, self.storage.checkpointer)
+        storage = self.storage
+        return self.graphs.get(graph_id).build(
+            config, storage.checkpointer, storage.store, access
+        )
 
     async def get(
         self, thread_id: str, checkpoint: Row | None = None, subgraphs: bool = False
@@ -119,7 +123,7 @@ class StateService:
         config = {"configurable": {"thread_id": thread_id, **(checkpoint or {})}}
         async with ctx as graph:
             snap = await graph.aget_state(config, subgraphs=subgraphs)
-        if checkpoint and snap.config is None:
+        if checkpoint and snap.created_at is None:  # LangGraph echoes the config back
             raise NotFound(f"Checkpoint '{checkpoint.get('checkpoint_id')}' not found")
         return snapshot_view(snap)
 
@@ -145,7 +149,7 @@ class StateService:
         async with self.storage.read() as tx:
             if await tx.active_runs(thread_id):
                 raise Conflict("Thread is busy: a run is pending or running")
-        ctx = self._graph(thread)
+        ctx = self._graph(thread, "threads.update")
         if ctx is None:
             raise BadRequest(f"Thread '{thread_id}' has no graph yet: run it once first")
         checkpoint = dict(data.get("checkpoint") or {})

@@ -144,9 +144,11 @@ class WorkerPool:
 
     async def _execute_inner(self, run: Row) -> None:
         run_id, thread_id = run["run_id"], run["thread_id"]
-        async with self.storage.read() as tx:
-            next_seq = await tx.max_event_seq(run_id) + 1
-            resumed = run["attempt"] > 1 and await tx.run_has_checkpoint(thread_id, run_id)
+        next_seq, resumed = 1, False
+        if run["attempt"] > 1:  # a recovered run: continue its event ids and its checkpoints
+            async with self.storage.read() as tx:
+                next_seq = await tx.max_event_seq(run_id) + 1
+                resumed = await tx.run_has_checkpoint(thread_id, run_id)
         ch = self.hub.open(run_id, thread_id, next_seq)
         flusher = Flusher(self.storage, ch)
         self.hub.publish(ch, "metadata", dumps({"run_id": run_id, "attempt": run["attempt"]}))
@@ -197,10 +199,19 @@ class WorkerPool:
         else:
             graph_input = kwargs.get("input")
         entry = self.graphs.get(configurable["graph_id"])
-        async with entry.build(config, self.storage.checkpointer) as graph:
+        storage = self.storage
+        async with entry.build(
+            config,
+            storage.checkpointer,
+            storage.store,
+            "threads.create_run",
+            kwargs.get("context") or None,
+        ) as graph:
             await stream_run(graph, graph_input, config, kwargs, translator)
-            state_config = {"configurable": {"thread_id": run["thread_id"]}}
-            state = await graph.aget_state(state_config)  # type: ignore[arg-type]
+            state = translator.final_state()
+            if state is None:  # interrupted, or nothing streamed: ask the checkpointer
+                state_config = {"configurable": {"thread_id": run["thread_id"]}}
+                state = await graph.aget_state(state_config)  # type: ignore[arg-type]
         return state, ("interrupted" if state.next else "success")
 
     async def _finish(
@@ -250,7 +261,8 @@ class WorkerPool:
         config = jsonable(run["kwargs"]["config"])
         try:
             entry = self.graphs.get(config["configurable"]["graph_id"])
-            async with entry.build(config, self.storage.checkpointer) as graph:
+            storage = self.storage
+            async with entry.build(config, storage.checkpointer, storage.store) as graph:
                 return await graph.aget_state({"configurable": {"thread_id": run["thread_id"]}})
         except Exception:
             log.exception("run %s: reading the thread state failed", run["run_id"])

@@ -91,7 +91,7 @@ async def _graph_of(s: Services, request: Request, assistant_id: str) -> Any:
     )
     entry = s.graphs.get(assistant["graph_id"])
     config = {"configurable": {"assistant_id": assistant_id}, **assistant["config"]}
-    return assistant, entry.build(config, None)
+    return assistant, entry.build(config, None, s.storage.store, "assistants.read")
 
 
 @router.get("/assistants/{assistant_id}/graph")

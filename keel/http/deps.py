@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from keel.errors import InvalidInput
 from keel.graphs import GraphRegistry
 from keel.runs import RunService
+from keel.scheduler import Scheduler
 from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.streams import StreamHub
@@ -31,6 +32,7 @@ class Services:
     hub: StreamHub
     workers: WorkerPool
     runs: RunService
+    scheduler: Scheduler | None = None
 
 
 def services(request: Request) -> Services:

@@ -239,6 +239,81 @@ class BulkCancel(Body):
     status: Literal["pending", "running", "all"] | None = None
 
 
+class StorePut(Body):
+    namespace: list[str]
+    key: str
+    value: dict[str, Any]
+    index: Literal[False] | list[str] | None = None
+    ttl: float | None = Field(default=None, ge=0)
+
+
+class StoreDelete(Body):
+    namespace: list[str] = Field(default_factory=list)
+    key: str
+
+
+class StoreSearch(Body):
+    namespace_prefix: list[str] = Field(default_factory=list)
+    filter: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=0, le=10_000)
+    offset: int = Field(default=0, ge=0)
+    query: str | None = None
+    refresh_ttl: bool | None = None
+
+
+class StoreNamespaces(Body):
+    prefix: list[str] | None = None
+    suffix: list[str] | None = None
+    max_depth: int | None = Field(default=None, ge=1)
+    limit: int = Field(default=100, ge=0, le=10_000)
+    offset: int = Field(default=0, ge=0)
+
+
+class CronCreate(RunCreate):
+    schedule: str
+    end_time: str | None = None
+    enabled: bool | None = True
+    timezone: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+
+
+class CronPatch(Body):
+    schedule: str | None = None
+    end_time: str | None = None
+    enabled: bool | None = None
+    timezone: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    metadata: dict[str, Any] | None = None
+    input: Any = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    webhook: str | None = None
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    stream_mode: StreamMode | list[StreamMode] | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+
+    def normalized(self) -> dict[str, Any]:
+        data = self.given()
+        if self.webhook:
+            raise InvalidInput("webhook: webhooks are not supported yet")
+        for name in ("schedule", "enabled"):
+            if name in data and data[name] is None:
+                raise InvalidInput(f"{name}: must not be null")
+        if isinstance(data.get("stream_mode"), str):
+            data["stream_mode"] = [data["stream_mode"]]
+        return data
+
+
+class CronSearch(Search):
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    enabled: bool | None = None
+    sort_by: str | None = None
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

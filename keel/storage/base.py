@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.store.base import BaseStore
 
     from keel.storage.tx import Tx
 
@@ -16,11 +17,13 @@ class Storage(abc.ABC):
     """A database holding Keel's tables and LangGraph's checkpoints.
 
     `tx()` opens a write transaction and `read()` a read-only one; both yield a `Tx` whose named
-    queries are the only SQL Keel runs. `checkpointer` is bound to the same database.
+    queries are the only SQL Keel runs. `checkpointer` and `store` (long-term memory) are bound to
+    the same database.
     """
 
     dialect: str
     checkpointer: BaseCheckpointSaver[Any]
+    store: BaseStore
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -19,6 +19,7 @@ from pathlib import Path
 from keel.errors import Unavailable
 from keel.storage.base import Storage
 from keel.storage.checkpointer import KeelSqliteSaver
+from keel.storage.store import KeelSqliteStore
 from keel.storage.tx import Tx
 
 
@@ -32,6 +33,7 @@ class SqliteStorage(Storage):
         self._lock_fd: int | None = None
         self._lock = asyncio.Lock()
         self.checkpointer: KeelSqliteSaver
+        self.store: KeelSqliteStore
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +46,8 @@ class SqliteStorage(Storage):
         self._conn = conn
         self.checkpointer = KeelSqliteSaver(conn)
         self.checkpointer.setup()
+        self.store = KeelSqliteStore(conn)
+        self.store.setup()
         self._migrate()
 
     def _take_file_lock(self) -> None:

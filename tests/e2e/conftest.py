@@ -22,6 +22,11 @@ async def client(server: KeelServer) -> AsyncIterator[LangGraphClient]:
 
 
 @pytest.fixture
+def server_url(server: KeelServer) -> str:
+    return server.url
+
+
+@pytest.fixture
 def sync_client(server: KeelServer) -> Iterator[SyncLangGraphClient]:
     sdk = get_sync_client(url=server.url, api_key=None)
     try:

@@ -1,0 +1,93 @@
+"""Long-term memory: the store API over the storage's `BaseStore` (namespaces, items, search)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.store.base import NOT_PROVIDED, BaseStore, Item, NotProvided, SearchItem
+
+from keel.errors import InvalidInput
+
+Namespace = tuple[str, ...]
+
+
+def namespace_of(labels: list[str] | tuple[str, ...] | None, what: str = "namespace") -> Namespace:
+    """A validated namespace: every label non-empty and free of `.`."""
+    ns = tuple(labels or ())
+    for label in ns:
+        if not isinstance(label, str) or not label:
+            raise InvalidInput(f"{what}: labels must be non-empty strings, got {list(ns)!r}")
+        if "." in label:
+            raise InvalidInput(f"{what}: labels must not contain '.', got {label!r}")
+    return ns
+
+
+def item_view(item: Item | SearchItem) -> dict[str, Any]:
+    out: dict[str, Any] = item.dict()
+    out["namespace"] = list(item.namespace)
+    return out
+
+
+class MemoryService:
+    """The `/store` operations, over one `BaseStore`."""
+
+    def __init__(self, store: BaseStore) -> None:
+        self.store = store
+
+    async def put(
+        self,
+        namespace: Namespace,
+        key: str,
+        value: dict[str, Any],
+        index: Literal[False] | list[str] | None = None,
+        ttl: float | NotProvided | None = NOT_PROVIDED,
+    ) -> None:
+        if not namespace:
+            raise InvalidInput("namespace: must not be empty")
+        await self.store.aput(namespace, key, value, index=index, ttl=ttl)
+
+    async def get(
+        self, namespace: Namespace, key: str, refresh_ttl: bool | None = None
+    ) -> dict[str, Any] | None:
+        item = await self.store.aget(namespace, key, refresh_ttl=refresh_ttl)
+        return None if item is None else item_view(item)
+
+    async def delete(self, namespace: Namespace, key: str) -> None:
+        await self.store.adelete(namespace, key)
+
+    async def search(
+        self,
+        prefix: Namespace,
+        *,
+        filter: dict[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        query: str | None = None,
+        refresh_ttl: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        items = await self.store.asearch(
+            prefix,
+            query=query,
+            filter=filter,
+            limit=limit,
+            offset=offset,
+            refresh_ttl=refresh_ttl,
+        )
+        return [item_view(i) for i in items]
+
+    async def namespaces(
+        self,
+        prefix: Namespace | None,
+        suffix: Namespace | None,
+        max_depth: int | None,
+        limit: int,
+        offset: int,
+    ) -> list[list[str]]:
+        found = await self.store.alist_namespaces(
+            prefix=prefix or None,
+            suffix=suffix or None,
+            max_depth=max_depth,
+            limit=limit,
+            offset=offset,
+        )
+        return [list(ns) for ns in found]
