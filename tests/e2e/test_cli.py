@@ -1,0 +1,86 @@
+"""The `keel` command: clear failures for a taken port, a locked database, a bad config."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import GRAPHS_CONFIG
+from tests.support.server import KeelServer, free_port
+
+
+def keel(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keel.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+def test_taken_port_is_an_error_not_another_port(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        db = f"sqlite:///{tmp_path / 'k.db'}"
+        done = keel("serve", "--config", str(GRAPHS_CONFIG), "--port", str(port), "--database", db)
+    assert done.returncode != 0
+    assert f"port {port}" in done.stderr and "already in use" in done.stderr
+
+
+def test_second_server_on_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    first = KeelServer(GRAPHS_CONFIG, tmp_path / "one")
+    first.start()
+    try:
+        done = keel(
+            "serve",
+            "--config",
+            str(GRAPHS_CONFIG),
+            "--port",
+            str(free_port()),
+            "--database",
+            first.database,
+        )
+        assert done.returncode != 0
+        assert "in use by another Keel process" in done.stdout + done.stderr
+        assert httpx.get(first.url + "/ok").json() == {"ok": True}
+    finally:
+        first.stop()
+
+
+def test_unsupported_config_key_names_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "langgraph.json"
+    cfg.write_text(json.dumps({"graphs": {}, "auth": {"path": "./auth.py:auth"}}))
+    done = keel("migrate", "--config", str(cfg), "--database", f"sqlite:///{tmp_path / 'k.db'}")
+    assert done.returncode == 2
+    assert "'auth'" in done.stderr
+
+
+def test_broken_graph_path_is_reported(tmp_path: Path) -> None:
+    cfg = tmp_path / "keel.json"
+    cfg.write_text(json.dumps({"graphs": {"g": "./missing.py:graph"}}))
+    srv = KeelServer(cfg, tmp_path / "srv")
+    try:
+        srv.start(timeout=20)
+        raise AssertionError("server started with a missing graph file")
+    except RuntimeError as exc:
+        assert "missing.py" in str(exc)
+    finally:
+        srv.stop()
+
+
+def test_migrate_creates_schema(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    done = keel("migrate", "--config", str(GRAPHS_CONFIG), "--database", f"sqlite:///{db}")
+    assert done.returncode == 0, done.stderr
+    import sqlite3
+
+    tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+    assert {"runs", "threads", "assistants", "run_events", "checkpoints", "writes"} <= tables

@@ -1,0 +1,93 @@
+"""Config files: supported keys honoured, unsupported ones refused by name."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from keel.errors import ConfigError
+from keel.settings import load_settings
+
+
+def write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "langgraph.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_graphs_env_dict_and_cors(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        {
+            "graphs": {"a": "./a.py:graph", "b": {"path": "pkg.mod:g", "description": "B"}},
+            "env": {"X": 1},
+            "http": {"cors": {"allow_origins": ["https://example.com"]}},
+            "dependencies": ["."],
+        },
+    )
+    s = load_settings(cfg)
+    assert [(g.graph_id, g.path, g.description) for g in s.graphs] == [
+        ("a", "./a.py:graph", None),
+        ("b", "pkg.mod:g", "B"),
+    ]
+    assert s.env == {"X": "1"}
+    assert s.cors == {"allow_origins": ["https://example.com"]}
+    assert s.base_dir == tmp_path.resolve()
+
+
+def test_env_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("A=1\nB=two\n")
+    s = load_settings(write(tmp_path, {"graphs": {}, "env": ".env"}))
+    assert s.env == {"A": "1", "B": "two"}
+
+
+def test_missing_env_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.env"):
+        load_settings(write(tmp_path, {"graphs": {}, "env": "nope.env"}))
+
+
+@pytest.mark.parametrize("key", ["store", "auth", "checkpointer", "webhooks", "ui", "nonsense"])
+def test_unsupported_key_is_an_error_naming_it(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_settings(write(tmp_path, {"graphs": {}, key: {}}))
+
+
+def test_unsupported_http_key_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="app"):
+        load_settings(write(tmp_path, {"graphs": {}, "http": {"app": "./x.py:app"}}))
+
+
+def test_build_keys_only_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="keel.settings"):
+        load_settings(write(tmp_path, {"graphs": {}, "dockerfile_lines": ["RUN x"]}))
+    assert "dockerfile_lines" in caplog.text
+
+
+def test_bad_json_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "keel.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_settings(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.json")
+
+
+def test_env_overrides_and_synchronous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEEL_WORKERS", "3")
+    monkeypatch.setenv("KEEL_SQLITE_SYNCHRONOUS", "full")
+    s = load_settings(write(tmp_path, {"graphs": {}}), port=9999)
+    assert (s.workers, s.sqlite_synchronous, s.port) == (3, "FULL", 9999)
+    monkeypatch.setenv("KEEL_SQLITE_SYNCHRONOUS", "sometimes")
+    with pytest.raises(ConfigError, match="synchronous"):
+        load_settings(write(tmp_path, {"graphs": {}}))
+
+
+def test_only_sqlite_urls(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, {"graphs": {}}), database="mysql://x")
+    with pytest.raises(ConfigError, match="mysql"):
+        _ = s.sqlite_path
+    rel = load_settings(write(tmp_path, {"graphs": {}}), database="sqlite:///data/k.db")
+    assert rel.sqlite_path == tmp_path.resolve() / "data" / "k.db"
