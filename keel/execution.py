@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk
-from langgraph.pregel import Pregel
 from langgraph.types import Command, Send, StateSnapshot
 
+from keel.graphs import Graph
 from keel.serde import dumps, jsonable
 from keel.storage.tx import Row
 
@@ -126,7 +126,7 @@ class StreamTranslator:
         """The run's final state when it ended without an interrupt, from the values stream."""
         if self.saw_interrupt or self.last_values is None:
             return None
-        return StateSnapshot(self.last_values, (), None, None, None, None, (), ())
+        return StateSnapshot(self.last_values, (), {}, None, None, None, (), ())
 
     def finish(self, state: StateSnapshot, interrupted: bool) -> Any:
         """Emit the closing values event for an interrupt and return the wait/join body."""
@@ -149,7 +149,7 @@ def thread_interrupts(state: StateSnapshot) -> dict[str, Any]:
 
 
 async def stream_run(
-    graph: Pregel,
+    graph: Graph,
     graph_input: Any,
     config: Row,
     kwargs: Row,
@@ -167,11 +167,11 @@ async def stream_run(
     if context is not None:
         options["context"] = context
     if "events" not in translator.requested:
-        async for ns, mode, chunk in graph.astream(graph_input, config, **options):  # type: ignore[arg-type]
+        async for ns, mode, chunk in graph.astream(graph_input, config, **options):  # type: ignore[call-overload]
             translator.handle(ns, mode, chunk)
         return
     root: str | None = None
-    async for event in graph.astream_events(graph_input, config, version="v2", **options):  # type: ignore[arg-type]
+    async for event in graph.astream_events(graph_input, config, version="v2", **options):  # type: ignore[call-overload]
         if root is None:
             root = event["run_id"]
         translator.publish("events", event)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -22,6 +22,7 @@ from langgraph_sdk.runtime import AccessContext, ServerRuntime, _ExecutionRuntim
 from keel.errors import GraphLoadError, InvalidInput, NotFound
 from keel.settings import GraphSpec
 
+Graph = Pregel[Any, Any, Any, Any]
 ASSISTANT_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 RUNTIME_TYPE_NAMES = ("ServerRuntime", "_ExecutionRuntime", "_ReadRuntime")
 
@@ -112,25 +113,25 @@ class LoadedGraph:
     @contextlib.asynccontextmanager
     async def build(
         self,
-        config: RunnableConfig,
+        config: RunnableConfig | dict[str, Any],
         checkpointer: BaseCheckpointSaver[Any] | None,
         store: BaseStore,
         access: AccessContext = "threads.read",
         context: Any = None,
-    ) -> AsyncIterator[Pregel]:
+    ) -> AsyncIterator[Graph]:
         """Yield a graph bound to Keel's checkpointer and store.
 
         `access` says why the graph is needed; a factory asking for a `ServerRuntime` gets it
         (with the run's `context` only when executing, `threads.create_run`).
         """
         runtime = server_runtime(access, store, context)
-        async with self._instantiate(config, runtime) as graph:
+        async with self._instantiate(cast(RunnableConfig, config), runtime) as graph:
             yield graph.copy(update={"checkpointer": checkpointer, "store": store})
 
     @contextlib.asynccontextmanager
     async def _instantiate(
         self, config: RunnableConfig, runtime: ServerRuntime[Any]
-    ) -> AsyncIterator[Pregel]:
+    ) -> AsyncIterator[Graph]:
         if not self.is_factory:
             yield self._obj
             return
@@ -183,7 +184,7 @@ def factory_args(
     return [runtime if _wants_runtime(p) else config for p in required]
 
 
-def _check_graph(graph_id: str, graph: Any) -> Pregel:
+def _check_graph(graph_id: str, graph: Any) -> Graph:
     if not isinstance(graph, Pregel):
         raise GraphLoadError(f"factory of graph {graph_id!r} returned {type(graph).__name__}")
     return graph
@@ -254,7 +255,7 @@ def _typeddict_compat(tp: Any) -> Any:
     return typing_extensions.TypedDict(tp.__name__, fields)  # type: ignore[operator]
 
 
-def _builder_schema(graph: Pregel, kind: str, method: Callable[[], Any] | None) -> Any:
+def _builder_schema(graph: Graph, kind: str, method: Callable[[], Any] | None) -> Any:
     """The JSON schema of the builder's `<kind>_schema`, tolerant of `typing.TypedDict`."""
     from pydantic import TypeAdapter
 
@@ -269,7 +270,7 @@ def _builder_schema(graph: Pregel, kind: str, method: Callable[[], Any] | None) 
     return _schema(lambda: TypeAdapter(_typeddict_compat(typ)).json_schema())
 
 
-def graph_schemas(graph_id: str, graph: Pregel) -> dict[str, Any]:
+def graph_schemas(graph_id: str, graph: Graph) -> dict[str, Any]:
     """JSON schemas of a graph's input, output, state, config and context."""
     output_schema = _builder_schema(graph, "output", graph.get_output_jsonschema)
     return {
@@ -282,7 +283,7 @@ def graph_schemas(graph_id: str, graph: Pregel) -> dict[str, Any]:
     }
 
 
-def drawable(graph: Pregel, xray: int | bool) -> dict[str, Any]:
+def drawable(graph: Graph, xray: int | bool) -> dict[str, Any]:
     """LangGraph's drawable-graph JSON, with `data.id` removed from every node."""
     data = graph.get_graph(xray=xray).to_json()
     for node in data.get("nodes", []):

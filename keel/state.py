@@ -32,7 +32,7 @@ EMPTY_STATE: Row = {
 }
 
 
-def checkpoint_of(config: RunnableConfig | None) -> Row | None:
+def checkpoint_of(config: RunnableConfig | dict[str, Any] | None) -> Row | None:
     if not config:
         return None
     c = config.get("configurable", {})
@@ -156,7 +156,8 @@ class StateService:
         if data.get("checkpoint_id"):
             checkpoint["checkpoint_id"] = data["checkpoint_id"]
         checkpoint.pop("thread_id", None)
-        config = {"configurable": {"thread_id": thread_id, **checkpoint}}
+        # LangGraph needs checkpoint_ns next to a checkpoint_id; clients often omit the root "".
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", **checkpoint}}
         async with ctx as graph:
             try:
                 new_config = await graph.aupdate_state(

@@ -74,8 +74,9 @@ class ThreadService:
 
     async def create(self, data: Row) -> Row:
         now = clock.iso()
-        thread = {
-            "thread_id": data.get("thread_id") or str(uuid.uuid4()),
+        thread_id = str(data.get("thread_id") or uuid.uuid4())
+        thread: Row = {
+            "thread_id": thread_id,
             "created_at": now,
             "updated_at": now,
             "metadata": data.get("metadata") or {},
@@ -86,7 +87,7 @@ class ThreadService:
             "ttl": data.get("ttl"),
         }
         async with self.storage.tx() as tx:
-            existing = await tx.get_thread(thread["thread_id"])
+            existing = await tx.get_thread(thread_id)
             if existing is not None:
                 if data.get("if_exists") == "do_nothing":
                     return view(existing)

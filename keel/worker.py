@@ -153,10 +153,13 @@ class WorkerPool:
         flusher = Flusher(self.storage, ch)
         self.hub.publish(ch, "metadata", dumps({"run_id": run_id, "attempt": run["attempt"]}))
         kwargs = run["kwargs"]
+
+        def publish(name: str, data: Any) -> None:
+            self.hub.publish(ch, name, dumps(data))
+            flusher.schedule()
+
         translator = StreamTranslator(
-            list(kwargs.get("stream_mode") or ["values"]),
-            bool(kwargs.get("subgraphs")),
-            lambda name, data: (self.hub.publish(ch, name, dumps(data)), flusher.schedule()),
+            list(kwargs.get("stream_mode") or ["values"]), bool(kwargs.get("subgraphs")), publish
         )
         if run["attempt"] > self.settings.max_attempts:
             exc = RuntimeError(f"run abandoned after {run['attempt'] - 1} attempts")
