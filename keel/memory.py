@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from langgraph.store.base import NOT_PROVIDED, BaseStore, Item, NotProvided, SearchItem
@@ -22,9 +23,18 @@ def namespace_of(labels: list[str] | tuple[str, ...] | None, what: str = "namesp
     return ns
 
 
+def _utc(moment: datetime) -> str:
+    """SQLite hands back naive UTC timestamps; the API shows an offset (§1.1)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()
+
+
 def item_view(item: Item | SearchItem) -> dict[str, Any]:
     out: dict[str, Any] = item.dict()
     out["namespace"] = list(item.namespace)
+    out["created_at"] = _utc(item.created_at)
+    out["updated_at"] = _utc(item.updated_at)
     return out
 
 

@@ -29,6 +29,7 @@ from keel.streams import RunChannel, StreamHub
 
 log = logging.getLogger("keel.worker")
 FLUSH_DELAY = 0.05
+CLAIM_RETRY = 1.0  # seconds before claiming again after a storage error
 
 
 class WorkerPool:
@@ -88,13 +89,21 @@ class WorkerPool:
     async def _claim_loop(self) -> None:
         while not self._stopping:
             self._wakeup.clear()
-            while len(self._tasks) < self.settings.workers:
-                run = await self._claim()
-                if run is None:
-                    break
-                task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
-                self._tasks[run["run_id"]] = task
-            timeout = await self._next_due_in()
+            # Runs due by `checked` are claimed below or wait for a wake-up (a run of this
+            # process ends, a run is created or cancelled); only later ones need a timer.
+            checked = clock.iso()
+            try:
+                while len(self._tasks) < self.settings.workers:
+                    run = await self._claim()
+                    if run is None:
+                        break
+                    task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
+                    self._tasks[run["run_id"]] = task
+                timeout = await self._next_due_in(checked)
+            except Exception:
+                # A failed claim must not end the loop: nothing else would ever claim again.
+                log.exception("claiming runs failed")
+                timeout = CLAIM_RETRY
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
@@ -103,10 +112,10 @@ class WorkerPool:
         async with self.storage.tx() as tx:
             return await tx.claim_next(self.worker_id, clock.iso(), lease)
 
-    async def _next_due_in(self) -> float | None:
-        """Seconds until a delayed (`after_seconds`) run becomes due, if any."""
+    async def _next_due_in(self, after: str) -> float | None:
+        """Seconds until a pending run created for later than `after` becomes due, if any."""
         async with self.storage.read() as tx:
-            due = await tx.next_pending_at()
+            due = await tx.next_pending_at(after)
         if due is None:
             return None
         return max(clock.parse(due) - clock.now(), 0.0) + 0.001

@@ -46,7 +46,7 @@ class SqliteStorage(Storage):
         self._conn = conn
         self.checkpointer = KeelSqliteSaver(conn)
         self.checkpointer.setup()
-        self.store = KeelSqliteStore(conn)
+        self.store = KeelSqliteStore(conn, asyncio.get_running_loop())
         self.store.setup()
         self._migrate()
 

@@ -410,8 +410,12 @@ class Tx:
         )
         return rows[0] if rows else None
 
-    async def next_pending_at(self) -> str | None:
-        row = await self.one("SELECT MIN(created_at) AS t FROM runs WHERE status='pending'")
+    async def next_pending_at(self, after: str) -> str | None:
+        """When the first pending run created for later than `after` becomes due."""
+        row = await self.one(
+            "SELECT MIN(created_at) AS t FROM runs WHERE status='pending' AND created_at>?",
+            [after],
+        )
         return row["t"] if row else None
 
     async def renew_leases(self, worker_id: str, run_ids: list[str], until: float) -> list[Row]:
