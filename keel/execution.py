@@ -89,6 +89,8 @@ class StreamTranslator:
         elif mode == "messages":
             self._messages(suffix, chunk)
         elif mode in self.requested:
+            if mode == "debug":
+                chunk = _debug_checkpoints(chunk)
             self.publish(mode + suffix, chunk)
 
     def _values(self, ns: tuple[str, ...], suffix: str, chunk: Any) -> None:
@@ -142,6 +144,35 @@ class StreamTranslator:
         if "values" in self.requested:
             self.publish("values", body)
         return body
+
+
+def _checkpoint_ref(config: Any) -> Row | None:
+    conf = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(conf, dict) or not conf.get("checkpoint_id"):
+        return None
+    ref = {
+        "thread_id": conf.get("thread_id"),
+        "checkpoint_ns": conf.get("checkpoint_ns", ""),
+        "checkpoint_id": conf["checkpoint_id"],
+    }
+    if conf.get("checkpoint_map"):
+        ref["checkpoint_map"] = conf["checkpoint_map"]
+    return ref
+
+
+def _debug_checkpoints(chunk: Any) -> Any:
+    """Debug checkpoint payloads also carry `checkpoint` / `parent_checkpoint` (as the ref does)."""
+    if not isinstance(chunk, dict) or chunk.get("type") != "checkpoint":
+        return chunk
+    payload = chunk.get("payload")
+    if not isinstance(payload, dict):
+        return chunk
+    payload = {
+        **payload,
+        "checkpoint": _checkpoint_ref(payload.get("config")),
+        "parent_checkpoint": _checkpoint_ref(payload.get("parent_config")),
+    }
+    return {**chunk, "payload": payload}
 
 
 def thread_interrupts(state: StateSnapshot) -> dict[str, Any]:

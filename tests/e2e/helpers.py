@@ -10,10 +10,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
-from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.schema import StreamPart
 
 T = TypeVar("T")
+# The SDK's return annotations are looser than its JSON (unions of list and dict, optional
+# TypedDicts, `threads.copy` annotated as returning None), and the tests index real JSON; so
+# test functions see the clients as `Client` / `SyncClient`. Fixtures build the real types.
+Client = Any
+SyncClient = Any
 NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 TERMINAL = {"success", "error", "timeout", "interrupted"}
 
@@ -25,23 +29,21 @@ def system_id(graph_id: str) -> str:
 async def poll(
     fetch: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
-    timeout: float = 15.0,
+    within: float = 15.0,
     interval: float = 0.05,
 ) -> T:
-    """Call `fetch` until `done(result)`; fail with the last result after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Call `fetch` until `done(result)`; fail with the last result after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         result = await fetch()
         if done(result):
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s; last value: {result!r}")
+            raise AssertionError(f"condition not met within {within}s; last value: {result!r}")
         await asyncio.sleep(interval)
 
 
-def poll_sync(
-    fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 15.0
-) -> T:
+def poll_sync(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 15.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         result = fetch()
@@ -52,12 +54,10 @@ def poll_sync(
         time.sleep(0.05)
 
 
-async def run_status(client: LangGraphClient, thread_id: str, run_id: str, *wanted: str) -> Any:
+async def run_status(client: Client, thread_id: str, run_id: str, *wanted: str) -> Any:
     """Wait until the run has one of the `wanted` statuses (default: any terminal one)."""
     targets = set(wanted) or TERMINAL
-    return await poll(
-        lambda: client.runs.get(thread_id, run_id), lambda r: r["status"] in targets
-    )
+    return await poll(lambda: client.runs.get(thread_id, run_id), lambda r: r["status"] in targets)
 
 
 async def collect(stream: AsyncIterator[StreamPart]) -> list[StreamPart]:

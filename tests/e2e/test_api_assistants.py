@@ -6,15 +6,14 @@ import uuid
 
 import httpx
 import pytest
-from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
-from tests.e2e.helpers import system_id
+from tests.e2e.helpers import Client, SyncClient, system_id
 
 GRAPHS = {"pipeline", "approval", "subgraph", "chat_fake", "slow", "failing"}
 
 
-async def test_system_assistants_have_uuid5_ids(client: LangGraphClient) -> None:
+async def test_system_assistants_have_uuid5_ids(client: Client) -> None:
     # The documented example value pins the namespace.
     assert system_id("agent") == "fe096781-5601-53d2-b2f6-0d3403f7e9ca"
     system = await client.assistants.search(metadata={"created_by": "system"}, limit=100)
@@ -31,7 +30,7 @@ async def test_system_assistants_have_uuid5_ids(client: LangGraphClient) -> None
     assert fetched["graph_id"] == "approval"
 
 
-async def test_create_get_update_delete(client: LangGraphClient) -> None:
+async def test_create_get_update_delete(client: Client) -> None:
     created = await client.assistants.create(
         "pipeline",
         config={"tags": ["t1"]},
@@ -63,7 +62,7 @@ async def test_create_get_update_delete(client: LangGraphClient) -> None:
         await client.assistants.update(aid, name="ghost")
 
 
-async def test_if_exists_and_explicit_id(client: LangGraphClient) -> None:
+async def test_if_exists_and_explicit_id(client: Client) -> None:
     aid = str(uuid.uuid4())
     first = await client.assistants.create("approval", assistant_id=aid, name="one")
     assert first["assistant_id"] == aid
@@ -77,7 +76,7 @@ async def test_if_exists_and_explicit_id(client: LangGraphClient) -> None:
         await client.assistants.create("no-such-graph", name="x")
 
 
-async def test_versions_and_set_latest(client: LangGraphClient) -> None:
+async def test_versions_and_set_latest(client: Client) -> None:
     a = await client.assistants.create("pipeline", metadata={"v": 1}, name="v1")
     aid = a["assistant_id"]
     await client.assistants.update(aid, metadata={"v": 2}, name="v2")
@@ -86,7 +85,9 @@ async def test_versions_and_set_latest(client: LangGraphClient) -> None:
     assert [v["version"] for v in versions] == [3, 2, 1]
     assert [v["name"] for v in versions] == ["v3", "v2", "v1"]
     assert "updated_at" not in versions[0]
-    assert [v["version"] for v in await client.assistants.get_versions(aid, limit=1, offset=1)] == [2]
+    assert [v["version"] for v in await client.assistants.get_versions(aid, limit=1, offset=1)] == [
+        2
+    ]
     only_v2 = await client.assistants.get_versions(aid, metadata={"v": 2})
     assert [v["version"] for v in only_v2] == [2]
 
@@ -100,7 +101,7 @@ async def test_versions_and_set_latest(client: LangGraphClient) -> None:
         await client.assistants.get_versions(str(uuid.uuid4()))
 
 
-async def test_search_count_paginate(client: LangGraphClient, http: httpx.AsyncClient) -> None:
+async def test_search_count_paginate(client: Client, http: httpx.AsyncClient) -> None:
     tag = uuid.uuid4().hex
     names = ["Alpha Search", "beta search", "Gamma"]
     for i, name in enumerate(names):
@@ -119,9 +120,7 @@ async def test_search_count_paginate(client: LangGraphClient, http: httpx.AsyncC
     assert await client.assistants.count(metadata={"tag": tag}, name="gamma") == 1
     assert await client.assistants.count(metadata={"tag": tag}, graph_id="pipeline") == 0
 
-    page1 = await client.assistants.search(
-        metadata={"tag": tag}, limit=2, response_format="object"
-    )
+    page1 = await client.assistants.search(metadata={"tag": tag}, limit=2, response_format="object")
     assert len(page1["assistants"]) == 2 and page1["next"] == "2"
     page2 = await client.assistants.search(
         metadata={"tag": tag}, limit=2, offset=2, response_format="object"
@@ -147,7 +146,7 @@ async def test_search_count_paginate(client: LangGraphClient, http: httpx.AsyncC
         await client.assistants.search(graph_id="no-such-graph")
 
 
-async def test_graph_drawing(client: LangGraphClient, http: httpx.AsyncClient) -> None:
+async def test_graph_drawing(client: Client, http: httpx.AsyncClient) -> None:
     drawn = await client.assistants.get_graph(system_id("pipeline"))
     ids = {n["id"] for n in drawn["nodes"]}
     assert ids == {"__start__", "research", "draft", "review", "__end__"}
@@ -168,7 +167,7 @@ async def test_graph_drawing(client: LangGraphClient, http: httpx.AsyncClient) -
         assert res.status_code == 422, (bad, res.text)
 
 
-async def test_schemas_and_subgraphs(client: LangGraphClient) -> None:
+async def test_schemas_and_subgraphs(client: Client) -> None:
     schemas = await client.assistants.get_schemas(system_id("pipeline"))
     assert schemas["graph_id"] == "pipeline"
     assert {"topic", "steps", "summary"} <= set(schemas["state_schema"]["properties"])
@@ -185,7 +184,7 @@ async def test_schemas_and_subgraphs(client: LangGraphClient) -> None:
         await client.assistants.get_subgraphs(system_id("subgraph"), namespace="nope")
 
 
-async def test_unknown_and_invalid_ids(client: LangGraphClient) -> None:
+async def test_unknown_and_invalid_ids(client: Client) -> None:
     with pytest.raises(NotFoundError):
         await client.assistants.get(str(uuid.uuid4()))
     with pytest.raises(UnprocessableEntityError):
@@ -194,7 +193,7 @@ async def test_unknown_and_invalid_ids(client: LangGraphClient) -> None:
         await client.assistants.get_schemas(str(uuid.uuid4()))
 
 
-def test_sync_client_roundtrip(sync_client: SyncLangGraphClient) -> None:
+def test_sync_client_roundtrip(sync_client: SyncClient) -> None:
     tag = uuid.uuid4().hex
     a = sync_client.assistants.create("slow", metadata={"tag": tag}, name="sync one")
     assert sync_client.assistants.get(a["assistant_id"])["name"] == "sync one"

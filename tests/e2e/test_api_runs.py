@@ -1,4 +1,4 @@
-"""Runs through the official SDK: create, wait, join, list, cancel, multitask strategies, options."""
+"""Runs through the official SDK: create, wait, join, list, cancel, multitask, run options."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError
 from langgraph_sdk.schema import RunCreateMetadata
 
-from tests.e2e.helpers import poll, poll_sync, run_status, system_id
+from tests.e2e.helpers import Client, SyncClient, poll, poll_sync, run_status, system_id
 
 SLOW = "slow"
 
@@ -21,7 +20,7 @@ def _log(tag: str) -> list[str]:
     return [f"step1:{tag}", f"step2:{tag}", f"step3:{tag}"]
 
 
-async def _running(client: LangGraphClient, tid: str, delay: float, tag: str = "a") -> Any:
+async def _running(client: Client, tid: str, delay: float, tag: str = "a") -> Any:
     """Start a slow run and return it once its first step is checkpointed."""
     run = await client.runs.create(tid, SLOW, input={"delay": delay, "tag": tag})
     await poll(
@@ -31,7 +30,7 @@ async def _running(client: LangGraphClient, tid: str, delay: float, tag: str = "
     return run
 
 
-async def test_create_join_get_list_delete(client: LangGraphClient) -> None:
+async def test_create_join_get_list_delete(client: Client) -> None:
     tid = (await client.threads.create(metadata={"who": "me"}))["thread_id"]
     created: list[RunCreateMetadata] = []
     run = await client.runs.create(
@@ -72,17 +71,23 @@ async def test_create_join_get_list_delete(client: LangGraphClient) -> None:
         await client.runs.list(str(uuid.uuid4()))
 
 
-async def test_wait_and_headers(client: LangGraphClient, http: httpx.AsyncClient) -> None:
+async def test_wait_and_headers(client: Client, http: httpx.AsyncClient) -> None:
     tid = (await client.threads.create())["thread_id"]
     created: list[RunCreateMetadata] = []
     out = await client.runs.wait(
         tid, "pipeline", input={"topic": "w"}, on_run_created=created.append
     )
-    assert out == {"topic": "w", "steps": ["researched w", "drafted", "reviewed"], "summary": "3 steps done"}
+    assert out == {
+        "topic": "w",
+        "steps": ["researched w", "drafted", "reviewed"],
+        "summary": "3 steps done",
+    }
     assert created[0]["thread_id"] == tid
     assert (await client.runs.get(tid, created[0]["run_id"]))["status"] == "success"
 
-    res = await http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "pipeline", "input": {"topic": "h"}})
+    res = await http.post(
+        f"/threads/{tid}/runs/wait", json={"assistant_id": "pipeline", "input": {"topic": "h"}}
+    )
     rid = res.json() and res.headers["content-location"].rsplit("/", 1)[-1]
     assert res.headers["content-location"] == f"/threads/{tid}/runs/{rid}"
     assert res.headers["location"] == f"/threads/{tid}/runs/{rid}/join"
@@ -91,7 +96,7 @@ async def test_wait_and_headers(client: LangGraphClient, http: httpx.AsyncClient
     assert res.headers["content-location"] == f"/threads/{tid}/runs/{res.json()['run_id']}"
 
 
-async def test_stateless_runs(client: LangGraphClient) -> None:
+async def test_stateless_runs(client: Client) -> None:
     out = await client.runs.wait(None, "pipeline", input={"topic": "sl"})
     assert out["steps"] == ["researched sl", "drafted", "reviewed"]
 
@@ -128,7 +133,7 @@ async def test_stateless_runs(client: LangGraphClient) -> None:
     assert second["__interrupt__"][0]["value"]["action"] == "send e-mail about b2"
 
 
-async def test_cancel_interrupt_keeps_completed_steps(client: LangGraphClient) -> None:
+async def test_cancel_interrupt_keeps_completed_steps(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await _running(client, tid, 0.6)
     await client.runs.cancel(tid, run["run_id"], wait=True)
@@ -140,7 +145,7 @@ async def test_cancel_interrupt_keeps_completed_steps(client: LangGraphClient) -
         await client.runs.cancel(tid, run["run_id"])
 
 
-async def test_cancel_rollback_deletes_run_and_checkpoints(client: LangGraphClient) -> None:
+async def test_cancel_rollback_deletes_run_and_checkpoints(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await _running(client, tid, 0.6)
     await client.runs.cancel(tid, run["run_id"], action="rollback")
@@ -158,7 +163,7 @@ async def test_cancel_rollback_deletes_run_and_checkpoints(client: LangGraphClie
     assert (await client.threads.get(tid))["status"] == "idle"
 
 
-async def test_bulk_cancel(client: LangGraphClient) -> None:
+async def test_bulk_cancel(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     first = await _running(client, tid, 0.4, "first")
     queued = [
@@ -178,7 +183,7 @@ async def test_bulk_cancel(client: LangGraphClient) -> None:
         await client.runs.cancel_many(thread_id=tid, run_ids=[later["run_id"]])
 
 
-async def test_multitask_reject(client: LangGraphClient) -> None:
+async def test_multitask_reject(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, SLOW, input={"delay": 0.3, "tag": "a"})
     with pytest.raises(ConflictError):
@@ -188,7 +193,7 @@ async def test_multitask_reject(client: LangGraphClient) -> None:
     assert (await client.threads.get_state(tid))["values"]["log"] == _log("a")
 
 
-async def test_multitask_enqueue(client: LangGraphClient) -> None:
+async def test_multitask_enqueue(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     r1 = await client.runs.create(tid, SLOW, input={"delay": 0.1, "tag": "a"})
     r2 = await client.runs.create(
@@ -203,7 +208,7 @@ async def test_multitask_enqueue(client: LangGraphClient) -> None:
     assert (await client.threads.get_state(tid))["values"]["log"] == _log("a") + _log("b")
 
 
-async def test_multitask_interrupt(client: LangGraphClient) -> None:
+async def test_multitask_interrupt(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     r1 = await _running(client, tid, 0.5, "a")
     r2 = await client.runs.create(
@@ -217,7 +222,7 @@ async def test_multitask_interrupt(client: LangGraphClient) -> None:
     assert (await client.threads.get(tid))["status"] == "idle"
 
 
-async def test_multitask_rollback(client: LangGraphClient) -> None:
+async def test_multitask_rollback(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     r1 = await _running(client, tid, 0.5, "a")
     r2 = await client.runs.create(
@@ -231,7 +236,7 @@ async def test_multitask_rollback(client: LangGraphClient) -> None:
     assert [r["run_id"] for r in await client.runs.list(tid)] == [r2["run_id"]]
 
 
-async def test_after_seconds(client: LangGraphClient) -> None:
+async def test_after_seconds(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     start = time.monotonic()
     run = await client.runs.create(tid, "pipeline", input={"topic": "later"}, after_seconds=1)
@@ -242,7 +247,7 @@ async def test_after_seconds(client: LangGraphClient) -> None:
     assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
 
 
-async def test_if_not_exists_create(client: LangGraphClient) -> None:
+async def test_if_not_exists_create(client: Client) -> None:
     tid = str(uuid.uuid4())
     with pytest.raises(NotFoundError):
         await client.runs.create(tid, "pipeline", input={"topic": "x"})
@@ -257,11 +262,13 @@ async def test_if_not_exists_create(client: LangGraphClient) -> None:
     assert thread["status"] == "idle"
 
 
-async def test_durability(client: LangGraphClient) -> None:
+async def test_durability(client: Client) -> None:
     lengths = {}
     for durability in ("sync", "async", "exit"):
         tid = (await client.threads.create())["thread_id"]
-        out = await client.runs.wait(tid, "pipeline", input={"topic": durability}, durability=durability)
+        out = await client.runs.wait(
+            tid, "pipeline", input={"topic": durability}, durability=durability
+        )
         assert out["summary"] == "3 steps done"
         history = await client.threads.get_history(tid, limit=20)
         assert history[0]["values"] == out
@@ -270,7 +277,7 @@ async def test_durability(client: LangGraphClient) -> None:
     assert lengths["exit"] < lengths["sync"]
 
 
-async def test_on_disconnect_cancel(client: LangGraphClient, http: httpx.AsyncClient) -> None:
+async def test_on_disconnect_cancel(client: Client, http: httpx.AsyncClient) -> None:
     tid = (await client.threads.create())["thread_id"]
     body = {
         "assistant_id": SLOW,
@@ -298,7 +305,7 @@ async def test_on_disconnect_cancel(client: LangGraphClient, http: httpx.AsyncCl
     assert (await run_status(client, tid, run_id))["status"] == "success"
 
 
-def test_sync_runs(sync_client: SyncLangGraphClient) -> None:
+def test_sync_runs(sync_client: SyncClient) -> None:
     tid = sync_client.threads.create()["thread_id"]
     run = sync_client.runs.create(tid, "pipeline", input={"topic": "s"})
     assert sync_client.runs.join(tid, run["run_id"])["topic"] == "s"
@@ -308,6 +315,6 @@ def test_sync_runs(sync_client: SyncLangGraphClient) -> None:
     poll_sync(lambda: sync_client.runs.get(tid, slow["run_id"]), lambda r: r["status"] == "running")
     sync_client.runs.cancel(tid, slow["run_id"], wait=True)
     assert sync_client.runs.get(tid, slow["run_id"])["status"] == "interrupted"
-    assert [r["run_id"] for r in sync_client.runs.list(tid)][0] == slow["run_id"]
+    assert next(r["run_id"] for r in sync_client.runs.list(tid)) == slow["run_id"]
     out = sync_client.runs.wait(None, "pipeline", input={"topic": "stateless"})
     assert out["steps"][0] == "researched stateless"

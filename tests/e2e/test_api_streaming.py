@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from typing import Any
 
 import httpx
 import orjson
-from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.schema import StreamPart
 
-from tests.e2e.helpers import assert_ids_increase, collect, events_named, parse_sse, run_status
+from tests.e2e.helpers import (
+    Client,
+    SyncClient,
+    assert_ids_increase,
+    collect,
+    events_named,
+    parse_sse,
+    run_status,
+)
 
 PIPELINE_STEPS = ["researched s", "drafted", "reviewed"]
 HELLO = {"messages": [{"role": "user", "content": "hi there"}]}
 
 
-async def _stream(client: LangGraphClient, graph: str, inp: Any, **kw: Any) -> list[StreamPart]:
+async def _stream(client: Client, graph: str, inp: Any, **kw: Any) -> list[StreamPart]:
     tid = (await client.threads.create())["thread_id"]
     parts = await collect(client.runs.stream(tid, graph, input=inp, **kw))
     assert parts[0].event == "metadata"
@@ -30,7 +38,7 @@ async def _stream(client: LangGraphClient, graph: str, inp: Any, **kw: Any) -> l
     return parts
 
 
-async def test_values_is_default(client: LangGraphClient) -> None:
+async def test_values_is_default(client: Client) -> None:
     parts = await _stream(client, "pipeline", {"topic": "s"})
     assert {p.event for p in parts} == {"metadata", "values"}
     assert parts[0].data["attempt"] == 1
@@ -44,7 +52,7 @@ async def test_values_is_default(client: LangGraphClient) -> None:
     assert values[-1]["summary"] == "3 steps done"
 
 
-async def test_updates_and_custom(client: LangGraphClient) -> None:
+async def test_updates_and_custom(client: Client) -> None:
     parts = await _stream(client, "pipeline", {"topic": "s"}, stream_mode=["updates", "custom"])
     assert {p.event for p in parts} == {"metadata", "updates", "custom"}
     assert events_named(parts, "updates") == [
@@ -62,7 +70,7 @@ async def test_updates_and_custom(client: LangGraphClient) -> None:
     assert names[1:] == ["custom", "updates"] * 3
 
 
-async def test_messages_tuple(client: LangGraphClient) -> None:
+async def test_messages_tuple(client: Client) -> None:
     parts = await _stream(client, "chat_fake", HELLO, stream_mode="messages-tuple")
     assert {p.event for p in parts} == {"metadata", "messages"}
     tuples = events_named(parts, "messages")
@@ -75,17 +83,19 @@ async def test_messages_tuple(client: LangGraphClient) -> None:
     meta = chunks[0][1]
     assert meta["graph_id"] == "chat_fake" and meta["langgraph_step"] == 1
     notes = [c for c, m in tuples if m["langgraph_node"] == "note"]
-    assert [(n["type"], n["content"], n["id"]) for n in notes] == [("ai", "noted 2 messages", "note-2")]
+    assert [(n["type"], n["content"], n["id"]) for n in notes] == [
+        ("ai", "noted 2 messages", "note-2")
+    ]
 
 
-async def test_messages_partial_and_complete(client: LangGraphClient) -> None:
+async def test_messages_partial_and_complete(client: Client) -> None:
     parts = await _stream(client, "chat_fake", HELLO, stream_mode="messages")
     names = {p.event for p in parts}
     assert names == {"metadata", "messages/metadata", "messages/partial", "messages/complete"}
     partial = events_named(parts, "messages/partial")
     contents = [p[0]["content"] for p in partial]
     assert contents[-1] == "you said hi there"
-    assert all(b.startswith(a) for a, b in zip(contents, contents[1:], strict=False))  # accumulated
+    assert all(b.startswith(a) for a, b in itertools.pairwise(contents))  # accumulated
     complete = events_named(parts, "messages/complete")
     assert [c[0]["content"] for c in complete] == ["noted 2 messages"]
     metadata = events_named(parts, "messages/metadata")
@@ -93,7 +103,7 @@ async def test_messages_partial_and_complete(client: LangGraphClient) -> None:
     assert all(m[next(iter(m))]["metadata"]["graph_id"] == "chat_fake" for m in metadata)
 
 
-async def test_events_mode(client: LangGraphClient) -> None:
+async def test_events_mode(client: Client) -> None:
     parts = await _stream(client, "chat_fake", HELLO, stream_mode="events")
     assert {p.event for p in parts} == {"metadata", "events"}
     events = events_named(parts, "events")
@@ -104,7 +114,7 @@ async def test_events_mode(client: LangGraphClient) -> None:
     assert events[-1]["data"]["output"]["messages"][-1]["content"] == "noted 2 messages"
 
 
-async def test_debug_tasks_checkpoints(client: LangGraphClient) -> None:
+async def test_debug_tasks_checkpoints(client: Client) -> None:
     parts = await _stream(
         client, "pipeline", {"topic": "s"}, stream_mode=["debug", "tasks", "checkpoints"]
     )
@@ -116,6 +126,12 @@ async def test_debug_tasks_checkpoints(client: LangGraphClient) -> None:
         "draft",
         "review",
     ]
+    cps = [d["payload"] for d in debug if d["type"] == "checkpoint"]
+    assert cps[0]["parent_checkpoint"] is None
+    for prev, cur in itertools.pairwise(cps):
+        assert cur["parent_checkpoint"] == prev["checkpoint"]
+        assert cur["checkpoint"]["checkpoint_id"] == cur["config"]["configurable"]["checkpoint_id"]
+        assert cur["checkpoint"]["checkpoint_ns"] == ""
     last_cp = [d for d in debug if d["type"] == "checkpoint"][-1]
     assert last_cp["payload"]["values"]["summary"] == "3 steps done"
     tasks = events_named(parts, "tasks")
@@ -129,16 +145,22 @@ async def test_debug_tasks_checkpoints(client: LangGraphClient) -> None:
     ]
     assert [s["id"] for s in starts] == [r["id"] for r in results]
     checkpoints = events_named(parts, "checkpoints")
-    assert [c["next"] for c in checkpoints] == [["__start__"], ["research"], ["draft"], ["review"], []]
+    assert [c["next"] for c in checkpoints] == [
+        ["__start__"],
+        ["research"],
+        ["draft"],
+        ["review"],
+        [],
+    ]
     assert checkpoints[-1]["values"]["steps"] == PIPELINE_STEPS
-    for prev, cur in zip(checkpoints, checkpoints[1:], strict=False):
+    for prev, cur in itertools.pairwise(checkpoints):
         assert (
             cur["parent_config"]["configurable"]["checkpoint_id"]
             == prev["config"]["configurable"]["checkpoint_id"]
         )
 
 
-async def test_subgraph_namespaces(client: LangGraphClient) -> None:
+async def test_subgraph_namespaces(client: Client) -> None:
     modes = ["values", "updates", "custom"]
     flat = await _stream(client, "subgraph", {"items": []}, stream_mode=modes)
     assert all("|" not in p.event for p in flat)
@@ -164,7 +186,11 @@ async def test_subgraph_namespaces(client: LangGraphClient) -> None:
     v2 = [
         part
         async for part in client.runs.stream(
-            None, "subgraph", input={"items": []}, stream_mode="updates", stream_subgraphs=True,
+            None,
+            "subgraph",
+            input={"items": []},
+            stream_mode="updates",
+            stream_subgraphs=True,
             version="v2",
         )
     ]
@@ -172,11 +198,15 @@ async def test_subgraph_namespaces(client: LangGraphClient) -> None:
     assert nss[0] == () and any(len(n) == 1 and n[0].startswith("child:") for n in nss)
 
 
-async def test_raw_sse_wire_format(client: LangGraphClient, http: httpx.AsyncClient) -> None:
+async def test_raw_sse_wire_format(client: Client, http: httpx.AsyncClient) -> None:
     tid = (await client.threads.create())["thread_id"]
     res = await http.post(
         f"/threads/{tid}/runs/stream",
-        json={"assistant_id": "pipeline", "input": {"topic": "w"}, "stream_mode": ["values", "updates"]},
+        json={
+            "assistant_id": "pipeline",
+            "input": {"topic": "w"},
+            "stream_mode": ["values", "updates"],
+        },
     )
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("text/event-stream")
@@ -190,7 +220,7 @@ async def test_raw_sse_wire_format(client: LangGraphClient, http: httpx.AsyncCli
     assert "\n" not in res.text.replace("\r\n", "").replace("\n\n", "")  # one line per field
 
 
-async def test_rejoin_with_last_event_id(client: LangGraphClient) -> None:
+async def test_rejoin_with_last_event_id(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     seen: list[StreamPart] = []
     stream = client.runs.stream(
@@ -210,9 +240,7 @@ async def test_rejoin_with_last_event_id(client: LangGraphClient) -> None:
     rest = await collect(client.runs.join_stream(tid, run_id, last_event_id=seen[-1].id))
     assert (await client.runs.get(tid, run_id))["status"] == "success"
     full = await collect(client.runs.join_stream(tid, run_id, last_event_id="-1"))
-    assert [(p.event, p.data, p.id) for p in full] == [
-        (p.event, p.data, p.id) for p in seen + rest
-    ]
+    assert [(p.event, p.data, p.id) for p in full] == [(p.event, p.data, p.id) for p in seen + rest]
     assert_ids_increase(full)
     assert full[-1].data["log"] == ["step1:r", "step2:r", "step3:r"] or full[-1].event == "updates"
     # Replays honour a stream_mode filter; a finished run with nothing to replay closes at once.
@@ -224,7 +252,7 @@ async def test_rejoin_with_last_event_id(client: LangGraphClient) -> None:
     assert await collect(client.runs.join_stream(tid, run_id)) == []
 
 
-async def test_join_stream_live(client: LangGraphClient) -> None:
+async def test_join_stream_live(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(
         tid, "slow", input={"delay": 0.2, "tag": "j"}, stream_mode=["values", "updates"]
@@ -236,7 +264,7 @@ async def test_join_stream_live(client: LangGraphClient) -> None:
     assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
 
 
-async def test_thread_stream_follows_runs(client: LangGraphClient) -> None:
+async def test_thread_stream_follows_runs(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, "slow", input={"delay": 0.3, "tag": "t"})
     got: list[StreamPart] = []
@@ -264,7 +292,7 @@ async def test_thread_stream_follows_runs(client: LangGraphClient) -> None:
     assert replay[0].event == "metadata" and replay[0].data["run_id"] == run["run_id"]
 
 
-async def test_thread_stream_state_updates(client: LangGraphClient, server_url: str) -> None:
+async def test_thread_stream_state_updates(client: Client, server_url: str) -> None:
     tid = (await client.threads.create())["thread_id"]
     await client.runs.wait(tid, "pipeline", input={"topic": "u"})
     async with (
@@ -285,7 +313,7 @@ async def test_thread_stream_state_updates(client: LangGraphClient, server_url: 
     assert orjson.dumps(events[0].data)  # plain JSON
 
 
-def test_sync_stream_and_join(sync_client: SyncLangGraphClient) -> None:
+def test_sync_stream_and_join(sync_client: SyncClient) -> None:
     tid = sync_client.threads.create()["thread_id"]
     parts = list(
         sync_client.runs.stream(

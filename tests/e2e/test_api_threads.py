@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import httpx
 import pytest
-from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import BadRequestError, ConflictError, NotFoundError
 
-from tests.e2e.helpers import system_id
+from tests.e2e.helpers import Client, SyncClient, system_id
 
 STEPS = ["researched x", "drafted", "reviewed"]
 
 
-async def _ran_pipeline(client: LangGraphClient, topic: str = "x", **meta: object) -> str:
+async def _ran_pipeline(client: Client, topic: str = "x", **meta: object) -> str:
     thread = await client.threads.create(metadata=dict(meta))
     await client.runs.wait(thread["thread_id"], "pipeline", input={"topic": topic})
     return str(thread["thread_id"])
 
 
-async def test_crud(client: LangGraphClient) -> None:
+async def test_crud(client: Client) -> None:
     thread = await client.threads.create(metadata={"owner": "ann", "n": 1})
     tid = thread["thread_id"]
     assert thread["status"] == "idle" and thread["values"] is None
@@ -50,7 +50,7 @@ async def test_crud(client: LangGraphClient) -> None:
         await client.threads.update(tid, metadata={"x": 1})
 
 
-async def test_run_stamps_metadata_and_values(client: LangGraphClient) -> None:
+async def test_run_stamps_metadata_and_values(client: Client) -> None:
     tid = await _ran_pipeline(client, "x", origin="test")
     thread = await client.threads.get(tid)
     assert thread["status"] == "idle"
@@ -62,7 +62,7 @@ async def test_run_stamps_metadata_and_values(client: LangGraphClient) -> None:
     }
 
 
-async def test_search_filters(client: LangGraphClient) -> None:
+async def test_search_filters(client: Client) -> None:
     tag = uuid.uuid4().hex
     done = await _ran_pipeline(client, "searched", tag=tag)
     idle = (await client.threads.create(metadata={"tag": tag, "kind": "empty"}))["thread_id"]
@@ -79,9 +79,9 @@ async def test_search_filters(client: LangGraphClient) -> None:
     }
     assert ids(await client.threads.search(metadata={"tag": tag}, status="idle")) == {done, idle}
     assert ids(await client.threads.search(values={"topic": "searched"})) == {done}
-    assert ids(
-        await client.threads.search(metadata={"graph_id": "approval", "tag": tag})
-    ) == {interrupted}
+    assert ids(await client.threads.search(metadata={"graph_id": "approval", "tag": tag})) == {
+        interrupted
+    }
     assert ids(await client.threads.search(ids=[idle, done])) == {idle, done}
     assert await client.threads.count(metadata={"tag": tag}) == 3
     assert await client.threads.count(metadata={"tag": tag}, status="interrupted") == 1
@@ -97,12 +97,13 @@ async def test_search_filters(client: LangGraphClient) -> None:
     assert all(set(t) == {"thread_id", "status"} for t in selected)
 
     extracted = await client.threads.search(
-        ids=[done], extract={"last": "values.steps[-1]", "topic": "values.topic", "g": "metadata.graph_id"}
+        ids=[done],
+        extract={"last": "values.steps[-1]", "topic": "values.topic", "g": "metadata.graph_id"},
     )
     assert extracted[0]["extracted"] == {"last": "reviewed", "topic": "searched", "g": "pipeline"}
 
 
-async def test_search_pagination_headers(client: LangGraphClient, http: httpx.AsyncClient) -> None:
+async def test_search_pagination_headers(client: Client, http: httpx.AsyncClient) -> None:
     tag = uuid.uuid4().hex
     made = [(await client.threads.create(metadata={"page": tag}))["thread_id"] for _ in range(5)]
     res = await http.post("/threads/search", json={"metadata": {"page": tag}, "limit": 2})
@@ -123,7 +124,7 @@ async def test_search_pagination_headers(client: LangGraphClient, http: httpx.As
     assert sorted(seen) == sorted(made)
 
 
-async def test_copy(client: LangGraphClient) -> None:
+async def test_copy(client: Client) -> None:
     tid = await _ran_pipeline(client, "copied", owner="me")
     copied = await client.threads.copy(tid)
     assert copied["thread_id"] != tid
@@ -142,7 +143,7 @@ async def test_copy(client: LangGraphClient) -> None:
         await client.threads.copy(str(uuid.uuid4()))
 
 
-async def test_prune(client: LangGraphClient) -> None:
+async def test_prune(client: Client) -> None:
     gone = await _ran_pipeline(client)
     kept = await _ran_pipeline(client)
     values = (await client.threads.get_state(kept))["values"]
@@ -156,7 +157,7 @@ async def test_prune(client: LangGraphClient) -> None:
     assert (await client.threads.get(kept))["thread_id"] == kept
 
 
-async def test_state_of_new_thread_is_empty(client: LangGraphClient) -> None:
+async def test_state_of_new_thread_is_empty(client: Client) -> None:
     tid = (await client.threads.create())["thread_id"]
     state = await client.threads.get_state(tid)
     assert state["values"] == {} and state["next"] == [] and state["checkpoint"] is None
@@ -168,17 +169,21 @@ async def test_state_of_new_thread_is_empty(client: LangGraphClient) -> None:
         await client.threads.get_state(str(uuid.uuid4()))
 
 
-async def test_state_history_and_checkpoints(client: LangGraphClient) -> None:
+async def test_state_history_and_checkpoints(client: Client) -> None:
     tid = await _ran_pipeline(client, "hist")
     state = await client.threads.get_state(tid)
-    assert state["next"] == [] and state["values"]["steps"] == ["researched hist", "drafted", "reviewed"]
+    assert state["next"] == [] and state["values"]["steps"] == [
+        "researched hist",
+        "drafted",
+        "reviewed",
+    ]
     assert state["metadata"]["source"] == "loop" and state["metadata"]["step"] == 3
     assert "checkpoint_ns" not in state["metadata"]
 
     history = await client.threads.get_history(tid, limit=10)
     assert [h["metadata"]["step"] for h in history] == [3, 2, 1, 0, -1]  # newest first
     assert [h["next"] for h in history] == [[], ["review"], ["draft"], ["research"], ["__start__"]]
-    for newer, older in zip(history, history[1:], strict=False):
+    for newer, older in itertools.pairwise(history):
         assert newer["parent_checkpoint"]["checkpoint_id"] == older["checkpoint"]["checkpoint_id"]
     assert history[0]["checkpoint"] == state["checkpoint"]
 
@@ -203,7 +208,7 @@ async def test_state_history_and_checkpoints(client: LangGraphClient) -> None:
         await client.threads.get_state(tid, checkpoint_id=str(uuid.uuid4()))
 
 
-async def test_update_state_as_node(client: LangGraphClient) -> None:
+async def test_update_state_as_node(client: Client) -> None:
     tid = await _ran_pipeline(client, "upd")
     res = await client.threads.update_state(tid, {"steps": ["manual"]}, as_node="draft")
     cp = res["checkpoint"]
@@ -225,7 +230,7 @@ async def test_update_state_as_node(client: LangGraphClient) -> None:
     assert (await client.threads.get(tid))["status"] == "idle"
 
 
-def test_sync_threads(sync_client: SyncLangGraphClient) -> None:
+def test_sync_threads(sync_client: SyncClient) -> None:
     tag = uuid.uuid4().hex
     thread = sync_client.threads.create(metadata={"tag": tag})
     tid = thread["thread_id"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from collections.abc import Awaitable, Callable
 from typing import Annotated, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -16,17 +15,27 @@ class State(TypedDict, total=False):
     tag: str
 
 
-def _node(name: str) -> Callable[[State], Awaitable[State]]:
-    async def run(state: State) -> State:
-        await asyncio.sleep(float(state.get("delay", 0.2)))
-        return {"log": [f"{name}:{state.get('tag', '')}"]}
+async def _step(name: str, state: State) -> State:
+    await asyncio.sleep(float(state.get("delay", 0.2)))
+    return {"log": [f"{name}:{state.get('tag', '')}"]}
 
-    return run
+
+async def step1(state: State) -> State:
+    return await _step("step1", state)
+
+
+async def step2(state: State) -> State:
+    return await _step("step2", state)
+
+
+async def step3(state: State) -> State:
+    return await _step("step3", state)
 
 
 builder = StateGraph(State)
-for _name in ("step1", "step2", "step3"):
-    builder.add_node(_name, _node(_name))
+builder.add_node("step1", step1)
+builder.add_node("step2", step2)
+builder.add_node("step3", step3)
 builder.add_edge(START, "step1")
 builder.add_edge("step1", "step2")
 builder.add_edge("step2", "step3")

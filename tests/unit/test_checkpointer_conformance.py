@@ -13,7 +13,7 @@ from keel.storage.sqlite import SqliteStorage
 async def test_keel_sqlite_saver_conforms(tmp_path: Path) -> None:
     counter = iter(range(1000))
 
-    @checkpointer_test(name="KeelSqliteSaver")  # type: ignore[untyped-decorator]
+    @checkpointer_test(name="KeelSqliteSaver")
     async def keel_saver() -> AsyncIterator[object]:
         storage = SqliteStorage(tmp_path / f"cp{next(counter)}.db")
         await storage.open()

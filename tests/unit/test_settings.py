@@ -45,7 +45,7 @@ def test_env_file(tmp_path: Path) -> None:
 
 
 def test_missing_env_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.env"):
+    with pytest.raises(ConfigError, match=r"nope\.env"):
         load_settings(write(tmp_path, {"graphs": {}, "env": "nope.env"}))
 
 
