@@ -30,6 +30,7 @@ from keel.streams import RunChannel, StreamHub
 log = logging.getLogger("keel.worker")
 FLUSH_DELAY = 0.05
 CLAIM_RETRY = 1.0  # seconds before claiming again after a storage error
+ATTEMPT_SEQ_SPAN = 1 << 32  # event ids of attempt n start at (n - 1) * span + 1
 
 
 class WorkerPool:
@@ -158,6 +159,9 @@ class WorkerPool:
             async with self.storage.read() as tx:
                 next_seq = await tx.max_event_seq(run_id) + 1
                 resumed = await tx.run_has_checkpoint(thread_id, run_id)
+            # The killed attempt may have sent clients events that never reached the log; start
+            # past every id it can have used, so a client resuming after one misses nothing.
+            next_seq = max(next_seq, (run["attempt"] - 1) * ATTEMPT_SEQ_SPAN + 1)
         ch = self.hub.open(run_id, thread_id, next_seq)
         flusher = Flusher(self.storage, ch)
         self.hub.publish(ch, "metadata", dumps({"run_id": run_id, "attempt": run["attempt"]}))

@@ -20,6 +20,8 @@ Set KEEL_CHAOS_SEED to replay a schedule.
 from __future__ import annotations
 
 import collections
+import itertools
+import json
 import os
 import random
 import sqlite3
@@ -31,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,6 +50,7 @@ LAST_WAVE = 3  # runs created in the last window before the final kill, so it la
 N_RUNS = (KILLS - 1) + LAST_WAVE  # one run per earlier window, then the last wave
 UPTIME = (0.15, 0.7)  # seconds the server lives after a wave was accepted, before SIGKILL
 WAVE_WAIT = 3.0  # how long a window waits for its wave to be accepted
+EAGER_EVERY = 5  # every 5th window is killed 0-100 ms after it opens, accepted or not
 PICKUP_LIMIT = 1.0  # a restarted server must resume orphaned runs within this (after healthy)
 DRAIN_TIMEOUT = 30.0
 
@@ -96,7 +100,7 @@ def create_run(url: str, planned: PlannedRun, gate: threading.Event, deadline: f
     thread's runs are listed: each planned run owns its thread, so any run there is ours.
     """
     gate.wait()
-    client = get_sync_client(url=url, api_key=None, timeout=httpx.Timeout(10.0))
+    client = get_sync_client(url=url, api_key=None, timeout=10.0)
     try:
         while True:
             planned.create_attempts += 1
@@ -236,13 +240,17 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
         th.start()
 
     # Chaos: open a window, wait for its wave to be accepted, let it run a little, SIGKILL.
+    # Every EAGER_EVERY-th window kills at once instead, so a kill may also cut a create request.
     for window in range(KILLS):
         gates[window].set()
-        wave_deadline = time.monotonic() + WAVE_WAIT
-        for p in plans:
-            if p.window == window:
-                p.accepted.wait(max(wave_deadline - time.monotonic(), 0.0))
-        time.sleep(rng.uniform(*UPTIME))
+        if window % EAGER_EVERY == EAGER_EVERY - 1 and window < KILLS - 1:
+            time.sleep(rng.uniform(0.0, 0.1))
+        else:
+            wave_deadline = time.monotonic() + WAVE_WAIT
+            for p in plans:
+                if p.window == window:
+                    p.accepted.wait(max(wave_deadline - time.monotonic(), 0.0))
+            time.sleep(rng.uniform(*UPTIME))
         incarnations[-1].killed = time.time()
         server.kill9()
         start(server, incarnations)
@@ -255,7 +263,7 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
     assert not not_accepted, f"runs never accepted: {not_accepted}"
 
     # Let everything finish, then read the outcome of every run.
-    client = get_sync_client(url=server.url, api_key=None, timeout=httpx.Timeout(DRAIN_TIMEOUT))
+    client = get_sync_client(url=server.url, api_key=None, timeout=DRAIN_TIMEOUT)
     try:
         runs = {}
         states = {}
@@ -274,7 +282,7 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
     for ex in executions:
         by_run[ex.run_id].append(ex)
     histories = {run_id: attempts_of(by_run[run_id]) for run_id in runs}
-    finished_at = [datetime.fromisoformat(r["updated_at"]).timestamp() for r in runs.values()]
+    finished_at = [datetime.fromisoformat(str(r["updated_at"])).timestamp() for r in runs.values()]
     last_finish = max(finished_at)
     max_attempt = {run_id: max(h) if h else 0 for run_id, h in histories.items()}
     distribution = collections.Counter(max_attempt.values())
@@ -294,6 +302,20 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
             first = min(recovered)
             pickups.append((first - inc.spawned, first - inc.healthy))
     startup = [inc.healthy - inc.spawned for inc in incarnations]
+    finish_of = dict(zip(runs, finished_at, strict=True))
+    # Recovery: from each restart to the end of every run the kill before it interrupted
+    # (counted only when they all finished before the next kill).
+    recoveries: list[float] = []
+    final_recovery: float | None = None
+    for prev, inc in itertools.pairwise(incarnations):
+        cut = {
+            e.run_id for e in executions if e.pid == prev.pid and e.attempt != max_attempt[e.run_id]
+        }
+        ends = [finish_of[r] for r in cut if r in finish_of]
+        if cut and len(ends) == len(cut) and (inc.killed is None or max(ends) < inc.killed):
+            recoveries.append(max(ends) - inc.spawned)
+            if inc is final:
+                final_recovery = max(ends) - inc.spawned
     creates = sum(p.create_attempts for p in plans)
 
     print(
@@ -322,10 +344,18 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
             f"median {statistics.median(p[1] for p in pickups):+.3f}s, "
             f"max {max(p[1] for p in pickups):+.3f}s"
         )
+    if recoveries:
+        print(
+            f"  restart (spawn) -> every run interrupted by the kill finished "
+            f"({len(recoveries)} restarts): median {statistics.median(recoveries):.2f}s, "
+            f"max {max(recoveries):.2f}s"
+        )
+    if final_recovery is not None:
+        print(f"  final restart -> runs cut by the final kill finished: {final_recovery:.2f}s")
     print(
         f"  final restart -> all runs finished: {last_finish - final.spawned:.2f}s "
         f"(healthy -> finished {last_finish - final.healthy:.2f}s; drain observed by client "
-        f"{all_done - chaos_done:.2f}s)"
+        f"{all_done - chaos_done:.2f}s; includes runs whose create was still retrying)"
     )
     print(f"  total time: {all_done - t0:.1f}s")
 
@@ -334,7 +364,8 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
     for run_id, run in runs.items():
         if run["status"] != "success":
             failures.append(f"run {run_id}: status {run['status']!r}")
-        steps = (states[run_id] or {}).get("steps") if isinstance(states[run_id], dict) else None
+        values = states[run_id]
+        steps = values.get("steps") if isinstance(values, dict) else None
         if steps != list(STEPS):
             failures.append(f"run {run_id}: final state steps {steps}")
         failures += [
@@ -349,7 +380,85 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
             failures.append(
                 f"process {inc.pid} resumed orphaned runs {after_healthy:.2f}s after it was healthy"
             )
-    assert not failures, "\n".join(failures)
+    shown = failures[:15] + ([f"... and {len(failures) - 15} more"] if len(failures) > 15 else [])
+    assert not failures, "\n".join(shown)
     # The schedule must actually have exercised recovery, or the checks above prove nothing.
     assert interrupted_attempts >= KILLS // 2, f"only {interrupted_attempts} attempts interrupted"
     assert len(mid_run_kills) >= KILLS // 2, f"only {len(mid_run_kills)} kills landed mid-run"
+
+
+# ------------------------------------------------------------- stream across a kill
+@dataclass(frozen=True)
+class SseEvent:
+    event: str
+    data: str
+    id: int | None
+
+
+def sse_events(response: httpx.Response) -> Iterator[SseEvent]:
+    event, data, event_id = "message", "", None
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield SseEvent(event, data, event_id)
+            event, data, event_id = "message", "", None
+        elif line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            data = line[len("data: ") :]
+        elif line.startswith("id: "):
+            event_id = int(line[len("id: ") :].rsplit(".", 1)[-1])
+
+
+def test_stream_reconnect_across_kill9(chaos_server: KeelServer) -> None:
+    """A client that saw events of a killed attempt and reconnects with Last-Event-ID misses
+    nothing of the recovered attempt (its events may not have reached the log before the kill)."""
+    server = chaos_server
+    server.start()
+    thread_id = str(uuid.uuid4())
+    seen: list[SseEvent] = []
+    with httpx.Client(base_url=server.url, timeout=30.0) as http:
+        http.post("/threads", json={"thread_id": thread_id}).raise_for_status()
+        body = {
+            "assistant_id": "recording",
+            "input": {"steps": []},
+            "stream_mode": ["values"],
+            "stream_resumable": True,
+            "durability": "sync",
+        }
+        with http.stream("POST", f"/threads/{thread_id}/runs/stream", json=body) as response:
+            response.raise_for_status()
+            for ev in sse_events(response):
+                seen.append(ev)
+                if ev.event == "values" and len(loads_steps(ev.data)) == 2:
+                    server.kill9()  # at once: the event just seen is most likely not flushed
+                    break
+        run_id = loads_json(seen[0].data)["run_id"]
+        last_id = seen[-1].id
+        assert last_id is not None
+        server.start()
+        resumed: list[SseEvent] = []
+        headers = {"Last-Event-ID": str(last_id)}
+        url = f"/threads/{thread_id}/runs/{run_id}/stream"
+        with http.stream("GET", url, headers=headers) as response:
+            response.raise_for_status()
+            resumed = list(sse_events(response))
+    ids = [ev.id for ev in seen + resumed if ev.id is not None]
+    assert len(ids) == len(seen) + len(resumed), "an event came without an id"
+    assert ids == sorted(set(ids)), f"event ids not strictly increasing: {ids}"
+    attempts = [loads_json(ev.data).get("attempt") for ev in resumed if ev.event == "metadata"]
+    assert attempts == [2], f"recovered attempt's metadata event missed: {resumed}"
+    final = [loads_steps(ev.data) for ev in resumed if ev.event == "values"]
+    assert final and final[-1] == list(STEPS), resumed
+
+
+def loads_json(data: str) -> dict[str, Any]:
+    value = json.loads(data)
+    assert isinstance(value, dict)
+    return value
+
+
+def loads_steps(data: str) -> list[str]:
+    steps = loads_json(data).get("steps")
+    assert isinstance(steps, list)
+    return [str(s) for s in steps]
