@@ -49,6 +49,7 @@ class WorkerPool:
         self._cancel_requested: dict[str, str] = {}
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._next_reap = 0.0
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -131,6 +132,8 @@ class WorkerPool:
 
     async def _heartbeat(self) -> None:
         """Renew leases, pick up cancellations stored by any process, reap expired leases."""
+        if clock.now() >= self._next_reap:
+            await self._reap()
         if not self._tasks:
             return
         until = clock.now() + self.settings.lease_seconds
@@ -139,6 +142,18 @@ class WorkerPool:
         for row in rows:
             if row["cancel_action"] and row["run_id"] not in self._cancel_requested:
                 self.cancel_local(row["run_id"], row["cancel_action"])
+
+    async def _reap(self) -> None:
+        """Re-queue runs whose lease ran out (their executor died or lost track of them)."""
+        self._next_reap = clock.now() + self.settings.lease_seconds / 2
+        async with self.storage.tx() as tx:
+            reaped = await tx.requeue_expired(
+                clock.now(), clock.iso(), all_running=False, keep=list(self._tasks)
+            )
+        for run in reaped:
+            log.warning("re-queued run %s: its lease expired", run["run_id"])
+        if reaped:
+            self._wakeup.set()
 
     # -------------------------------------------------------------- execution
     async def _execute(self, run: Row) -> None:

@@ -433,11 +433,15 @@ class Tx:
             run_ids,
         )
 
-    async def requeue_expired(self, now: float, now_iso: str, all_running: bool) -> list[Row]:
-        """Put runs whose lease expired (or every running run) back to pending."""
+    async def requeue_expired(
+        self, now: float, now_iso: str, all_running: bool, keep: Sequence[str] = ()
+    ) -> list[Row]:
+        """Put runs whose lease expired (or every running run) back to pending, except `keep`
+        (runs this process is executing right now)."""
         cond = "1=1" if all_running else "lease_until < ?"
         params: list[Any] = [] if all_running else [now]
         rows = await self.all(f"SELECT * FROM runs WHERE status='running' AND {cond}", params)
+        rows = [r for r in rows if r["run_id"] not in keep]
         for r in rows:
             await self.run(
                 "UPDATE runs SET status='pending', worker_id=NULL, lease_until=NULL, "

@@ -206,9 +206,6 @@ def chaos_server(tmp_path: Path) -> Iterator[KeelServer]:
         tmp_path,
         env={
             SIDE_DB_ENV: str(side_db),
-            # Every kill costs each in-flight run an attempt; don't let the poison-run guard
-            # turn an unlucky run into an error.
-            "KEEL_MAX_ATTEMPTS": "100",
         },
     )
     try:
