@@ -29,19 +29,6 @@ SAFE_ERRORS = {
     "AssertionError",
     "GraphInterrupt",
 }
-STREAM_MODES = {
-    "values",
-    "updates",
-    "messages",
-    "messages-tuple",
-    "custom",
-    "events",
-    "debug",
-    "tasks",
-    "checkpoints",
-}
-
-
 def error_payload(exc: BaseException) -> dict[str, str]:
     name = type(exc).__name__
     message = str(exc) if name in SAFE_ERRORS else "An internal error occurred"

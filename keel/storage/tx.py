@@ -10,7 +10,15 @@ from keel.serde import dumps, loads
 
 Row = dict[str, Any]
 JSON_COLUMNS = {
-    "config", "context", "metadata", "values", "interrupts", "error", "ttl", "kwargs", "result",
+    "config",
+    "context",
+    "metadata",
+    "values",
+    "interrupts",
+    "error",
+    "ttl",
+    "kwargs",
+    "result",
     "payload",
 }
 
@@ -91,56 +99,43 @@ class Tx:
         self.conn.executemany(sql, rows)
 
     # ---------------------------------------------------------------- assistants
-    async def insert_assistant(self, a: Row) -> None:
-        params = [
-            a["assistant_id"],
+    @staticmethod
+    def _assistant_body(a: Row) -> list[Any]:
+        """graph_id, config, context, metadata, name, description, in column order."""
+        return [
             a["graph_id"],
             j(a["config"]),
             j(a["context"]),
             j(a["metadata"]),
             a["name"],
             a["description"],
-            a["version"],
-            a["created_at"],
-            a["updated_at"],
         ]
+
+    async def insert_assistant(self, a: Row) -> None:
         await self.run(
-            f"INSERT INTO assistants ({ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)", params
+            f"INSERT INTO assistants ({ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                a["assistant_id"],
+                *self._assistant_body(a),
+                a["version"],
+                a["created_at"],
+                a["updated_at"],
+            ],
         )
         await self.insert_assistant_version(a)
 
     async def insert_assistant_version(self, a: Row) -> None:
         await self.run(
-            "INSERT INTO assistant_versions (assistant_id, version, graph_id, config, context, "
-            "metadata, name, description, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                a["assistant_id"],
-                a["version"],
-                a["graph_id"],
-                j(a["config"]),
-                j(a["context"]),
-                j(a["metadata"]),
-                a["name"],
-                a["description"],
-                a["updated_at"],
-            ],
+            "INSERT INTO assistant_versions (assistant_id, graph_id, config, context, metadata, "
+            "name, description, version, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            [a["assistant_id"], *self._assistant_body(a), a["version"], a["updated_at"]],
         )
 
     async def update_assistant(self, a: Row) -> None:
         await self.run(
             "UPDATE assistants SET graph_id=?, config=?, context=?, metadata=?, name=?, "
             "description=?, version=?, updated_at=? WHERE assistant_id=?",
-            [
-                a["graph_id"],
-                j(a["config"]),
-                j(a["context"]),
-                j(a["metadata"]),
-                a["name"],
-                a["description"],
-                a["version"],
-                a["updated_at"],
-                a["assistant_id"],
-            ],
+            [*self._assistant_body(a), a["version"], a["updated_at"], a["assistant_id"]],
         )
 
     async def get_assistant(self, assistant_id: str) -> Row | None:
@@ -191,7 +186,7 @@ class Tx:
     # ------------------------------------------------------------------- threads
     async def insert_thread(self, t: Row) -> None:
         await self.run(
-            'INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata, '
+            "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata, "
             'config, status, "values", interrupts, error, ttl) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
             [
                 t["thread_id"],
@@ -428,8 +423,7 @@ class Tx:
             [until, worker_id, *run_ids],
         )
         return await self.all(
-            f"SELECT run_id, cancel_action, status, worker_id FROM runs "
-            f"WHERE run_id IN ({marks})",
+            f"SELECT run_id, cancel_action, status, worker_id FROM runs WHERE run_id IN ({marks})",
             run_ids,
         )
 
