@@ -96,6 +96,7 @@ class LoadedGraph:
         self.graph_id = spec.graph_id
         self._obj = obj
         self.is_factory = not isinstance(obj, Pregel)
+        self._bound: tuple[BaseCheckpointSaver[Any] | None, BaseStore, Graph] | None = None
         if self.is_factory and not callable(obj):
             raise GraphLoadError(
                 f"graph {spec.graph_id!r}: {type(obj).__name__} is neither a compiled graph "
@@ -124,6 +125,13 @@ class LoadedGraph:
         `access` says why the graph is needed; a factory asking for a `ServerRuntime` gets it
         (with the run's `context` only when executing, `threads.create_run`).
         """
+        if not self.is_factory:
+            # A compiled graph is bound once per (checkpointer, store) and reused.
+            if self._bound is None or self._bound[:2] != (checkpointer, store):
+                bound = self._obj.copy(update={"checkpointer": checkpointer, "store": store})
+                self._bound = (checkpointer, store, bound)
+            yield self._bound[2]
+            return
         runtime = server_runtime(access, store, context)
         async with self._instantiate(cast(RunnableConfig, config), runtime) as graph:
             yield graph.copy(update={"checkpointer": checkpointer, "store": store})

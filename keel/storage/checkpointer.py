@@ -57,6 +57,20 @@ class KeelSqliteSaver(SqliteSaver):
     ) -> None:
         self.put_writes(config, writes, task_id, task_path)
 
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        # One commit for all of a task's writes: the connection is in autocommit mode, where
+        # `executemany` would otherwise commit (and append to the WAL) once per row. The
+        # parent's cursor context commits this transaction when it is done.
+        if len(writes) > 1 and self.conn.in_transaction is False:
+            self.conn.execute("BEGIN")
+        super().put_writes(config, writes, task_id, task_path)
+
     async def adelete_thread(self, thread_id: str) -> None:
         self.delete_thread(thread_id)
 
