@@ -31,7 +31,7 @@ async def info(request: Request) -> Any:
             "version": __version__,
             "server": "keel",
             "langgraph_py_version": version("langgraph"),
-            "flags": {"assistants": True, "crons": False, "langsmith": False},
+            "flags": {"assistants": True, "crons": True, "langsmith": False},
             "host": {"kind": "self-hosted", "database": services(request).storage.dialect},
         }
     )

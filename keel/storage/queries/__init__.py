@@ -1,0 +1,1 @@
+"""Named queries, one mixin per resource, combined into `keel.storage.tx.Tx`."""

@@ -1,0 +1,85 @@
+"""Crons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.storage.queries.base import CRON_COLS, Queries, Row, j
+
+
+class CronQueries(Queries):
+    async def insert_cron(self, c: Row) -> None:
+        await self.run(
+            f"INSERT INTO crons ({CRON_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                c["cron_id"],
+                c["assistant_id"],
+                c["thread_id"],
+                c["on_run_completed"],
+                c["end_time"],
+                c["schedule"],
+                c["timezone"],
+                c["created_at"],
+                c["updated_at"],
+                j(c["payload"]),
+                c["user_id"],
+                c["next_run_date"],
+                j(c["metadata"]),
+                int(c["enabled"]),
+            ],
+        )
+
+    async def update_cron(self, c: Row) -> None:
+        await self.run(
+            "UPDATE crons SET end_time=?, schedule=?, timezone=?, updated_at=?, payload=?, "
+            "next_run_date=?, metadata=?, enabled=?, on_run_completed=? WHERE cron_id=?",
+            [
+                c["end_time"],
+                c["schedule"],
+                c["timezone"],
+                c["updated_at"],
+                j(c["payload"]),
+                c["next_run_date"],
+                j(c["metadata"]),
+                int(c["enabled"]),
+                c["on_run_completed"],
+                c["cron_id"],
+            ],
+        )
+
+    async def get_cron(self, cron_id: str) -> Row | None:
+        return await self.one(f"SELECT {CRON_COLS} FROM crons WHERE cron_id=?", [cron_id])
+
+    async def delete_cron(self, cron_id: str) -> int:
+        return await self.run("DELETE FROM crons WHERE cron_id=?", [cron_id])
+
+    async def search_crons(
+        self, where: str, params: list[Any], order: str, limit: int, offset: int
+    ) -> list[Row]:
+        return await self.all(
+            f"SELECT {CRON_COLS} FROM crons WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    async def due_crons(self, now: str) -> list[Row]:
+        return await self.all(
+            f"SELECT {CRON_COLS} FROM crons WHERE enabled=1 AND next_run_date IS NOT NULL "
+            "AND next_run_date<=? AND (end_time IS NULL OR end_time>=next_run_date) "
+            "ORDER BY next_run_date",
+            [now],
+        )
+
+    async def advance_cron(self, cron_id: str, previous: str, next_run: str | None) -> bool:
+        """Move a cron's next run date on, if no one else has (compare-and-set)."""
+        changed = await self.run(
+            "UPDATE crons SET next_run_date=? WHERE cron_id=? AND next_run_date=?",
+            [next_run, cron_id, previous],
+        )
+        return changed == 1
+
+    async def next_cron_at(self) -> str | None:
+        row = await self.one(
+            "SELECT MIN(next_run_date) AS at FROM crons WHERE enabled=1 "
+            "AND (end_time IS NULL OR end_time>=next_run_date)"
+        )
+        return None if row is None else row["at"]

@@ -1,0 +1,152 @@
+"""Runs (the queue) and their event logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from keel.storage.queries.base import Queries, Row, j
+
+
+class RunQueries(Queries):
+    async def insert_run(self, r: Row) -> None:
+        await self.run(
+            "INSERT INTO runs (run_id, thread_id, assistant_id, created_at, updated_at, status, "
+            "metadata, kwargs, multitask_strategy, temporary, attempt) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,0)",
+            [
+                r["run_id"],
+                r["thread_id"],
+                r["assistant_id"],
+                r["created_at"],
+                r["updated_at"],
+                r["status"],
+                j(r["metadata"]),
+                j(r["kwargs"]),
+                r["multitask_strategy"],
+                1 if r.get("temporary") else 0,
+            ],
+        )
+
+    async def get_run(self, run_id: str) -> Row | None:
+        return await self.one("SELECT * FROM runs WHERE run_id=?", [run_id])
+
+    async def list_runs(
+        self, thread_id: str, status: str | None, limit: int, offset: int
+    ) -> list[Row]:
+        where, params = "thread_id=?", [thread_id]
+        if status:
+            where += " AND status=?"
+            params.append(status)
+        return await self.all(
+            f"SELECT * FROM runs WHERE {where} ORDER BY created_at DESC, run_id DESC "
+            "LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    async def thread_run_ids(self, thread_id: str) -> list[str]:
+        rows = await self.all(
+            "SELECT run_id FROM runs WHERE thread_id=? ORDER BY created_at, run_id", [thread_id]
+        )
+        return [r["run_id"] for r in rows]
+
+    async def active_runs(self, thread_id: str) -> list[Row]:
+        return await self.all(
+            "SELECT * FROM runs WHERE thread_id=? AND status IN ('pending','running') "
+            "ORDER BY created_at",
+            [thread_id],
+        )
+
+    async def runs_by_status(self, status: Sequence[str]) -> list[Row]:
+        marks = ",".join("?" * len(status))
+        return await self.all(f"SELECT * FROM runs WHERE status IN ({marks})", list(status))
+
+    async def delete_run(self, run_id: str) -> int:
+        await self.run("DELETE FROM run_events WHERE run_id=?", [run_id])
+        return await self.run("DELETE FROM runs WHERE run_id=?", [run_id])
+
+    async def set_run_status(self, run_id: str, status: str, now: str) -> None:
+        await self.run(
+            "UPDATE runs SET status=?, updated_at=?, worker_id=NULL, lease_until=NULL "
+            "WHERE run_id=?",
+            [status, now, run_id],
+        )
+
+    async def set_cancel(self, run_id: str, action: str) -> None:
+        await self.run("UPDATE runs SET cancel_action=? WHERE run_id=?", [action, run_id])
+
+    async def claim_next(self, worker_id: str, now_iso: str, lease_until: float) -> Row | None:
+        """Take the oldest due pending run on a thread with nothing running (one statement)."""
+        rows = await self.all(
+            "UPDATE runs SET status='running', worker_id=?, lease_until=?, attempt=attempt+1, "
+            "updated_at=? WHERE run_id = (SELECT r.run_id FROM runs r WHERE r.status='pending' "
+            "AND r.created_at<=? AND NOT EXISTS (SELECT 1 FROM runs o WHERE "
+            "o.thread_id=r.thread_id AND o.status='running') ORDER BY r.created_at, r.run_id "
+            "LIMIT 1) RETURNING *",
+            [worker_id, lease_until, now_iso, now_iso],
+        )
+        return rows[0] if rows else None
+
+    async def next_pending_at(self, after: str) -> str | None:
+        """When the first pending run created for later than `after` becomes due."""
+        row = await self.one(
+            "SELECT MIN(created_at) AS t FROM runs WHERE status='pending' AND created_at>?",
+            [after],
+        )
+        return row["t"] if row else None
+
+    async def renew_leases(self, worker_id: str, run_ids: list[str], until: float) -> list[Row]:
+        """Extend the leases of a worker's runs; return their cancel flags."""
+        if not run_ids:
+            return []
+        marks = ",".join("?" * len(run_ids))
+        await self.run(
+            f"UPDATE runs SET lease_until=? WHERE worker_id=? AND run_id IN ({marks})",
+            [until, worker_id, *run_ids],
+        )
+        return await self.all(
+            f"SELECT run_id, cancel_action, status, worker_id FROM runs WHERE run_id IN ({marks})",
+            run_ids,
+        )
+
+    async def requeue_expired(
+        self, now: float, now_iso: str, all_running: bool, keep: Sequence[str] = ()
+    ) -> list[Row]:
+        """Put runs whose lease expired (or every running run) back to pending, except `keep`
+        (runs this process is executing right now)."""
+        cond = "1=1" if all_running else "lease_until < ?"
+        params: list[Any] = [] if all_running else [now]
+        rows = await self.all(f"SELECT * FROM runs WHERE status='running' AND {cond}", params)
+        rows = [r for r in rows if r["run_id"] not in keep]
+        for r in rows:
+            await self.run(
+                "UPDATE runs SET status='pending', worker_id=NULL, lease_until=NULL, "
+                "updated_at=? WHERE run_id=?",
+                [now_iso, r["run_id"]],
+            )
+        return rows
+
+    async def finish_run(self, run_id: str, status: str, result: Any, now: str) -> None:
+        await self.run(
+            "UPDATE runs SET status=?, result=?, updated_at=?, worker_id=NULL, lease_until=NULL "
+            "WHERE run_id=?",
+            [status, None if result is None else j(result), now, run_id],
+        )
+
+    # -------------------------------------------------------------------- events
+    async def append_events(self, rows: list[tuple[str, int, str, str, bytes]]) -> None:
+        await self.many(
+            "INSERT OR IGNORE INTO run_events (run_id, seq, thread_id, event, data) "
+            "VALUES (?,?,?,?,?)",
+            rows,
+        )
+
+    async def read_events(self, run_id: str, after: int) -> list[Row]:
+        return await self.all(
+            "SELECT seq, event, data FROM run_events WHERE run_id=? AND seq>? ORDER BY seq",
+            [run_id, after],
+        )
+
+    async def max_event_seq(self, run_id: str) -> int:
+        row = await self.one("SELECT MAX(seq) AS s FROM run_events WHERE run_id=?", [run_id])
+        return int(row["s"]) if row and row["s"] is not None else 0

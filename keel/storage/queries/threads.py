@@ -1,0 +1,151 @@
+"""Threads, and the checkpoint rows that belong to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keel.storage.queries.base import Queries, Row, j
+
+
+class ThreadQueries(Queries):
+    async def insert_thread(self, t: Row) -> None:
+        await self.run(
+            "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata, "
+            'config, status, "values", interrupts, error, ttl) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+            [
+                t["thread_id"],
+                t["created_at"],
+                t["updated_at"],
+                t.get("state_updated_at"),
+                j(t["metadata"]),
+                j(t.get("config") or {}),
+                t["status"],
+                None if t.get("values") is None else j(t["values"]),
+                j(t.get("interrupts") or {}),
+                None if t.get("error") is None else j(t["error"]),
+                None if t.get("ttl") is None else j(t["ttl"]),
+            ],
+        )
+
+    async def get_thread(self, thread_id: str) -> Row | None:
+        return await self.one("SELECT * FROM threads WHERE thread_id=?", [thread_id])
+
+    async def update_thread_meta(
+        self, thread_id: str, metadata: Row, ttl: Row | None, now: str
+    ) -> None:
+        await self.run(
+            "UPDATE threads SET metadata=?, ttl=COALESCE(?, ttl), updated_at=? WHERE thread_id=?",
+            [j(metadata), None if ttl is None else j(ttl), now, thread_id],
+        )
+
+    async def mark_thread_busy(self, thread_id: str, metadata: Row, now: str) -> None:
+        await self.run(
+            "UPDATE threads SET status='busy', metadata=?, updated_at=? WHERE thread_id=?",
+            [j(metadata), now, thread_id],
+        )
+
+    async def set_thread_status(self, thread_id: str, status: str, now: str) -> None:
+        await self.run(
+            "UPDATE threads SET status=?, updated_at=? WHERE thread_id=?", [status, now, thread_id]
+        )
+
+    async def set_thread_state(
+        self,
+        thread_id: str,
+        *,
+        status: str,
+        values: Any,
+        interrupts: Row,
+        error: Any,
+        now: str,
+    ) -> None:
+        await self.run(
+            'UPDATE threads SET status=?, "values"=?, interrupts=?, error=?, updated_at=?, '
+            "state_updated_at=? WHERE thread_id=?",
+            [
+                status,
+                None if values is None else j(values),
+                j(interrupts),
+                None if error is None else j(error),
+                now,
+                now,
+                thread_id,
+            ],
+        )
+
+    async def delete_thread(self, thread_id: str) -> int:
+        await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM checkpoints WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM writes WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
+        return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])
+
+    async def search_threads(
+        self, where: str, params: list[Any], order: str, limit: int, offset: int
+    ) -> list[Row]:
+        return await self.all(
+            f"SELECT * FROM threads WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+
+    async def copy_checkpoints(self, source: str, target: str) -> None:
+        await self.run(
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+            "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
+            "WHERE thread_id=?",
+            [target, source],
+        )
+        await self.run(
+            "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, "
+            "idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, "
+            "task_path, idx, channel, type, value FROM writes WHERE thread_id=?",
+            [target, source],
+        )
+
+    async def keep_latest_checkpoint(self, thread_id: str) -> None:
+        latest = await self.one(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            [thread_id],
+        )
+        if latest is None:
+            return
+        keep = latest["checkpoint_id"]
+        await self.run(
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+            [thread_id, keep],
+        )
+        await self.run(
+            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
+            "checkpoint_id=?",
+            [thread_id, keep],
+        )
+        await self.run(
+            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+            [thread_id, keep],
+        )
+
+    async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
+        ids = await self.all(
+            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
+            "json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
+            [thread_id, run_id],
+        )
+        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
+        await self.many(
+            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?", rows
+        )
+        await self.many(
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
+            rows,
+        )
+
+    async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
+        row = await self.one(
+            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
+            "json_extract(CAST(metadata AS TEXT), '$.run_id') = ? LIMIT 1",
+            [thread_id, run_id],
+        )
+        return row is not None
