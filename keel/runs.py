@@ -13,7 +13,7 @@ from keel.errors import BadRequest, Conflict, NotFound
 from keel.graphs import GraphRegistry, system_assistant_id
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
-from keel.streams import TERMINAL, Event, StreamHub
+from keel.streams import TERMINAL, Event, StreamHub, parse_last_event_id
 
 STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 
@@ -39,6 +39,66 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, 
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def run_config(
+    body: Row, assistant: Row, thread: Row, tid: str, run_id: str
+) -> tuple[Row, Row]:
+    """The graph's config (assistant < thread < request) and the checkpoint to start from."""
+    body_config = body.get("config") or {}
+    if (body_config.get("configurable") or {}) and body.get("context"):
+        raise BadRequest("Cannot specify both configurable and context. Prefer context.")
+    config = deep_merge(deep_merge(assistant["config"], thread.get("config") or {}), body_config)
+    checkpoint = dict(body.get("checkpoint") or {})
+    checkpoint.pop("thread_id", None)
+    if body.get("checkpoint_id"):
+        checkpoint["checkpoint_id"] = body["checkpoint_id"]
+    configurable = config.setdefault("configurable", {})
+    configurable.update(checkpoint)
+    configurable.update(
+        run_id=run_id,
+        thread_id=tid,
+        graph_id=assistant["graph_id"],
+        assistant_id=assistant["assistant_id"],
+    )
+    config.setdefault("metadata", {}).update(
+        {
+            **assistant["metadata"],
+            **thread["metadata"],
+            **(body_config.get("metadata") or {}),
+            **(body.get("metadata") or {}),
+            "assistant_id": assistant["assistant_id"],
+        }
+    )
+    return config, checkpoint
+
+
+def run_context(body: Row, assistant: Row) -> Row:
+    """Runtime context: the assistant's, updated by the request's (or its `configurable`)."""
+    context = deep_merge(assistant.get("context") or {}, body.get("context"))
+    configurable = (body.get("config") or {}).get("configurable")
+    return context if context or not configurable else dict(configurable)
+
+
+def run_kwargs(body: Row, config: Row, context: Row, checkpoint: Row) -> Row:
+    """Everything the worker needs to execute the run, as stored on the run row."""
+    return {
+        "input": body.get("input"),
+        "command": body.get("command"),
+        "config": config,
+        "context": context,
+        "stream_mode": body.get("stream_mode") or ["values"],
+        "interrupt_before": body.get("interrupt_before"),
+        "interrupt_after": body.get("interrupt_after"),
+        "webhook": None,
+        "feedback_keys": None,
+        "temporary": False,
+        "subgraphs": bool(body.get("stream_subgraphs")),
+        "resumable": bool(body.get("stream_resumable")),
+        "durability": body.get("durability") or "async",
+        "on_disconnect": body.get("on_disconnect") or "continue",
+        "checkpoint": checkpoint or None,
+    }
 
 
 def run_view(run: Row) -> Row:
@@ -167,52 +227,8 @@ class RunService:
         now_ts: float,
         strategy: str,
     ) -> Row:
-        body_config = body.get("config") or {}
-        if (body_config.get("configurable") or {}) and body.get("context"):
-            raise BadRequest("Cannot specify both configurable and context. Prefer context.")
-        config = deep_merge(assistant["config"], thread.get("config") or {})
-        config = deep_merge(config, body_config)
-        checkpoint = dict(body.get("checkpoint") or {})
-        checkpoint.pop("thread_id", None)
-        if body.get("checkpoint_id"):
-            checkpoint["checkpoint_id"] = body["checkpoint_id"]
-        configurable = config.setdefault("configurable", {})
-        configurable.update(checkpoint)
-        configurable.update(
-            run_id=run_id,
-            thread_id=tid,
-            graph_id=assistant["graph_id"],
-            assistant_id=assistant["assistant_id"],
-        )
-        metadata = {
-            **assistant["metadata"],
-            **thread["metadata"],
-            **(body_config.get("metadata") or {}),
-            **(body.get("metadata") or {}),
-            "assistant_id": assistant["assistant_id"],
-        }
-        config.setdefault("metadata", {}).update(metadata)
-        context = deep_merge(assistant.get("context") or {}, body.get("context"))
-        if not context and body_config.get("configurable"):
-            context = dict(body_config["configurable"])
+        config, checkpoint = run_config(body, assistant, thread, tid, run_id)
         created = clock.iso(now_ts + float(body.get("after_seconds") or 0))
-        kwargs = {
-            "input": body.get("input"),
-            "command": body.get("command"),
-            "config": config,
-            "context": context,
-            "stream_mode": body.get("stream_mode") or ["values"],
-            "interrupt_before": body.get("interrupt_before"),
-            "interrupt_after": body.get("interrupt_after"),
-            "webhook": None,
-            "feedback_keys": None,
-            "temporary": False,
-            "subgraphs": bool(body.get("stream_subgraphs")),
-            "resumable": bool(body.get("stream_resumable")),
-            "durability": body.get("durability") or "async",
-            "on_disconnect": body.get("on_disconnect") or "continue",
-            "checkpoint": checkpoint or None,
-        }
         return {
             "run_id": run_id,
             "thread_id": tid,
@@ -221,7 +237,7 @@ class RunService:
             "updated_at": created,
             "status": "pending",
             "metadata": body.get("metadata") or {},
-            "kwargs": kwargs,
+            "kwargs": run_kwargs(body, config, run_context(body, assistant), checkpoint),
             "multitask_strategy": strategy,
         }
 
@@ -359,3 +375,21 @@ async def run_events(
         return
     async for ev in ch.follow(after):
         yield ev
+
+
+async def thread_events(
+    storage: Storage, hub: StreamHub, thread_id: str, last_event_id: str
+) -> AsyncIterator[tuple[str, Event]]:
+    """Stored events of a thread's runs after `<run_id>.<seq>` (or all, for -1/0/-), with
+    thread-stream ids."""
+    run_id, _, seq = last_event_id.rpartition(".")
+    async with storage.read() as tx:
+        run_ids = await tx.thread_run_ids(thread_id)
+    if run_id in run_ids:
+        run_ids = run_ids[run_ids.index(run_id) :]
+    elif last_event_id not in ("-1", "0", "-"):
+        return
+    for rid in run_ids:
+        after = parse_last_event_id(seq) if rid == run_id else 0
+        async for ev in run_events(storage, hub, rid, thread_id, after, follow=False):
+            yield f"{rid}.{ev.seq}", ev

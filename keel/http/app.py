@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,8 +32,10 @@ log = logging.getLogger("keel.http")
 EXPOSE = ["content-location", "x-pagination-total", "x-pagination-next", "location"]
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The ASGI app. Nothing is opened until the lifespan starts."""
+def _lifespan(
+    settings: Settings,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Open storage, load graphs, start workers and scheduler; undo it all on shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,10 +62,15 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await storage.close()
 
+    return lifespan
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The ASGI app. Nothing is opened until the lifespan starts."""
     app = FastAPI(
         title="Keel",
         version=_version(),
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
         default_response_class=JSON,
     )
     cors = settings.cors or {}

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from keel.runs import run_events
-from keel.streams import HEARTBEAT, parse_last_event_id, sse
+from keel.runs import thread_events
+from keel.streams import HEARTBEAT, sse
 from keel.threads import ThreadService
 
 from .deps import body, check_uuid, query_list, services
@@ -83,16 +83,8 @@ async def copy(request: Request, thread_id: str) -> Any:
     return JSON(await _svc(request).copy(check_uuid(thread_id, "thread_id")))
 
 
-@router.get("/threads/{thread_id}/stream")
-async def thread_stream(request: Request, thread_id: str) -> Any:
-    """Every event of every run on the thread, plus state updates; never closes by itself."""
-    s = services(request)
-    thread_id = check_uuid(thread_id, "thread_id")
-    await _svc(request).get(thread_id)
-    modes = set(query_list(request, "stream_modes") + query_list(request, "stream_mode"))
-    modes = (modes & THREAD_MODES) or {"run_modes"}
-    queue = s.hub.subscribe_thread(thread_id)
-    last = request.headers.get("last-event-id")
+def _thread_mode_filter(modes: set[str]) -> Callable[[str], bool]:
+    """Which events a thread stream forwards for its `stream_modes` (§4.7)."""
 
     def keep(event: str) -> bool:
         if event == "state_update":
@@ -101,21 +93,19 @@ async def thread_stream(request: Request, thread_id: str) -> Any:
             return True
         return "lifecycle" in modes and event == "metadata"
 
-    async def replay(sent: set[str]) -> AsyncIterator[bytes]:
-        run_id, _, seq = (last or "").rpartition(".")
-        async with s.storage.read() as tx:
-            run_ids = await tx.thread_run_ids(thread_id)
-        if run_id in run_ids:
-            run_ids = run_ids[run_ids.index(run_id) :]
-        elif last not in ("-1", "0", "-"):
-            return
-        for rid in run_ids:
-            after = parse_last_event_id(seq) if rid == run_id else 0
-            async for ev in run_events(s.storage, s.hub, rid, thread_id, after, follow=False):
-                event_id = f"{rid}.{ev.seq}"
-                sent.add(event_id)
-                if keep(ev.event):
-                    yield sse(ev.event, ev.data, event_id)
+    return keep
+
+
+@router.get("/threads/{thread_id}/stream")
+async def thread_stream(request: Request, thread_id: str) -> Any:
+    """Every event of every run on the thread, plus state updates; never closes by itself."""
+    s = services(request)
+    thread_id = check_uuid(thread_id, "thread_id")
+    await _svc(request).get(thread_id)
+    modes = set(query_list(request, "stream_modes") + query_list(request, "stream_mode"))
+    keep = _thread_mode_filter((modes & THREAD_MODES) or {"run_modes"})
+    queue = s.hub.subscribe_thread(thread_id)
+    last = request.headers.get("last-event-id")
 
     async def live(sent: set[str]) -> AsyncIterator[bytes]:
         while True:
@@ -127,8 +117,10 @@ async def thread_stream(request: Request, thread_id: str) -> Any:
         sent: set[str] = set()
         try:
             if last is not None:
-                async for chunk in replay(sent):
-                    yield chunk
+                async for event_id, ev in thread_events(s.storage, s.hub, thread_id, last):
+                    sent.add(event_id)
+                    if keep(ev.event):
+                        yield sse(ev.event, ev.data, event_id)
             async for chunk in with_heartbeat(live(sent), HEARTBEAT):
                 yield chunk
         finally:
