@@ -193,22 +193,21 @@ class WorkerPool:
             exc = RuntimeError(f"run abandoned after {run['attempt'] - 1} attempts")
             await self._finish(run, ch, flusher, "error", exc=exc)
             return
+        deadline = asyncio.timeout(self.settings.run_timeout_seconds)
         try:
-            state, status = await asyncio.wait_for(
-                self._run_graph(run, translator, resumed), self.settings.run_timeout_seconds
-            )
+            async with deadline:
+                state, status = await self._run_graph(run, translator, resumed)
         except asyncio.CancelledError:
             action = self._cancel_requested.get(run_id)
-            if action is None:  # shutdown: leave the run to be re-queued
-                await flusher.flush()
+            if action is None:  # shutdown: hand the run back to the queue
+                await self._release(run, ch, flusher)
                 raise
             await self._finish(run, ch, flusher, "interrupted", cancel=action)
             return
-        except TimeoutError as exc:
-            await self._finish(run, ch, flusher, "timeout", exc=exc)
-            return
         except Exception as exc:
-            await self._finish(run, ch, flusher, "error", exc=exc)
+            # A TimeoutError raised by the graph itself is an error, not a run timeout.
+            timed_out = isinstance(exc, TimeoutError) and deadline.expired()
+            await self._finish(run, ch, flusher, "timeout" if timed_out else "error", exc=exc)
             return
         result = translator.finish(state, status == "interrupted")
         await self._finish(run, ch, flusher, status, state=state, result=result)
@@ -286,6 +285,14 @@ class WorkerPool:
         self.hub.thread_event(
             thread_id, f"{run_id}.done", "metadata", dumps({"status": "run_done", "run_id": run_id})
         )
+
+    async def _release(self, run: Row, ch: RunChannel, flusher: Flusher) -> None:
+        """Shutdown: save the run's events and put it back to pending for the next worker."""
+        flusher.cancel()
+        await flusher.flush()
+        async with self.storage.tx() as tx:
+            await tx.release_run(run["run_id"], self.worker_id, clock.iso())
+        self.hub.close(run["run_id"])
 
     async def _state_of(self, run: Row) -> StateSnapshot | None:
         """The thread's current state, for runs that ended without producing one."""

@@ -10,6 +10,7 @@ from langgraph.graph import END, START, StateGraph
 class State(TypedDict, total=False):
     value: str
     secret: bool
+    kind: str
 
 
 class SecretError(Exception):
@@ -23,6 +24,8 @@ def ok(state: State) -> State:
 def boom(state: State) -> State:
     if state.get("secret"):
         raise SecretError("internal password is hunter2")
+    if state.get("kind") == "timeout":
+        raise TimeoutError("the graph's own call timed out")
     raise ValueError(f"boom after {state.get('value')}")
 
 

@@ -126,6 +126,14 @@ class RunQueries(Queries):
             )
         return rows
 
+    async def release_run(self, run_id: str, worker_id: str, now_iso: str) -> None:
+        """Hand a run this worker holds back to the queue (graceful shutdown)."""
+        await self.run(
+            "UPDATE runs SET status='pending', worker_id=NULL, lease_until=NULL, updated_at=? "
+            "WHERE run_id=? AND worker_id=? AND status='running'",
+            [now_iso, run_id, worker_id],
+        )
+
     async def finish_run(self, run_id: str, status: str, result: Any, now: str) -> None:
         await self.run(
             "UPDATE runs SET status=?, result=?, updated_at=?, worker_id=NULL, lease_until=NULL "

@@ -100,3 +100,78 @@ async def test_start_requeues_every_running_run(tmp_path: Path) -> None:
     finally:
         await pool.stop()
         await storage.close()
+
+
+async def _thread_run(runs: RunService, graph: str, input_: dict[str, object]) -> str:
+    body = {"assistant_id": graph, "input": input_, "if_not_exists": "create"}
+    run = await runs.create(body, str(uuid.uuid4()))
+    return str(run["run_id"])
+
+
+async def test_run_timeout_ends_in_timeout_and_thread_error(tmp_path: Path) -> None:
+    settings, storage, graphs, hub = await _setup(tmp_path)
+    settings.run_timeout_seconds = 0.3
+    pool = WorkerPool(settings, storage, graphs, hub)
+    runs = RunService(storage, graphs, hub, pool.notify, pool.cancel_local)
+    await pool.start()
+    try:
+        run_id = await _thread_run(runs, "slow", {"delay": 5})
+        await _wait_status(storage, run_id, "timeout")
+        async with storage.read() as tx:
+            run = await tx.get_run(run_id)
+            assert run is not None
+            thread = await tx.get_thread(run["thread_id"])
+        assert thread is not None and thread["status"] == "error"
+        assert run["result"]["__error__"]["error"] == "TimeoutError"
+    finally:
+        await pool.stop()
+        await storage.close()
+
+
+async def test_graph_raising_timeouterror_is_an_error_not_a_timeout(tmp_path: Path) -> None:
+    settings, storage, graphs, hub = await _setup(tmp_path)
+    pool = WorkerPool(settings, storage, graphs, hub)
+    runs = RunService(storage, graphs, hub, pool.notify, pool.cancel_local)
+    await pool.start()
+    try:
+        run_id = await _thread_run(runs, "failing", {"kind": "timeout"})
+        await _wait_status(storage, run_id, "error")
+    finally:
+        await pool.stop()
+        await storage.close()
+
+
+async def test_too_many_attempts_fail_the_run(tmp_path: Path) -> None:
+    settings, storage, graphs, hub = await _setup(tmp_path)
+    runs = RunService(storage, graphs, hub, lambda: None, lambda _r, _a: False)
+    run_id = await _orphan(storage, runs, lease_until=clock.now() - 1)
+    async with storage.tx() as tx:
+        await tx.run("UPDATE runs SET attempt=? WHERE run_id=?", [settings.max_attempts, run_id])
+    pool = WorkerPool(settings, storage, graphs, hub)
+    await pool.start()
+    try:
+        await _wait_status(storage, run_id, "error")
+        async with storage.read() as tx:
+            run = await tx.get_run(run_id)
+        assert run is not None and "abandoned" in run["result"]["__error__"]["message"]
+    finally:
+        await pool.stop()
+        await storage.close()
+
+
+async def test_shutdown_hands_in_flight_runs_back_to_the_queue(tmp_path: Path) -> None:
+    settings, storage, graphs, hub = await _setup(tmp_path)
+    pool = WorkerPool(settings, storage, graphs, hub)
+    runs = RunService(storage, graphs, hub, pool.notify, pool.cancel_local)
+    await pool.start()
+    run_id = await _thread_run(runs, "slow", {"delay": 0.4})
+    await _wait_status(storage, run_id, "running")
+    await pool.stop(grace=0.05)
+    assert await _status(storage, run_id) == "pending"
+    second = WorkerPool(settings, storage, graphs, hub)
+    await second.start()
+    try:
+        await _wait_status(storage, run_id, "success")
+    finally:
+        await second.stop()
+        await storage.close()
