@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -312,12 +311,10 @@ class RunService:
                     if current["status"] in TERMINAL:
                         return final_body(current, thread)
                     ch = self.hub.open(run["run_id"], run["thread_id"], 1)
-            async for _ in ch.follow(1 << 62):
-                pass
+            await ch.closed()
             if ch.result is not None:
                 return ch.result
-            # Closed without a result (cancelled): fall back to the stored state.
-            await asyncio.sleep(0)
+            # Closed without a result (cancelled, or handed back at shutdown): look again.
 
 
 def final_body(run: Row, thread: Row | None) -> Any:

@@ -55,6 +55,11 @@ class RunChannel:
     def unflushed(self) -> list[Event]:
         return self.events[self.flushed :]
 
+    async def closed(self) -> None:
+        """Return once the run's event log is complete."""
+        while not self.done:
+            await self._signal.wait()
+
     async def follow(self, after: int) -> AsyncIterator[Event]:
         idx = 0
         while True:
