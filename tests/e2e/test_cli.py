@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -84,3 +87,75 @@ def test_migrate_creates_schema(tmp_path: Path) -> None:
 
     tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
     assert {"runs", "threads", "assistants", "run_events", "checkpoints", "writes"} <= tables
+
+
+GRAPH_SOURCE = """
+from typing import TypedDict
+
+from langgraph.graph import START, StateGraph
+
+
+class State(TypedDict, total=False):
+    answer: str
+
+
+def node(state: State) -> State:
+    return {"answer": "ANSWER"}
+
+
+builder = StateGraph(State)
+builder.add_node("node", node)
+builder.add_edge(START, "node")
+graph = builder.compile()
+"""
+
+
+def _answer(url: str) -> str | None:
+    try:
+        res = httpx.post(url + "/runs/wait", json={"assistant_id": "g", "input": {}}, timeout=10.0)
+    except httpx.HTTPError:
+        return None
+    if res.status_code != 200:
+        return None
+    value = res.json().get("answer")
+    return str(value) if value is not None else None
+
+
+def _poll_answer(url: str, want: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _answer(url) == want:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_dev_reloads_on_code_change(tmp_path: Path) -> None:
+    graph_file = tmp_path / "agent.py"
+    graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "first"))
+    (tmp_path / "keel.json").write_text(json.dumps({"graphs": {"g": "./agent.py:graph"}}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "keel.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--database",
+            f"sqlite:///{tmp_path / 'k.db'}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert _poll_answer(url, "first", 30), "dev server never answered"
+        graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "second"))
+        assert _poll_answer(url, "second", 30), "dev server did not reload the changed graph"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
