@@ -132,7 +132,10 @@ class AssistantCreate(Body):
     name: str | None = None
     description: str | None = None
 
-    _id = field_validator("assistant_id")(classmethod(lambda cls, v: _uuid(v)))
+    @field_validator("assistant_id")
+    @classmethod
+    def _valid_id(cls, value: str | None) -> str | None:
+        return _uuid(value)
 
 
 class AssistantPatch(Body):
@@ -181,7 +184,10 @@ class ThreadCreate(Body):
     ttl: Ttl | None = None
     supersteps: list[dict[str, Any]] | None = None
 
-    _id = field_validator("thread_id")(classmethod(lambda cls, v: _uuid(v)))
+    @field_validator("thread_id")
+    @classmethod
+    def _valid_id(cls, value: str | None) -> str | None:
+        return _uuid(value)
 
 
 class ThreadPatch(Body):
