@@ -14,7 +14,8 @@ GRAPHS_CONFIG = Path(__file__).parent / "graphs" / "keel.json"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeelServer]:
-    srv = KeelServer(GRAPHS_CONFIG, tmp_path_factory.mktemp("keel"))
+    # No model configured, whatever the environment says: the chat example must explain itself.
+    srv = KeelServer(GRAPHS_CONFIG, tmp_path_factory.mktemp("keel"), env={"KEEL_MODEL": ""})
     srv.start()
     try:
         yield srv
