@@ -1,0 +1,470 @@
+"""The servers under test, each started on a free 127.0.0.1 port with the same graphs.
+
+Keel runs from the project's own virtualenv (the one running the harness), so the benchmark
+always measures the working tree. The incumbents each get a pinned virtualenv under
+`bench/.envs/` (git-ignored), created on first use. Aegra gets a private PostgreSQL cluster in a
+temporary directory (unix socket only, no TCP listener).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import procfs
+from tests.support.server import free_port
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+ENVS = BENCH_DIR / ".envs"
+GRAPHS_FILE = BENCH_DIR / "graphs.py"
+GRAPH_IDS = ("three", "twenty", "approval", "stream200", "sleep1", "long")
+
+LANGGRAPH_DEV_PINS = [
+    "langgraph-cli[inmem]==0.4.40",
+    "langgraph-api==0.16.7",
+    "langgraph-runtime-inmem==0.36.7",
+]
+AEGRA_PINS = ["aegra-api==0.6.0", "greenlet==3.5.6"]
+
+
+class Unavailable(Exception):
+    """A contender that cannot be installed or started; the message goes into the report."""
+
+
+def ensure_venv(name: str, requirements: list[str], log: Any = print) -> Path:
+    """A virtualenv under bench/.envs/NAME with exactly `requirements` installed; its python."""
+    env_dir = ENVS / name
+    python = env_dir / "bin" / "python"
+    marker = env_dir / "bench-requirements.txt"
+    wanted = "\n".join(requirements) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    log(f"installing {name}: {' '.join(requirements)} (first run only)")
+    shutil.rmtree(env_dir, ignore_errors=True)
+    ENVS.mkdir(parents=True, exist_ok=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *requirements],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    (ENVS / f"{name}.install.log").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        errors = [line for line in proc.stderr.splitlines() if "WARNING: Location" not in line]
+        raise Unavailable(f"pip install failed: {' '.join(errors[-3:])[:400]}")
+    marker.write_text(wanted)
+    return python
+
+
+def venv_versions(python: Path, packages: list[str]) -> dict[str, str]:
+    code = (
+        "import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
+        "out = {}\nfor p in sys.argv[1:]:\n"
+        "    try: out[p] = version(p)\n    except PackageNotFoundError: out[p] = 'missing'\n"
+        "print(json.dumps(out))"
+    )
+    proc = subprocess.run(
+        [str(python), "-c", code, *packages], capture_output=True, text=True, timeout=60
+    )
+    return dict(json.loads(proc.stdout)) if proc.returncode == 0 else {}
+
+
+def write_graphs(workdir: Path, config_name: str, extra: dict[str, Any] | None = None) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(GRAPHS_FILE, workdir / "graphs.py")
+    config = {"graphs": {g: f"./graphs.py:{g}" for g in GRAPH_IDS}, **(extra or {})}
+    path = workdir / config_name
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Unavailable(
+                f"exited with {proc.returncode} while starting: {_log_tail(log_path)}"
+            )
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise Unavailable(f"not healthy after {timeout:.0f}s: {_log_tail(log_path)}")
+
+
+def _log_tail(path: Path, chars: int = 600) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace")
+    return " | ".join(text[-chars:].splitlines())
+
+
+class Server:
+    """One contender's server: start, kill -9 (the whole process group), restart on its state."""
+
+    key = ""
+    label = ""
+    health_path = "/ok"
+    python: Path = Path(sys.executable)
+
+    def __init__(self, workdir: Path, *, concurrency: int | None = None) -> None:
+        self.workdir = workdir
+        self.concurrency = concurrency
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "server.log"
+        self.boot_seconds: float | None = None
+
+    # subclasses fill these in
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def prepare(self) -> None:
+        """Write config files and the like before the first start."""
+
+    def db_pids(self) -> list[int]:
+        return []
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None else []
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=self.workdir,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_healthy(self.url + self.health_path, self.proc, self.log_path, timeout)
+        self.boot_seconds = time.perf_counter() - t0
+
+    def rss(self) -> int:
+        return procfs.rss_bytes(self.pids())
+
+    def kill9(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+
+class KeelServer(Server):
+    key = "keel"
+    label = "Keel (SQLite)"
+
+    def prepare(self) -> None:
+        self.config = write_graphs(self.workdir, "keel.json")
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "keel.cli",
+            "serve",
+            "--config",
+            str(self.config),
+            "--port",
+            str(self.port),
+            "--database",
+            f"sqlite:///{self.workdir / 'keel.db'}",
+        ]
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "KEEL_LOG_LEVEL": "warning", "PYTHONPATH": ""}
+        if self.concurrency is not None:
+            env["KEEL_WORKERS"] = str(self.concurrency)
+        return env
+
+    @staticmethod
+    def install(log: Any = print) -> Path:
+        return Path(sys.executable)
+
+    @staticmethod
+    def versions(python: Path) -> dict[str, str]:
+        return venv_versions(python, ["keel", "langgraph", "langgraph-sdk", "uvicorn"])
+
+
+class LangGraphDevServer(Server):
+    key = "lgdev"
+    label = "langgraph dev"
+    jobs: int | None = None
+
+    def prepare(self) -> None:
+        write_graphs(self.workdir, "langgraph.json", {"dependencies": ["."], "env": {}})
+
+    def command(self) -> list[str]:
+        jobs = self.concurrency if self.concurrency is not None else self.jobs
+        cmd = [
+            str(self.python.parent / "langgraph"),
+            "dev",
+            "--config",
+            "langgraph.json",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-browser",
+            "--no-reload",
+            "--server-log-level",
+            "WARNING",
+        ]
+        if jobs is not None:
+            cmd += ["--n-jobs-per-worker", str(jobs)]
+        return cmd
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "KEEL_"))}
+        env.update(
+            LANGGRAPH_NO_VERSION_CHECK="1",
+            LANGSMITH_TRACING="false",
+            LANGGRAPH_CLI_NO_ANALYTICS="1",
+            PYTHONPATH="",
+            PATH=f"{self.python.parent}:{env.get('PATH', '')}",
+        )
+        return env
+
+    @staticmethod
+    def install(log: Any = print) -> Path:
+        return ensure_venv("langgraph-dev", LANGGRAPH_DEV_PINS, log)
+
+    @staticmethod
+    def versions(python: Path) -> dict[str, str]:
+        return venv_versions(
+            python,
+            ["langgraph-cli", "langgraph-api", "langgraph-runtime-inmem", "langgraph", "uvicorn"],
+        )
+
+
+class LangGraphDev10Server(LangGraphDevServer):
+    key = "lgdev10"
+    label = "langgraph dev --n-jobs-per-worker 10"
+    jobs = 10
+
+
+def find_pg_bin(log: Any = print) -> Path:
+    """PostgreSQL's server binaries; installs Debian's `postgresql` when missing (root only)."""
+
+    def found() -> Path | None:
+        hits = sorted(
+            glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+            key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+        )
+        if hits:
+            return Path(hits[-1]).parent
+        which = shutil.which("initdb")
+        return Path(which).resolve().parent if which else None
+
+    bin_dir = found()
+    if bin_dir is not None:
+        return bin_dir
+    if os.geteuid() != 0:
+        raise Unavailable("PostgreSQL is not installed and apt-get needs root")
+    log("installing Debian's postgresql with apt-get (first run only)")
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        if proc.returncode != 0:
+            raise Unavailable(f"{' '.join(cmd)} failed: {proc.stderr[-300:]}")
+    bin_dir = found()
+    if bin_dir is None:
+        raise Unavailable("apt-get installed postgresql but initdb is not found")
+    return bin_dir
+
+
+class Postgres:
+    """A private PostgreSQL cluster: initdb into a temp dir, unix socket there, no TCP."""
+
+    def __init__(self, root: Path, bin_dir: Path) -> None:
+        self.root = root
+        self.bin = bin_dir
+        self.data = root / "data"
+        self.sock = root / "sock"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = root / "postgres.log"
+        self.user_kwargs: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            # initdb refuses to run as root
+            self.user_kwargs = {"user": "postgres", "group": "postgres"}
+
+    def _run(self, *cmd: str) -> None:
+        proc = subprocess.run(
+            [str(self.bin / cmd[0]), *cmd[1:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **self.user_kwargs,
+        )
+        if proc.returncode != 0:
+            raise Unavailable(f"{cmd[0]} failed: {(proc.stderr or proc.stdout)[-400:]}")
+
+    def start(self) -> None:
+        self.sock.mkdir(parents=True, exist_ok=True)
+        if self.user_kwargs:
+            # the postgres user must be able to traverse our (0700) temporary directories
+            for parent in self.root.parents:
+                if parent == Path(parent.anchor) or parent.stat().st_uid != os.geteuid():
+                    break
+                parent.chmod(parent.stat().st_mode | 0o011)
+            shutil.chown(self.root, "postgres", "postgres")
+            shutil.chown(self.sock, "postgres", "postgres")
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.sock),
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    "max_connections=200",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self.user_kwargs,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Unavailable(f"postgres exited: {_log_tail(self.log_path)}")
+            ready = subprocess.run(
+                [str(self.bin / "pg_isready"), "-h", str(self.sock), "-p", str(self.port)],
+                capture_output=True,
+            )
+            if ready.returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise Unavailable(f"postgres not ready: {_log_tail(self.log_path)}")
+        self._run("createdb", "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "aegra")
+
+    def url(self) -> str:
+        return f"postgresql://postgres@/aegra?host={self.sock}&port={self.port}"
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc is not None else []
+
+    def version(self) -> str:
+        proc = subprocess.run([str(self.bin / "postgres"), "--version"], capture_output=True)
+        return proc.stdout.decode().strip()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+class AegraServer(Server):
+    key = "aegra"
+    label = "Aegra (PostgreSQL)"
+    health_path = "/health"
+    postgres: Postgres | None = None
+
+    def prepare(self) -> None:
+        write_graphs(self.workdir, "aegra.json")
+        if self.postgres is None:
+            raise Unavailable("no PostgreSQL cluster")
+
+    def command(self) -> list[str]:
+        return [
+            str(self.python),
+            "-m",
+            "uvicorn",
+            "aegra_api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+
+    def env(self) -> dict[str, str]:
+        assert self.postgres is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "KEEL_"))}
+        env.update(
+            DATABASE_URL=self.postgres.url(),
+            AEGRA_CONFIG=str(self.workdir / "aegra.json"),
+            LOG_LEVEL="WARNING",
+            LANGSMITH_TRACING="false",
+            PYTHONPATH="",
+        )
+        return env
+
+    def db_pids(self) -> list[int]:
+        return self.postgres.pids() if self.postgres is not None else []
+
+    @staticmethod
+    def install(log: Any = print) -> Path:
+        return ensure_venv("aegra", AEGRA_PINS, log)
+
+    @staticmethod
+    def versions(python: Path) -> dict[str, str]:
+        return venv_versions(
+            python, ["aegra-api", "langgraph", "langgraph-checkpoint-postgres", "uvicorn"]
+        )
+
+
+CONTENDERS: dict[str, type[Server]] = {
+    cls.key: cls for cls in (KeelServer, LangGraphDevServer, LangGraphDev10Server, AegraServer)
+}

@@ -1,0 +1,126 @@
+"""The benchmark's graphs: no LLM, only LangGraph. Every contender loads this same file.
+
+This module must import nothing but LangGraph and the standard library: the harness copies it
+next to each contender's config file and each contender imports it in its own virtualenv.
+
+    three       3 nodes in a chain, each appends to a list (the reference workload)
+    twenty      20 nodes in a chain
+    approval    one node, then an `interrupt()`, then one node (interrupt/resume round trip)
+    stream200   one node that emits 200 custom stream events
+    sleep1      one node that awaits 1 s (an LLM call's stand-in)
+    long        6 nodes that each await 0.5 s (killed mid-run for the recovery figure)
+
+No `from __future__ import annotations`: Aegra loads graph files without registering them in
+`sys.modules`, so string annotations on the state type could not be resolved there.
+"""
+
+import asyncio
+import itertools
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
+
+
+class State(TypedDict, total=False):
+    topic: str
+    steps: Annotated[list[str], operator.add]
+    answer: str
+
+
+def _chain(name: str, length: int) -> Any:
+    builder = StateGraph(State)
+    names = [f"n{i:02d}" for i in range(length)]
+    for node in names:
+
+        def step(state: State, _node: str = node) -> State:
+            return {"steps": [_node]}
+
+        builder.add_node(node, step)
+    builder.add_edge(START, names[0])
+    for a, b in itertools.pairwise(names):
+        builder.add_edge(a, b)
+    builder.add_edge(names[-1], END)
+    return builder.compile(name=name)
+
+
+three = _chain("three", 3)
+twenty = _chain("twenty", 20)
+
+
+def _propose(state: State) -> State:
+    return {"steps": ["proposed"]}
+
+
+def _ask(state: State) -> State:
+    answer = interrupt({"question": "approve?"})
+    return {"steps": ["asked"], "answer": str(answer)}
+
+
+def _finish(state: State) -> State:
+    return {"steps": ["finished"]}
+
+
+_approval = StateGraph(State)
+_approval.add_node("propose", _propose)
+_approval.add_node("ask", _ask)
+_approval.add_node("finish", _finish)
+_approval.add_edge(START, "propose")
+_approval.add_edge("propose", "ask")
+_approval.add_edge("ask", "finish")
+_approval.add_edge("finish", END)
+approval = _approval.compile(name="approval")
+
+
+def _emit(state: State) -> State:
+    writer = get_stream_writer()
+    for i in range(200):
+        writer({"i": i})
+    return {"steps": ["emitted"]}
+
+
+_stream = StateGraph(State)
+_stream.add_node("emit", _emit)
+_stream.add_edge(START, "emit")
+_stream.add_edge("emit", END)
+stream200 = _stream.compile(name="stream200")
+
+
+async def _sleep(state: State) -> State:
+    await asyncio.sleep(1.0)
+    return {"steps": ["slept"]}
+
+
+_sleeper = StateGraph(State)
+_sleeper.add_node("sleep", _sleep)
+_sleeper.add_edge(START, "sleep")
+_sleeper.add_edge("sleep", END)
+sleep1 = _sleeper.compile(name="sleep1")
+
+
+LONG_STEPS = 6
+LONG_STEP_SECONDS = 0.5
+
+
+def _long_chain() -> Any:
+    builder = StateGraph(State)
+    names = [f"s{i}" for i in range(LONG_STEPS)]
+    for node in names:
+
+        async def step(state: State, _node: str = node) -> State:
+            await asyncio.sleep(LONG_STEP_SECONDS)
+            return {"steps": [_node]}
+
+        builder.add_node(node, step)
+    builder.add_edge(START, names[0])
+    for a, b in itertools.pairwise(names):
+        builder.add_edge(a, b)
+    builder.add_edge(names[-1], END)
+    return builder.compile(name="long")
+
+
+long = _long_chain()
+
+GRAPHS = ("three", "twenty", "approval", "stream200", "sleep1", "long")

@@ -1,0 +1,52 @@
+"""The benchmark harness in its smallest mode, against Keel alone, so it cannot rot.
+
+Figures are not checked (machines are noisy): only that every workload ran and produced numbers,
+and that the report and JSON were written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--contenders",
+            "keel",
+            "--out",
+            str(tmp_path),
+            "--no-update-docs",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    keel = results["contenders"]["keel"]
+    assert keel["status"] == "ok", keel
+    figures, phase_b = keel["figures"], keel["phase_b"]
+    for name in ("seq3", "seq20", "stream", "interrupt", "tp4"):
+        assert "error" not in figures[name], (name, figures[name])
+    assert figures["seq3"]["n"] >= 1 and figures["seq3"]["p50_ms"] > 0
+    assert figures["stream"]["events_min"] == 200
+    assert figures["tp4"]["runs"] >= 1 and figures["tp4"]["errors"] == 0
+    assert phase_b["threads"]["threads"] == 20
+    assert phase_b["waits"]["completed"] == 20, phase_b["waits"]
+    assert phase_b["recovery"]["recovered"] is True, phase_b["recovery"]
+    assert results["contenders"]["keel-pg"]["status"] == "not yet implemented"
+    assert "error" not in results["floor"], results["floor"]
+    table = (tmp_path / "smoke.md").read_text()
+    assert "| Keel (SQLite) |" in table
+    assert "create thread + runs.wait p50" in table
