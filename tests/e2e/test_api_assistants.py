@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
 import pytest
 from langgraph_sdk.errors import ConflictError, NotFoundError, UnprocessableEntityError
 
+from tests.conftest import GRAPHS_CONFIG
 from tests.e2e.helpers import Client, SyncClient, system_id
 
-GRAPHS = {"pipeline", "approval", "subgraph", "chat_fake", "slow", "failing"}
+# Every graph the test server registers gets a system assistant.
+GRAPHS = set(json.loads(GRAPHS_CONFIG.read_text())["graphs"])
 
 
 async def test_system_assistants_have_uuid5_ids(client: Client) -> None:
