@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench import procfs
-from tests.support.server import free_port
+from tests.support.server import free_port, serve_command
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -197,18 +197,7 @@ class KeelServer(Server):
         self.config = write_graphs(self.workdir, "keel.json")
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "keel.cli",
-            "serve",
-            "--config",
-            str(self.config),
-            "--port",
-            str(self.port),
-            "--database",
-            f"sqlite:///{self.workdir / 'keel.db'}",
-        ]
+        return serve_command(self.config, self.port, f"sqlite:///{self.workdir / 'keel.db'}")
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, "KEEL_LOG_LEVEL": "warning", "PYTHONPATH": ""}

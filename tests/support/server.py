@@ -19,6 +19,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_command(
+    config: Path, port: int, database: str, extra_args: list[str] | None = None
+) -> list[str]:
+    """`keel serve` with this interpreter, on 127.0.0.1:port."""
+    return [
+        sys.executable,
+        "-m",
+        "keel.cli",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--database",
+        database,
+        *(extra_args or []),
+    ]
+
+
 class KeelServer:
     """Starts, kills (-9) and restarts one Keel server process."""
 
@@ -44,19 +63,7 @@ class KeelServer:
     def start(self, timeout: float = 30.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        cmd = [
-            sys.executable,
-            "-m",
-            "keel.cli",
-            "serve",
-            "--config",
-            str(self.config),
-            "--port",
-            str(self.port),
-            "--database",
-            self.database,
-            *self.extra_args,
-        ]
+        cmd = serve_command(self.config, self.port, self.database, self.extra_args)
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
         deadline = time.monotonic() + timeout
