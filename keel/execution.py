@@ -9,7 +9,7 @@ from langchain_core.messages import BaseMessage, BaseMessageChunk
 from langgraph.types import Command, Send, StateSnapshot
 
 from keel.graphs import Graph
-from keel.serde import dumps, jsonable
+from keel.serde import jsonable
 from keel.storage.tx import Row
 
 Publish = Callable[[str, Any], None]
@@ -196,7 +196,3 @@ async def stream_run(
         if event["event"] == "on_chain_stream" and event["run_id"] == root:
             ns, mode, chunk = event["data"]["chunk"]
             translator.handle(ns, mode, chunk)
-
-
-def encode(data: Any) -> bytes:
-    return dumps(data)

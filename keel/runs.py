@@ -12,7 +12,7 @@ from keel.errors import BadRequest, Conflict, NotFound
 from keel.graphs import GraphRegistry, system_assistant_id
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
-from keel.streams import TERMINAL, Event, StreamHub, parse_last_event_id
+from keel.streams import TERMINAL, Event, RunChannel, StreamHub, parse_last_event_id
 
 STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 
@@ -298,23 +298,42 @@ class RunService:
     # ------------------------------------------------------------------ wait
     async def wait(self, run: Row) -> Any:
         """Block until the run is terminal; return its wait/join body."""
+        run_id, thread_id = run["run_id"], run["thread_id"]
         while True:
-            ch = self.hub.get(run["run_id"])
+            ch = await live_channel(self.storage, self.hub, run_id, thread_id)
             if ch is None:
                 async with self.storage.read() as tx:
-                    current = await tx.get_run(run["run_id"])
-                    thread = await tx.get_thread(run["thread_id"])
-                ch = self.hub.get(run["run_id"])
-                if ch is None:
-                    if current is None:
-                        raise NotFound("Run not found")
-                    if current["status"] in TERMINAL:
-                        return final_body(current, thread)
-                    ch = self.hub.open(run["run_id"], run["thread_id"], 1)
+                    current = await tx.get_run(run_id)
+                    thread = await tx.get_thread(thread_id)
+                if current is None:
+                    raise NotFound("Run not found")
+                if current["status"] in TERMINAL:
+                    return final_body(current, thread)
+                # Handed back to the queue at shutdown: wait for its next attempt.
+                ch = self.hub.open(run_id, thread_id, 1)
             await ch.closed()
             if ch.result is not None:
                 return ch.result
             # Closed without a result (cancelled, or handed back at shutdown): look again.
+
+
+async def live_channel(
+    storage: Storage, hub: StreamHub, run_id: str, thread_id: str
+) -> RunChannel | None:
+    """The run's live channel in this process (opened now for a run still to execute), or
+    None when the run is finished or gone."""
+    ch = hub.get(run_id)
+    if ch is not None:
+        return ch
+    async with storage.read() as tx:
+        run = await tx.get_run(run_id)
+        last = await tx.max_event_seq(run_id)
+    ch = hub.get(run_id)  # the read may have let the worker open (or close) it
+    if ch is not None:
+        return ch
+    if run is None or run["status"] in TERMINAL or hub.is_finished(run_id):
+        return None
+    return hub.open(run_id, thread_id, last + 1)
 
 
 def final_body(run: Row, thread: Row | None) -> Any:
@@ -340,21 +359,14 @@ async def run_events(
 ) -> AsyncIterator[Event]:
     """Replay a run's events after `after` (None: only new ones), then follow it live
     (or, with `follow=False`, stop at what has been published so far)."""
-    ch = hub.get(run_id)
+    ch = await live_channel(storage, hub, run_id, thread_id)
     if ch is None:
-        async with storage.read() as tx:
-            run = await tx.get_run(run_id)
-            last = await tx.max_event_seq(run_id)
-        ch = hub.get(run_id)
-        if ch is None:
-            if run is None or run["status"] in TERMINAL or hub.is_finished(run_id):
-                if after is not None:
-                    async with storage.read() as tx:
-                        rows = await tx.read_events(run_id, after)
-                    for r in rows:
-                        yield Event(r["seq"], r["event"], r["data"])
-                return
-            ch = hub.open(run_id, thread_id, last + 1)
+        if after is not None:
+            async with storage.read() as tx:
+                rows = await tx.read_events(run_id, after)
+            for r in rows:
+                yield Event(r["seq"], r["event"], r["data"])
+        return
     if after is None:
         after = ch.next_seq - 1
     first_live = ch.events[0].seq if ch.events else ch.next_seq

@@ -31,11 +31,11 @@ async def _create(request: Request, thread_id: str | None) -> tuple[Services, Ro
     return s, run
 
 
-def _paths(run: Row, stateless: bool) -> tuple[str, str]:
+def _run_path(run: Row, stateless: bool = False) -> str:
+    """Where the run lives: Content-Location, and the base of Location."""
     if stateless:
-        return f"/runs/{run['run_id']}", f"/runs/{run['run_id']}"
-    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
-    return base, base
+        return f"/runs/{run['run_id']}"
+    return f"/threads/{run['thread_id']}/runs/{run['run_id']}"
 
 
 def _sse_response(
@@ -119,13 +119,13 @@ async def _get_run(s: Services, thread_id: str, run_id: str) -> Row:
 @router.post("/threads/{thread_id}/runs")
 async def create_run(request: Request, thread_id: str) -> Any:
     _, run = await _create(request, check_uuid(thread_id, "thread_id"))
-    return JSON(run_view(run), headers={"Content-Location": _paths(run, False)[1]})
+    return JSON(run_view(run), headers={"Content-Location": _run_path(run)})
 
 
 @router.post("/threads/{thread_id}/runs/stream")
 async def stream_run(request: Request, thread_id: str) -> Any:
     s, run = await _create(request, check_uuid(thread_id, "thread_id"))
-    base = _paths(run, False)[0]
+    base = _run_path(run)
     cancel = run["kwargs"]["on_disconnect"] == "cancel"
     return _sse_response(s, run, 0, None, cancel, base + "/stream", base)
 
@@ -133,7 +133,7 @@ async def stream_run(request: Request, thread_id: str) -> Any:
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(request: Request, thread_id: str) -> Any:
     s, run = await _create(request, check_uuid(thread_id, "thread_id"))
-    base = _paths(run, False)[0]
+    base = _run_path(run)
     cancel = run["kwargs"]["on_disconnect"] == "cancel"
     return await _wait_response(s, run, cancel, base + "/join", base)
 
@@ -181,7 +181,7 @@ async def join_run(request: Request, thread_id: str, run_id: str) -> Any:
     s = services(request)
     run = await _get_run(s, thread_id, run_id)
     cancel = query_bool(request, "cancel_on_disconnect")
-    base = _paths(run, False)[0]
+    base = _run_path(run)
     return await _wait_response(s, run, cancel, base + "/join", base)
 
 
@@ -193,7 +193,7 @@ async def join_stream(request: Request, thread_id: str, run_id: str) -> Any:
     after = parse_last_event_id(last) if last is not None else None
     keep = mode_filter(query_list(request, "stream_mode"))
     cancel = query_bool(request, "cancel_on_disconnect")
-    base = _paths(run, False)[0]
+    base = _run_path(run)
     return _sse_response(s, run, after, keep, cancel, base + "/stream", base)
 
 
@@ -205,7 +205,7 @@ async def cancel_run(request: Request, thread_id: str, run_id: str) -> Any:
     n = await s.runs.cancel(run["thread_id"], [run["run_id"]], None, action)
     if n == 0:
         raise NotFound(f"No matching runs to cancel: run '{run_id}' is not pending or running")
-    base = _paths(run, False)[0]
+    base = _run_path(run)
     if query_bool(request, "wait"):
         return await _wait_response(s, run, False, base + "/join", base)
     return Response(status_code=202, headers={"Location": base + "/join"})
@@ -223,13 +223,13 @@ def _action(request: Request) -> str:
 @router.post("/runs")
 async def create_stateless(request: Request) -> Any:
     _, run = await _create(request, None)
-    return JSON(run_view(run), headers={"Content-Location": _paths(run, True)[1]})
+    return JSON(run_view(run), headers={"Content-Location": _run_path(run, stateless=True)})
 
 
 @router.post("/runs/stream")
 async def stream_stateless(request: Request) -> Any:
     s, run = await _create(request, None)
-    path = _paths(run, True)[0]
+    path = _run_path(run, stateless=True)
     cancel = run["kwargs"]["on_disconnect"] == "cancel"
     return _sse_response(s, run, 0, None, cancel, path + "/stream", path)
 
@@ -237,7 +237,7 @@ async def stream_stateless(request: Request) -> Any:
 @router.post("/runs/wait")
 async def wait_stateless(request: Request) -> Any:
     s, run = await _create(request, None)
-    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    base = _run_path(run)
     cancel = run["kwargs"]["on_disconnect"] == "cancel"
     return await _wait_response(s, run, cancel, base + "/join", base)
 

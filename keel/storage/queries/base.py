@@ -26,7 +26,6 @@ ASSISTANT_COLS = (
     "assistant_id, graph_id, config, context, metadata, name, description, version, "
     "created_at, updated_at"
 )
-ACTIVE = ("pending", "running")
 CRON_COLS = (
     "cron_id, assistant_id, thread_id, on_run_completed, end_time, schedule, timezone, "
     "created_at, updated_at, payload, user_id, next_run_date, metadata, enabled"

@@ -114,17 +114,19 @@ class RunQueries(Queries):
     ) -> list[Row]:
         """Put runs whose lease expired (or every running run) back to pending, except `keep`
         (runs this process is executing right now)."""
-        cond = "1=1" if all_running else "lease_until < ?"
-        params: list[Any] = [] if all_running else [now]
-        rows = await self.all(f"SELECT * FROM runs WHERE status='running' AND {cond}", params)
-        rows = [r for r in rows if r["run_id"] not in keep]
-        for r in rows:
-            await self.run(
-                "UPDATE runs SET status='pending', worker_id=NULL, lease_until=NULL, "
-                "updated_at=? WHERE run_id=?",
-                [now_iso, r["run_id"]],
-            )
-        return rows
+        conds: list[str] = ["status='running'"]
+        params: list[Any] = [now_iso]
+        if not all_running:
+            conds.append("lease_until < ?")
+            params.append(now)
+        if keep:
+            conds.append(f"run_id NOT IN ({','.join('?' * len(keep))})")
+            params.extend(keep)
+        return await self.all(
+            "UPDATE runs SET status='pending', worker_id=NULL, lease_until=NULL, updated_at=? "
+            f"WHERE {' AND '.join(conds)} RETURNING *",
+            params,
+        )
 
     async def release_run(self, run_id: str, worker_id: str, now_iso: str) -> None:
         """Hand a run this worker holds back to the queue (graceful shutdown)."""
