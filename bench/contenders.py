@@ -2,14 +2,13 @@
 
 Keel runs from the project's own virtualenv (the one running the harness), so the benchmark
 always measures the working tree. The incumbents each get a pinned virtualenv under
-`bench/.envs/` (git-ignored), created on first use. Aegra gets a private PostgreSQL cluster in a
-temporary directory (unix socket only, no TCP listener).
+`bench/.envs/` (git-ignored), created on first use. Aegra gets a private PostgreSQL cluster
+(tests/support/postgres.py) in a temporary directory, with durable settings, over its unix socket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from bench import procfs
+from tests.support.postgres import PgCluster, Unavailable, log_tail
 from tests.support.server import free_port, serve_command
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -38,10 +38,6 @@ LANGGRAPH_DEV_PINS = [
     "langgraph-runtime-inmem==0.36.7",
 ]
 AEGRA_PINS = ["aegra-api==0.6.0", "greenlet==3.5.6"]
-
-
-class Unavailable(Exception):
-    """A contender that cannot be installed or started; the message goes into the report."""
 
 
 def ensure_venv(name: str, requirements: list[str], log: Any = print) -> Path:
@@ -96,23 +92,14 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeou
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise Unavailable(
-                f"exited with {proc.returncode} while starting: {_log_tail(log_path)}"
-            )
+            raise Unavailable(f"exited with {proc.returncode} while starting: {log_tail(log_path)}")
         try:
             if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise Unavailable(f"not healthy after {timeout:.0f}s: {_log_tail(log_path)}")
-
-
-def _log_tail(path: Path, chars: int = 600) -> str:
-    if not path.exists():
-        return ""
-    text = path.read_text(errors="replace")
-    return " | ".join(text[-chars:].splitlines())
+    raise Unavailable(f"not healthy after {timeout:.0f}s: {log_tail(log_path)}")
 
 
 class Server:
@@ -271,143 +258,12 @@ class LangGraphDev10Server(LangGraphDevServer):
     jobs = 10
 
 
-def find_pg_bin(log: Any = print) -> Path:
-    """PostgreSQL's server binaries; installs Debian's `postgresql` when missing (root only)."""
-
-    def found() -> Path | None:
-        hits = sorted(
-            glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-            key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
-        )
-        if hits:
-            return Path(hits[-1]).parent
-        which = shutil.which("initdb")
-        return Path(which).resolve().parent if which else None
-
-    bin_dir = found()
-    if bin_dir is not None:
-        return bin_dir
-    if os.geteuid() != 0:
-        raise Unavailable("PostgreSQL is not installed and apt-get needs root")
-    log("installing Debian's postgresql with apt-get (first run only)")
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-        if proc.returncode != 0:
-            raise Unavailable(f"{' '.join(cmd)} failed: {proc.stderr[-300:]}")
-    bin_dir = found()
-    if bin_dir is None:
-        raise Unavailable("apt-get installed postgresql but initdb is not found")
-    return bin_dir
-
-
-class Postgres:
-    """A private PostgreSQL cluster: initdb into a temp dir, unix socket there, no TCP."""
-
-    def __init__(self, root: Path, bin_dir: Path) -> None:
-        self.root = root
-        self.bin = bin_dir
-        self.data = root / "data"
-        self.sock = root / "sock"
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = root / "postgres.log"
-        self.user_kwargs: dict[str, Any] = {}
-        if os.geteuid() == 0:
-            # initdb refuses to run as root
-            self.user_kwargs = {"user": "postgres", "group": "postgres"}
-
-    def _run(self, *cmd: str) -> None:
-        proc = subprocess.run(
-            [str(self.bin / cmd[0]), *cmd[1:]],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            **self.user_kwargs,
-        )
-        if proc.returncode != 0:
-            raise Unavailable(f"{cmd[0]} failed: {(proc.stderr or proc.stdout)[-400:]}")
-
-    def start(self) -> None:
-        self.sock.mkdir(parents=True, exist_ok=True)
-        if self.user_kwargs:
-            # the postgres user must be able to traverse our (0700) temporary directories
-            for parent in self.root.parents:
-                if parent == Path(parent.anchor) or parent.stat().st_uid != os.geteuid():
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
-            shutil.chown(self.root, "postgres", "postgres")
-            shutil.chown(self.sock, "postgres", "postgres")
-        if not self.data.exists():
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    str(self.bin / "postgres"),
-                    "-D",
-                    str(self.data),
-                    "-p",
-                    str(self.port),
-                    "-k",
-                    str(self.sock),
-                    "-c",
-                    "listen_addresses=",
-                    "-c",
-                    "max_connections=200",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **self.user_kwargs,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise Unavailable(f"postgres exited: {_log_tail(self.log_path)}")
-            ready = subprocess.run(
-                [str(self.bin / "pg_isready"), "-h", str(self.sock), "-p", str(self.port)],
-                capture_output=True,
-            )
-            if ready.returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            raise Unavailable(f"postgres not ready: {_log_tail(self.log_path)}")
-        self._run("createdb", "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "aegra")
-
-    def url(self) -> str:
-        return f"postgresql://postgres@/aegra?host={self.sock}&port={self.port}"
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc is not None else []
-
-    def version(self) -> str:
-        proc = subprocess.run([str(self.bin / "postgres"), "--version"], capture_output=True)
-        return proc.stdout.decode().strip()
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-
 class AegraServer(Server):
     key = "aegra"
     label = "Aegra (PostgreSQL)"
     health_path = "/health"
-    postgres: Postgres | None = None
+    database = "aegra"
+    postgres: PgCluster | None = None
 
     def prepare(self) -> None:
         write_graphs(self.workdir, "aegra.json")
@@ -432,7 +288,7 @@ class AegraServer(Server):
         assert self.postgres is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "KEEL_"))}
         env.update(
-            DATABASE_URL=self.postgres.url(),
+            DATABASE_URL=self.postgres.socket_url(self.database),
             AEGRA_CONFIG=str(self.workdir / "aegra.json"),
             LOG_LEVEL="WARNING",
             LANGSMITH_TRACING="false",

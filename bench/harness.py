@@ -30,15 +30,8 @@ from typing import Any
 
 from bench import procfs, report
 from bench.client import make_client
-from bench.contenders import (
-    CONTENDERS,
-    ROOT,
-    AegraServer,
-    Postgres,
-    Server,
-    Unavailable,
-    find_pg_bin,
-)
+from bench.contenders import CONTENDERS, ROOT, AegraServer, Server
+from tests.support.postgres import PgCluster, Unavailable
 
 MODES: dict[str, dict[str, Any]] = {
     "full": {
@@ -144,7 +137,7 @@ class Bench:
         self.mode = mode
         self.cfg = MODES[mode]
         self.workdir = workdir
-        self.postgres: Postgres | None = None
+        self.postgres: PgCluster | None = None
 
     # ---- one server's figures -------------------------------------------------------------
 
@@ -330,9 +323,11 @@ class Bench:
 
     def ensure_postgres(self) -> None:
         if self.postgres is None:
-            self.postgres = Postgres(self.workdir / "pg", find_pg_bin(log))
+            # durable settings (fast=False), so Aegra's figures are realistic
+            self.postgres = PgCluster(self.workdir / "pg", fast=False, log=log)
             log("PostgreSQL: initdb + start")
             self.postgres.start()
+            self.postgres.create_database(AegraServer.database)
 
     def floor(self) -> dict[str, Any]:
         runs, seconds = self.cfg["floor"]

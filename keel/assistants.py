@@ -11,7 +11,7 @@ from keel import clock
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.graphs import GraphRegistry
 from keel.storage.base import Storage
-from keel.storage.tx import Row, Tx, containment
+from keel.storage.tx import Row, Tx
 
 SORTABLE = {"assistant_id", "graph_id", "name", "created_at", "updated_at"}
 
@@ -151,7 +151,8 @@ class AssistantService:
             ]
             await tx.delete_assistant(assistant_id)
             if delete_threads:
-                where, params = containment("metadata", {"assistant_id": assistant_id})
+                owned = {"assistant_id": assistant_id}
+                where, params = self.storage.dialect.containment("metadata", owned)
                 for t in await tx.search_threads(where, params, "created_at", 1 << 30, 0):
                     await tx.delete_thread(t["thread_id"])
         if active:
@@ -160,7 +161,7 @@ class AssistantService:
     def _where(self, metadata: Row | None, graph_id: str | None, name: str | None) -> Any:
         clauses, params = ["1=1"], []
         if metadata:
-            sql, p = containment("metadata", metadata)
+            sql, p = self.storage.dialect.containment("metadata", metadata)
             clauses.append(sql)
             params.extend(p)
         if graph_id is not None:
@@ -168,7 +169,7 @@ class AssistantService:
             clauses.append("graph_id=?")
             params.append(graph_id)
         if name:
-            clauses.append("instr(lower(name), lower(?)) > 0")
+            clauses.append(self.storage.dialect.contains_text("name"))
             params.append(name)
         return " AND ".join(clauses), params
 
@@ -192,7 +193,7 @@ class AssistantService:
     async def versions(self, assistant_id: str, q: Row) -> list[Row]:
         clauses, params = ["assistant_id=?"], [assistant_id]
         if q.get("metadata"):
-            sql, p = containment("metadata", q["metadata"])
+            sql, p = self.storage.dialect.containment("metadata", q["metadata"])
             clauses.append(sql)
             params.extend(p)
         async with self.storage.read() as tx:

@@ -1,4 +1,4 @@
-"""`keel dev | serve | migrate`."""
+"""`keel dev | serve | worker | migrate`."""
 
 from __future__ import annotations
 
@@ -34,28 +34,44 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("dev", "development server: reloads on code change"),
         ("serve", "production server"),
+        ("worker", "execute runs only, no HTTP (PostgreSQL)"),
         ("migrate", "apply database migrations and exit"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", help="keel.json or langgraph.json (default: ./keel.json)")
-        p.add_argument("--database", help="database URL (default sqlite:///.keel/keel.db)")
-        if name != "migrate":
+        p.add_argument(
+            "--database", help="sqlite:///PATH (default .keel/keel.db) or postgresql://..."
+        )
+        if name in ("dev", "serve"):
             p.add_argument("--host", default="127.0.0.1")
             p.add_argument("--port", type=int, default=2024)
-            p.add_argument("--workers", type=int, help="concurrent runs (default 10)")
+            p.add_argument(
+                "--no-workers", action="store_true", help="API only: execute no runs here"
+            )
+        if name != "migrate":
+            p.add_argument("--workers", type=int, help="runs executed at once (default 10)")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     config = _find_config(args.config)
-    return load_settings(
+    workers = 0 if getattr(args, "no_workers", False) else getattr(args, "workers", None)
+    settings = load_settings(
         config,
         database=args.database,
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
-        workers=getattr(args, "workers", None),
+        workers=workers,
         dev_mode=args.command == "dev",
     )
+    if settings.backend == "sqlite" and args.command == "worker":
+        raise KeelError(
+            "keel worker needs a shared database (--database postgresql://...): with SQLite "
+            "one `keel serve` process executes every run"
+        )
+    if settings.backend == "sqlite" and settings.workers == 0:
+        raise KeelError("--no-workers needs PostgreSQL: with SQLite nothing else executes runs")
+    return settings
 
 
 def _check_port(host: str, port: int) -> None:
@@ -116,11 +132,36 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+async def _worker(settings: Settings) -> None:
+    """Execute runs until SIGTERM/SIGINT, then hand back what is still running."""
+    import signal
+
+    from keel.runtime import Runtime
+
+    runtime = Runtime(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    print(f"Keel worker {runtime.workers.worker_id} running", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()
+
+
 async def _migrate(settings: Settings) -> None:
     from keel.storage import open_storage
 
     storage = await open_storage(settings)
     await storage.close()
+
+
+def _run_worker(settings: Settings) -> None:
+    import uvloop
+
+    uvloop.run(_worker(settings))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "migrate":
             asyncio.run(_migrate(settings))
             print(f"migrated {settings.database}")
+            return
+        if args.command == "worker":
+            _run_worker(settings)
             return
         _serve(args, settings)
     except KeelError as exc:

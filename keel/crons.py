@@ -12,7 +12,7 @@ from keel.cron_schedule import CronSchedule, timezone
 from keel.errors import BadRequest, InvalidInput, NotFound
 from keel.runs import RunService, deep_merge
 from keel.storage.base import Storage
-from keel.storage.tx import Row, Tx, containment
+from keel.storage.tx import Row, Tx
 
 SORTABLE = {
     "cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at"
@@ -125,8 +125,7 @@ class CronService:
         async with self.storage.read() as tx:
             return await tx.count("crons", where, params)
 
-    @staticmethod
-    def _where(q: Row) -> tuple[str, list[Any]]:
+    def _where(self, q: Row) -> tuple[str, list[Any]]:
         clauses, params = ["1=1"], []
         for column in ("assistant_id", "thread_id"):
             if q.get(column) is not None:
@@ -136,7 +135,7 @@ class CronService:
             clauses.append("enabled=?")
             params.append(int(bool(q["enabled"])))
         if q.get("metadata"):
-            sql, p = containment("metadata", q["metadata"])
+            sql, p = self.storage.dialect.containment("metadata", q["metadata"])
             clauses.append(sql)
             params.extend(p)
         return " AND ".join(clauses), params

@@ -15,6 +15,10 @@ from keel.storage.tx import Row, Tx
 from keel.streams import TERMINAL, Event, RunChannel, StreamHub, parse_last_event_id
 
 STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
+# Notification channels between processes sharing a database (see keel/relay.py).
+RUNS_CHANNEL = "keel_runs"  # a run became claimable
+CANCEL_CHANNEL = "keel_cancel"  # "<run_id> <action>": cancel a running run
+EVENTS_CHANNEL = "keel_events"  # "<run_id> <thread_id> <first seq>|done": new events logged
 
 
 def new_run_id() -> str:
@@ -173,6 +177,7 @@ class RunService:
             await tx.mark_thread_busy(tid, meta, now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
+            await tx.notify(RUNS_CHANNEL, "")
         self._after_cancel(to_cancel)
         self.wake_workers()
         return run
@@ -247,6 +252,7 @@ class RunService:
         for run in runs:
             if run["status"] == "running":
                 await tx.set_cancel(run["run_id"], action)
+                await tx.notify(CANCEL_CHANNEL, f"{run['run_id']} {action}")
                 running.append({**run, "cancel_action": action})
             elif action == "rollback":
                 await tx.delete_run(run["run_id"])
@@ -309,8 +315,8 @@ class RunService:
                     raise NotFound("Run not found")
                 if current["status"] in TERMINAL:
                     return final_body(current, thread)
-                # Handed back to the queue at shutdown: wait for its next attempt.
-                ch = self.hub.open(run_id, thread_id, 1)
+                # Handed back to the queue: wait for its next attempt.
+                ch = self.hub.watch(run_id, thread_id, 1)
             await ch.closed()
             if ch.result is not None:
                 return ch.result
@@ -333,7 +339,7 @@ async def live_channel(
         return ch
     if run is None or run["status"] in TERMINAL or hub.is_finished(run_id):
         return None
-    return hub.open(run_id, thread_id, last + 1)
+    return hub.watch(run_id, thread_id, last + 1)
 
 
 def final_body(run: Row, thread: Row | None) -> Any:

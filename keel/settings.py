@@ -60,11 +60,13 @@ class Settings:
     database: str = "sqlite:///.keel/keel.db"
     host: str = "127.0.0.1"
     port: int = 2024
-    workers: int = 10
-    lease_seconds: float = 10.0
+    workers: int = 10  # runs executed at once by this process; 0: an API-only process
+    lease_seconds: float = 3.0
     max_attempts: int = 10
     run_timeout_seconds: float = 24 * 3600.0
-    heartbeat_seconds: float = 5.0
+    shutdown_grace_seconds: float = 5.0
+    pool_size: int = 20
+    poll_seconds: float = 1.0  # shared databases: fallback check for lost notifications
     sqlite_synchronous: str = "NORMAL"
     cors: dict[str, Any] | None = None
     env: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -72,14 +74,28 @@ class Settings:
     dev_mode: bool = False
 
     @property
+    def backend(self) -> str:
+        """'sqlite' or 'postgres', from the database URL's scheme."""
+        if self.database.startswith("sqlite:///"):
+            return "sqlite"
+        if self.database.startswith(("postgresql://", "postgres://")):
+            return "postgres"
+        raise ConfigError(
+            f"Unsupported --database {self.database!r}: use sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DBNAME"
+        )
+
+    @property
     def sqlite_path(self) -> Path:
-        prefix = "sqlite:///"
-        if not self.database.startswith(prefix):
-            raise ConfigError(
-                f"Unsupported --database {self.database!r}: only sqlite:///PATH is supported yet"
-            )
-        path = Path(self.database[len(prefix) :])
+        if self.backend != "sqlite":
+            raise ConfigError(f"{self.database!r} is not a SQLite URL")
+        path = Path(self.database[len("sqlite:///") :])
         return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        """How often leases are renewed: six chances before one runs out."""
+        return min(self.lease_seconds / 6, 0.5)
 
 
 def _graph_specs(raw: Any) -> list[GraphSpec]:
@@ -168,6 +184,9 @@ def load_settings(config: Path, **overrides: Any) -> Settings:
         "KEEL_MAX_ATTEMPTS": ("max_attempts", int),
         "KEEL_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str),
         "KEEL_RUN_TIMEOUT_SECONDS": ("run_timeout_seconds", float),
+        "KEEL_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+        "KEEL_PG_POOL_SIZE": ("pool_size", int),
+        "KEEL_POLL_SECONDS": ("poll_seconds", float),
     }
     for var, (field, cast) in env_map.items():
         if var in os.environ:
@@ -175,6 +194,9 @@ def load_settings(config: Path, **overrides: Any) -> Settings:
     for key, value in overrides.items():
         if value is not None:
             setattr(settings, key, value)
+    settings.backend  # noqa: B018 - validates the URL early, with a clear error
+    if settings.lease_seconds <= 0 or settings.workers < 0 or settings.pool_size < 2:
+        raise ConfigError("lease must be > 0 s, workers >= 0 and the pool size >= 2")
     settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
     if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise ConfigError(f"sqlite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from keel.serde import dumps
@@ -33,6 +33,7 @@ class RunChannel:
     next_seq: int = 1
     events: list[Event] = field(default_factory=list)
     flushed: int = 0  # events[:flushed] are in the database
+    local: bool = False  # executed by this process (else relayed from the database, if shared)
     done: bool = False
     result: object = None
     _signal: asyncio.Event = field(default_factory=asyncio.Event)
@@ -85,7 +86,11 @@ class ThreadFeed:
 
 
 class StreamHub:
-    """All live run channels and thread feeds of this process."""
+    """All live run channels and thread feeds of this process.
+
+    With a shared database, `watcher` (the relay) is told of every channel opened for a run that
+    some other process may be executing, and fills it from the database.
+    """
 
     def __init__(self, finished_memory: int = 10_000) -> None:
         self._channels: dict[str, RunChannel] = {}
@@ -93,6 +98,7 @@ class StreamHub:
         self._finished_memory = finished_memory
         self._threads: dict[str, ThreadFeed] = {}
         self.background: set[asyncio.Task[object]] = set()
+        self.watcher: Callable[[RunChannel], None] | None = None
 
     def get(self, run_id: str) -> RunChannel | None:
         return self._channels.get(run_id)
@@ -101,13 +107,26 @@ class StreamHub:
         return run_id in self._finished
 
     def open(self, run_id: str, thread_id: str, next_seq: int) -> RunChannel:
+        """The channel of a run this process is about to execute."""
         ch = self._channels.get(run_id)
         if ch is None:
             ch = RunChannel(run_id, thread_id, next_seq)
             self._channels[run_id] = ch
         else:
             ch.next_seq = max(ch.next_seq, next_seq)
+        ch.local = True
         self._finished.pop(run_id, None)
+        return ch
+
+    def watch(self, run_id: str, thread_id: str, next_seq: int) -> RunChannel:
+        """A channel to follow a run that is not finished, wherever it executes."""
+        ch = self._channels.get(run_id)
+        if ch is None:
+            ch = RunChannel(run_id, thread_id, next_seq)
+            self._channels[run_id] = ch
+            self._finished.pop(run_id, None)
+        if not ch.local and self.watcher is not None:
+            self.watcher(ch)
         return ch
 
     def publish(self, ch: RunChannel, event: str, data: bytes) -> Event:
@@ -117,13 +136,30 @@ class StreamHub:
             feed.put(f"{ch.run_id}.{ev.seq}", event, data)
         return ev
 
-    def close(self, run_id: str) -> None:
+    def publish_at(self, ch: RunChannel, seq: int, event: str, data: bytes) -> None:
+        """Publish an event read back from the log (ids it already has are skipped)."""
+        if seq >= ch.next_seq:
+            ch.next_seq = seq
+            self.publish(ch, event, data)
+
+    def close(self, run_id: str, finished: bool = True) -> None:
+        """Close a run's channel; `finished=False` when the run was only handed back."""
         ch = self._channels.pop(run_id, None)
-        self._finished[run_id] = None
-        while len(self._finished) > self._finished_memory:
-            self._finished.popitem(last=False)
+        if finished:
+            self._finished[run_id] = None
+            while len(self._finished) > self._finished_memory:
+                self._finished.popitem(last=False)
         if ch is not None:
             ch.close()
+
+    def run_done(self, run_id: str, thread_id: str) -> None:
+        """Close a finished run's channel and tell the thread's subscribers."""
+        self.close(run_id)
+        done = dumps({"status": "run_done", "run_id": run_id})
+        self.thread_event(thread_id, f"{run_id}.done", "metadata", done)
+
+    def has_thread_subscribers(self, thread_id: str) -> bool:
+        return thread_id in self._threads
 
     def thread_event(self, thread_id: str, event_id: str, event: str, data: bytes) -> None:
         feed = self._threads.get(thread_id)

@@ -10,7 +10,7 @@ from typing import Any
 from keel import clock
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.storage.base import Storage
-from keel.storage.tx import Row, Tx, containment
+from keel.storage.tx import Row, Tx
 
 SORTABLE = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
 EXTRACT_ROOTS = ("values", "metadata", "config", "interrupts")
@@ -121,7 +121,7 @@ class ThreadService:
         clauses, params = ["1=1"], []
         for column in ("metadata", "values"):
             if q.get(column):
-                sql, p = containment(f'"{column}"', q[column])
+                sql, p = self.storage.dialect.containment(f'"{column}"', q[column])
                 clauses.append(sql)
                 params.extend(p)
         if q.get("status"):

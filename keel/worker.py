@@ -13,6 +13,7 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from keel import clock
+from keel.errors import Conflict, Unavailable
 from keel.execution import (
     StreamTranslator,
     build_command,
@@ -21,6 +22,7 @@ from keel.execution import (
     thread_interrupts,
 )
 from keel.graphs import GraphRegistry
+from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
@@ -28,9 +30,16 @@ from keel.storage.tx import Row, Tx
 from keel.streams import RunChannel, StreamHub
 
 log = logging.getLogger("keel.worker")
-FLUSH_DELAY = 0.05
+# Events reach the log this long after they are published; with a shared database other
+# processes' subscribers read them from there, so the delay is shorter.
+FLUSH_DELAY = {False: 0.05, True: 0.01}
 CLAIM_RETRY = 1.0  # seconds before claiming again after a storage error
 ATTEMPT_SEQ_SPAN = 1 << 32  # event ids of attempt n start at (n - 1) * span + 1
+# A worker that could not renew a run's lease for this share of the lease stops executing it,
+# before any other process may take it over (the lease runs out).
+FENCE_SHARE = 0.75
+LOST = "lost"  # cancel action: the lease is (or may be) someone else's now
+FINISH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # seconds between attempts
 
 
 class WorkerPool:
@@ -47,21 +56,24 @@ class WorkerPool:
         self._wakeup = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: dict[str, str] = {}
+        self._lease_ok: dict[str, float] = {}  # run id -> when its lease was last secured
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._next_reap = 0.0
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
-        async with self.storage.tx() as tx:
-            # SQLite holds an exclusive file lock, so every 'running' row is an orphan.
-            orphans = await tx.requeue_expired(clock.now(), clock.iso(), all_running=True)
-        for run in orphans:
-            log.warning("re-queued run %s left running by a previous process", run["run_id"])
+        """Start claiming (unless this process runs no workers) and reaping expired leases."""
+        if not self.storage.shared:
+            async with self.storage.tx() as tx:
+                # SQLite holds an exclusive file lock, so every 'running' row is an orphan.
+                orphans = await tx.requeue_expired(clock.now(), clock.iso(), all_running=True)
+            for run in orphans:
+                log.warning("re-queued run %s left running by a previous process", run["run_id"])
         self._background = [
-            asyncio.create_task(self._claim_loop(), name="keel-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="keel-heartbeat"),
         ]
+        if self.settings.workers > 0:
+            self._background.append(asyncio.create_task(self._claim_loop(), name="keel-claim"))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop claiming; give in-flight runs `grace` seconds, then release them."""
@@ -80,11 +92,13 @@ class WorkerPool:
         self._wakeup.set()
 
     def cancel_local(self, run_id: str, action: str) -> bool:
+        """Stop executing a run here (once: a second request changes nothing)."""
         task = self._tasks.get(run_id)
         if task is None:
             return False
-        self._cancel_requested[run_id] = action
-        task.cancel()
+        if run_id not in self._cancel_requested:
+            self._cancel_requested[run_id] = action
+            task.cancel()
         return True
 
     # ----------------------------------------------------------------- loops
@@ -102,6 +116,8 @@ class WorkerPool:
                     task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
                     self._tasks[run["run_id"]] = task
                 timeout = await self._next_due_in(checked)
+                if self.storage.shared:  # in case a notification from another process is lost
+                    timeout = min(timeout or self.settings.poll_seconds, self.settings.poll_seconds)
             except Exception:
                 # A failed claim must not end the loop: nothing else would ever claim again.
                 log.exception("claiming runs failed")
@@ -110,9 +126,19 @@ class WorkerPool:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
 
     async def _claim(self) -> Row | None:
-        lease = clock.now() + self.settings.lease_seconds
-        async with self.storage.tx() as tx:
-            return await tx.claim_next(self.worker_id, clock.iso(), lease)
+        for _ in range(3):
+            now = clock.now()
+            try:
+                async with self.storage.tx() as tx:
+                    run = await tx.claim_next(
+                        self.worker_id, clock.iso(now), now + self.settings.lease_seconds
+                    )
+            except Conflict:  # another process claimed a run of the same thread just now
+                continue
+            if run is not None:
+                self._lease_ok[run["run_id"]] = now
+            return run
+        return None
 
     async def _next_due_in(self, after: str) -> float | None:
         """Seconds until a pending run created for later than `after` becomes due, if any."""
@@ -123,33 +149,58 @@ class WorkerPool:
         return max(clock.parse(due) - clock.now(), 0.0) + 0.001
 
     async def _heartbeat_loop(self) -> None:
+        failing = False
         while True:
-            await asyncio.sleep(min(self.settings.heartbeat_seconds, 0.5))
+            await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
                 await self._heartbeat()
-            except Exception:
-                log.exception("heartbeat failed")
+                if failing:
+                    log.warning("heartbeat recovered")
+                failing = False
+            except Exception as exc:
+                if not failing:
+                    log.warning("heartbeat failed: %s", exc)
+                failing = True
+            finally:
+                self._fence()
 
     async def _heartbeat(self) -> None:
         """Renew leases, pick up cancellations stored by any process, reap expired leases."""
-        if clock.now() >= self._next_reap:
-            await self._reap()
+        await self._reap()
         if not self._tasks:
             return
-        until = clock.now() + self.settings.lease_seconds
+        now = clock.now()
         async with self.storage.tx() as tx:
-            rows = await tx.renew_leases(self.worker_id, list(self._tasks), until)
+            rows = await tx.renew_leases(
+                self.worker_id, list(self._tasks), now + self.settings.lease_seconds
+            )
         for row in rows:
-            if row["cancel_action"] and row["run_id"] not in self._cancel_requested:
-                self.cancel_local(row["run_id"], row["cancel_action"])
+            run_id = row["run_id"]
+            if row["worker_id"] != self.worker_id or row["status"] != "running":
+                log.warning("run %s: lease lost to another worker; stopping here", run_id)
+                self.cancel_local(run_id, LOST)
+            elif row["cancel_action"]:
+                self.cancel_local(run_id, row["cancel_action"])
+            else:
+                self._lease_ok[run_id] = now
+
+    def _fence(self) -> None:
+        """Stop runs whose lease could not be renewed in time (e.g. the database is away), so
+        that no two workers ever execute one run: the reaper elsewhere waits for the full lease."""
+        limit = clock.now() - self.settings.lease_seconds * FENCE_SHARE
+        for run_id in list(self._tasks):
+            if self._lease_ok.get(run_id, limit) < limit:
+                log.warning("run %s: lease not renewed in time; handing it back", run_id)
+                self.cancel_local(run_id, LOST)
 
     async def _reap(self) -> None:
         """Re-queue runs whose lease ran out (their executor died or lost track of them)."""
-        self._next_reap = clock.now() + self.settings.lease_seconds / 2
         async with self.storage.tx() as tx:
             reaped = await tx.requeue_expired(
                 clock.now(), clock.iso(), all_running=False, keep=list(self._tasks)
             )
+            if reaped:
+                await tx.notify(RUNS_CHANNEL, "")
         for run in reaped:
             log.warning("re-queued run %s: its lease expired", run["run_id"])
         if reaped:
@@ -160,11 +211,18 @@ class WorkerPool:
         run_id = run["run_id"]
         try:
             await self._execute_inner(run)
+        except asyncio.CancelledError:
+            if run_id not in self._cancel_requested:
+                raise  # shutdown
         except Exception:
-            log.exception("run %s: bookkeeping failed", run_id)
+            log.exception("run %s: bookkeeping failed; its lease will expire", run_id)
         finally:
+            ch = self.hub.get(run_id)
+            if ch is not None and ch.local:  # not recorded: subscribers look again
+                self.hub.close(run_id, finished=False)
             self._tasks.pop(run_id, None)
             self._cancel_requested.pop(run_id, None)
+            self._lease_ok.pop(run_id, None)
             self._wakeup.set()
 
     async def _execute_inner(self, run: Row) -> None:
@@ -178,7 +236,7 @@ class WorkerPool:
             # past every id it can have used, so a client resuming after one misses nothing.
             next_seq = max(next_seq, (run["attempt"] - 1) * ATTEMPT_SEQ_SPAN + 1)
         ch = self.hub.open(run_id, thread_id, next_seq)
-        flusher = Flusher(self.storage, ch)
+        flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared])
         self.hub.publish(ch, "metadata", dumps({"run_id": run_id, "attempt": run["attempt"]}))
         kwargs = run["kwargs"]
 
@@ -202,6 +260,10 @@ class WorkerPool:
             if action is None:  # shutdown: hand the run back to the queue
                 await self._release(run, ch, flusher)
                 raise
+            if action == LOST:  # not ours any more: write nothing, the next owner carries on
+                flusher.cancel()
+                self.hub.close(run_id, finished=False)
+                return
             await self._finish(run, ch, flusher, "interrupted", cancel=action)
             return
         except Exception as exc:
@@ -270,29 +332,60 @@ class WorkerPool:
                 await tx.delete_run(run_id)
         if state is None and not run["temporary"]:
             state = await self._state_of(run)
+        for delay in FINISH_RETRIES:
+            try:
+                owned = await self._record(run, ch, status, state, result, error, cancel)
+                break
+            except Unavailable as exc:  # retried until the lease fence gives up on the run
+                log.warning("run %s: recording its end failed (%s); retrying", run_id, exc)
+                await asyncio.sleep(delay)
+        else:
+            owned = await self._record(run, ch, status, state, result, error, cancel)
+        if not owned:
+            log.warning("run %s: finished after its lease was lost; not recorded", run_id)
+            self.hub.close(run_id, finished=False)
+            return
+        ch.flushed = len(ch.events)
+        ch.result = result
+        self.hub.run_done(run_id, thread_id)
+
+    async def _record(
+        self,
+        run: Row,
+        ch: RunChannel,
+        status: str,
+        state: StateSnapshot | None,
+        result: Any,
+        error: Any,
+        cancel: str | None,
+    ) -> bool:
+        """The terminal transaction: last events, status, thread. False if no longer ours."""
+        run_id, thread_id = run["run_id"], run["thread_id"]
         now = clock.iso()
         async with self.storage.tx() as tx:
             if cancel != "rollback":
                 await tx.append_events(event_rows(ch, ch.unflushed()))
-                await tx.finish_run(run_id, status, result, now)
+                if not await tx.finish_run(run_id, status, result, now, self.worker_id):
+                    return False
             if run["temporary"]:
                 await tx.delete_thread(thread_id)
             else:
                 await settle_thread(tx, thread_id, status, state, error, now)
-        ch.flushed = len(ch.events)
-        ch.result = result
-        self.hub.close(run_id)
-        self.hub.thread_event(
-            thread_id, f"{run_id}.done", "metadata", dumps({"status": "run_done", "run_id": run_id})
-        )
+            await tx.notify(EVENTS_CHANNEL, f"{run_id} {thread_id} done")
+            await tx.notify(RUNS_CHANNEL, "")
+        return True
 
     async def _release(self, run: Row, ch: RunChannel, flusher: Flusher) -> None:
         """Shutdown: save the run's events and put it back to pending for the next worker."""
         flusher.cancel()
-        await flusher.flush()
-        async with self.storage.tx() as tx:
-            await tx.release_run(run["run_id"], self.worker_id, clock.iso())
-        self.hub.close(run["run_id"])
+        try:
+            await flusher.flush()
+            async with self.storage.tx() as tx:
+                await tx.release_run(run["run_id"], self.worker_id, clock.iso())
+                await tx.notify(RUNS_CHANNEL, "")
+        except Exception as exc:  # the lease runs out and the reaper re-queues it
+            log.warning("run %s: not handed back (%s); its lease will expire", run["run_id"], exc)
+        self.hub.close(run["run_id"], finished=False)
 
     async def _state_of(self, run: Row) -> StateSnapshot | None:
         """The thread's current state, for runs that ended without producing one."""
@@ -334,9 +427,10 @@ def event_rows(ch: RunChannel, events: list[Any]) -> list[tuple[str, int, str, s
 class Flusher:
     """Writes a run's new events to the database shortly after they are published."""
 
-    def __init__(self, storage: Storage, ch: RunChannel) -> None:
+    def __init__(self, storage: Storage, ch: RunChannel, delay: float) -> None:
         self.storage = storage
         self.ch = ch
+        self.delay = delay
         self._task: asyncio.Task[None] | None = None
 
     def schedule(self) -> None:
@@ -344,16 +438,21 @@ class Flusher:
             self._task = asyncio.create_task(self._later())
 
     async def _later(self) -> None:
-        await asyncio.sleep(FLUSH_DELAY)
-        await self.flush()
+        await asyncio.sleep(self.delay)
+        try:
+            await self.flush()
+        except Exception as exc:  # kept in memory: the next flush or the finish writes them
+            log.warning("run %s: saving events failed: %s", self.ch.run_id, exc)
 
     async def flush(self) -> None:
         pending = self.ch.unflushed()
         if not pending:
             return
         upto = self.ch.flushed + len(pending)
+        ch = self.ch
         async with self.storage.tx() as tx:
-            await tx.append_events(event_rows(self.ch, pending))
+            await tx.append_events(event_rows(ch, pending))
+            await tx.notify(EVENTS_CHANNEL, f"{ch.run_id} {ch.thread_id} {pending[0].seq}")
         self.ch.flushed = max(self.ch.flushed, upto)
 
     def cancel(self) -> None:

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Keel server with the test graphs, per test module."""
+"""Shared fixtures: one private PostgreSQL cluster per session; a real Keel server with the test
+graphs per test module, once on SQLite and once on PostgreSQL (`backend`)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,57 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PgCluster
 from tests.support.server import KeelServer
 
 GRAPHS_CONFIG = Path(__file__).parent / "graphs" / "keel.json"
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+    # Raises (the tests error) when PostgreSQL cannot start: never a silent skip.
+    cluster = PgCluster(tmp_path_factory.mktemp("pg"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def database_for(backend: str, request: pytest.FixtureRequest, workdir: Path) -> str:
+    """A fresh, empty database of the given backend."""
+    if backend == "sqlite":
+        return f"sqlite:///{workdir / 'keel.db'}"
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeelServer]:
+def server(
+    backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KeelServer]:
+    workdir = tmp_path_factory.mktemp(f"keel-{backend}")
     # No model configured, whatever the environment says: the chat example must explain itself.
-    srv = KeelServer(GRAPHS_CONFIG, tmp_path_factory.mktemp("keel"), env={"KEEL_MODEL": ""})
+    srv = KeelServer(
+        GRAPHS_CONFIG,
+        workdir,
+        database=database_for(backend, request, workdir),
+        env={"KEEL_MODEL": ""},
+    )
     srv.start()
     try:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database per test, of the module's backend."""
+    return database_for(backend, request, tmp_path)

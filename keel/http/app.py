@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, Request
@@ -13,15 +12,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keel.assistants import ensure_system_assistants
 from keel.errors import KeelError
-from keel.graphs import GraphRegistry
-from keel.runs import RunService
-from keel.scheduler import Scheduler
+from keel.runtime import Runtime
 from keel.settings import Settings
-from keel.storage import open_storage
-from keel.streams import StreamHub
-from keel.worker import WorkerPool
 
 from . import assistants, crons, meta, runs, state, store, threads
 from .deps import Services
@@ -35,32 +28,19 @@ EXPOSE = ["content-location", "x-pagination-total", "x-pagination-next", "locati
 def _lifespan(
     settings: Settings,
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """Open storage, load graphs, start workers and scheduler; undo it all on shutdown."""
+    """Start the process's runtime (storage, workers, relay, scheduler); stop it on shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for key, value in settings.env.items():
-            os.environ.setdefault(key, value)
-        graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
-        storage = await open_storage(settings)
+        rt = Runtime(settings)
+        await rt.start()
+        app.state.keel = Services(
+            settings, rt.storage, rt.graphs, rt.hub, rt.workers, rt.runs, rt.scheduler
+        )
         try:
-            await ensure_system_assistants(storage, graphs)
-            hub = StreamHub()
-            workers = WorkerPool(settings, storage, graphs, hub)
-            run_service = RunService(storage, graphs, hub, workers.notify, workers.cancel_local)
-            scheduler = Scheduler(storage, run_service)
-            app.state.keel = Services(
-                settings, storage, graphs, hub, workers, run_service, scheduler
-            )
-            await workers.start()
-            await scheduler.start()
-            try:
-                yield
-            finally:
-                await scheduler.stop()
-                await workers.stop()
+            yield
         finally:
-            await storage.close()
+            await rt.stop()
 
     return lifespan
 

@@ -32,6 +32,6 @@ async def info(request: Request) -> Any:
             "server": "keel",
             "langgraph_py_version": version("langgraph"),
             "flags": {"assistants": True, "crons": True, "langsmith": False},
-            "host": {"kind": "self-hosted", "database": services(request).storage.dialect},
+            "host": {"kind": "self-hosted", "database": services(request).storage.dialect.name},
         }
     )

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import abc
 import contextlib
+from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.store.base import BaseStore
 
-    from keel.storage.tx import Tx
+    from keel.storage.tx import Dialect, Tx
+
+# Called with (channel, payload) for every notification another process sent.
+Listener = Callable[[str, str], Awaitable[None]]
+
+
+def migration_files(dialect: str) -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of a dialect's numbered migrations, in order."""
+    folder = resources.files("keel.storage").joinpath("migrations", dialect)
+    out = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            out.append((int(entry.name.split("_", 1)[0]), entry.name, entry.read_text()))
+    return sorted(out)
 
 
 class Storage(abc.ABC):
@@ -18,10 +33,12 @@ class Storage(abc.ABC):
 
     `tx()` opens a write transaction and `read()` a read-only one; both yield a `Tx` whose named
     queries are the only SQL Keel runs. `checkpointer` and `store` (long-term memory) are bound to
-    the same database.
+    the same database. `shared` says whether other Keel processes may use the database at the
+    same time (PostgreSQL); then `listen` delivers their notifications.
     """
 
-    dialect: str
+    dialect: Dialect
+    shared: bool
     checkpointer: BaseCheckpointSaver[Any]
     store: BaseStore
 
@@ -36,3 +53,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def read(self) -> contextlib.AbstractAsyncContextManager[Tx]: ...
+
+    async def listen(self, channels: list[str], listener: Listener) -> None:
+        """Deliver notifications on `channels` until cancelled (shared databases only)."""
+        raise NotImplementedError

@@ -1,4 +1,6 @@
-"""LangGraph's SQLite checkpointer, run inline on the event loop over Keel's connection.
+"""LangGraph's checkpointers, adapted to how Keel holds its database.
+
+SQLite: LangGraph's saver, run inline on the event loop over Keel's connection.
 
 SQLite calls on a local WAL file take microseconds; handing each one to a worker thread (as
 `aiosqlite` does) costs more than the query itself. Keel therefore keeps one `sqlite3`
@@ -8,6 +10,7 @@ never interleave because neither yields to the loop in the middle of a transacti
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -18,7 +21,9 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
+from psycopg_pool import AsyncConnectionPool
 
 
 class KeelSqliteSaver(SqliteSaver):
@@ -76,3 +81,15 @@ class KeelSqliteSaver(SqliteSaver):
 
     async def aget_delta_channel_history(self, **kwargs: Any) -> Any:
         return self.get_delta_channel_history(**kwargs)
+
+
+class KeelPostgresSaver(AsyncPostgresSaver):
+    """`AsyncPostgresSaver` over Keel's pool, without its process-wide lock.
+
+    The saver serialises every call behind one `asyncio.Lock`, which a single shared connection
+    needs; over a pool each call has its own connection, so concurrent runs need not queue.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        super().__init__(pool)
+        self.lock = contextlib.nullcontext()  # type: ignore[assignment]

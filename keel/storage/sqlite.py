@@ -12,19 +12,103 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator
-from importlib import resources
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from keel.errors import Unavailable
-from keel.storage.base import Storage
+from keel.errors import Conflict, Unavailable
+from keel.storage.base import Storage, migration_files
 from keel.storage.checkpointer import KeelSqliteSaver
 from keel.storage.store import KeelSqliteStore
-from keel.storage.tx import Tx
+from keel.storage.tx import Dialect, Row, Tx, decode_row
+
+
+class SqliteTx(Tx):
+    """Named queries over the one `sqlite3` connection, called inline."""
+
+    dialect = Dialect()
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = self.conn.execute(sql, params)
+        row = cur.fetchone()
+        return None if row is None else decode_row(cur.description, row)
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = self.conn.execute(sql, params)
+        desc = cur.description
+        return [decode_row(desc, row) for row in cur.fetchall()]
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    # ------------------------------------------------ SqliteSaver's tables
+    async def delete_thread_checkpoints(self, thread_id: str) -> None:
+        await self.run("DELETE FROM checkpoints WHERE thread_id=?", [thread_id])
+        await self.run("DELETE FROM writes WHERE thread_id=?", [thread_id])
+
+    async def copy_checkpoints(self, source: str, target: str) -> None:
+        await self.run(
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+            "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
+            "WHERE thread_id=?",
+            [target, source],
+        )
+        await self.run(
+            "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, "
+            "idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, "
+            "task_path, idx, channel, type, value FROM writes WHERE thread_id=?",
+            [target, source],
+        )
+
+    async def keep_latest_checkpoint(self, thread_id: str) -> None:
+        latest = await self.one(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            [thread_id],
+        )
+        if latest is None:
+            return
+        keep = [thread_id, latest["checkpoint_id"]]
+        for sql in (
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
+            "checkpoint_id=?",
+            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+        ):
+            await self.run(sql, keep)
+
+    async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
+        ids = await self.all(
+            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
+            f"{self.dialect.json_text('metadata', 'run_id')} = ?",
+            [thread_id, run_id],
+        )
+        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
+        for table in ("writes", "checkpoints"):
+            await self.many(
+                f"DELETE FROM {table} WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
+                rows,
+            )
+
+    async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
+        row = await self.one(
+            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
+            f"{self.dialect.json_text('metadata', 'run_id')} = ? LIMIT 1",
+            [thread_id, run_id],
+        )
+        return row is not None
 
 
 class SqliteStorage(Storage):
-    dialect = "sqlite"
+    dialect = SqliteTx.dialect
+    shared = False
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
@@ -69,17 +153,11 @@ class SqliteStorage(Storage):
             "CREATE TABLE IF NOT EXISTS keel_migrations (version INTEGER PRIMARY KEY, name TEXT)"
         )
         done = {row[0] for row in conn.execute("SELECT version FROM keel_migrations")}
-        folder = resources.files("keel.storage").joinpath("migrations", "sqlite")
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-            if not entry.name.endswith(".sql"):
-                continue
-            version = int(entry.name.split("_", 1)[0])
+        for version, name, sql in migration_files("sqlite"):
             if version in done:
                 continue
             conn.executescript(
-                "BEGIN;\n"
-                + entry.read_text()
-                + f"\nINSERT INTO keel_migrations VALUES ({version}, '{entry.name}');\nCOMMIT;"
+                f"BEGIN;\n{sql}\nINSERT INTO keel_migrations VALUES ({version}, '{name}');\nCOMMIT;"
             )
 
     @property
@@ -104,9 +182,11 @@ class SqliteStorage(Storage):
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(conn)
-            except BaseException:
+                yield SqliteTx(conn)
+            except BaseException as exc:
                 conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise Conflict(f"conflicting change: {exc}") from exc
                 raise
             conn.execute("COMMIT")
 
@@ -114,4 +194,4 @@ class SqliteStorage(Storage):
     async def read(self) -> AsyncIterator[Tx]:
         """Reads outside any transaction (each statement sees committed data)."""
         async with self._lock:
-            yield Tx(self.conn)
+            yield SqliteTx(self.conn)

@@ -1,4 +1,4 @@
-"""LangGraph's SQLite store, run on the event loop over Keel's connection.
+"""LangGraph's stores over Keel's database (SQLite: on the event loop over Keel's connection).
 
 Same reasoning as `checkpointer.py`: one `sqlite3` connection, called directly from the loop, so
 store operations never interleave with Keel's own transactions. Sync graph nodes run in worker
@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 
 from langgraph.store.base import Op, Result
+from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.sqlite import SqliteStore
 
 
@@ -41,3 +42,7 @@ class KeelSqliteStore(SqliteStore):
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         return self.batch(ops)
+
+
+class KeelPostgresStore(AsyncPostgresStore):
+    """`AsyncPostgresStore` over Keel's connection pool."""

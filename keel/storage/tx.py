@@ -1,18 +1,19 @@
 """`Tx`: one transaction's worth of named queries over Keel's tables.
 
 Values are always bound, never formatted in. The queries live in one mixin per resource under
-`keel.storage.queries`; `Tx` combines them.
+`keel.storage.queries`; `Tx` combines them, and each dialect subclasses it with the statement
+primitives and LangGraph's checkpoint tables.
 """
 
 from __future__ import annotations
 
 from keel.storage.queries.assistants import AssistantQueries
-from keel.storage.queries.base import Row, containment, decode_row, j
+from keel.storage.queries.base import Dialect, Row, decode_row, j
 from keel.storage.queries.crons import CronQueries
 from keel.storage.queries.runs import RunQueries
 from keel.storage.queries.threads import ThreadQueries
 
-__all__ = ["Row", "Tx", "containment", "decode_row", "j"]
+__all__ = ["Dialect", "Row", "Tx", "decode_row", "j"]
 
 
 class Tx(AssistantQueries, ThreadQueries, RunQueries, CronQueries):

@@ -8,7 +8,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from keel import clock
@@ -16,7 +15,8 @@ from keel.assistants import ensure_system_assistants
 from keel.graphs import GraphRegistry
 from keel.runs import RunService
 from keel.settings import Settings, load_settings
-from keel.storage.sqlite import SqliteStorage
+from keel.storage import make_storage
+from keel.storage.base import Storage
 from keel.storage.tx import Row
 from keel.streams import StreamHub
 from keel.worker import WorkerPool
@@ -26,7 +26,7 @@ from tests.conftest import GRAPHS_CONFIG
 @dataclass
 class Rig:
     settings: Settings
-    storage: SqliteStorage
+    storage: Storage
     graphs: GraphRegistry
     hub: StreamHub
     pool: WorkerPool
@@ -67,10 +67,12 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(tmp_path: Path, **overrides: Any) -> AsyncIterator[Rig]:
-    """Storage, graphs and a (not yet started) worker pool over a fresh SQLite file."""
-    settings = load_settings(GRAPHS_CONFIG, lease_seconds=0.5, **overrides)
-    storage = SqliteStorage(tmp_path / "k.db")
+async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
+    """Storage, graphs and a (not yet started) worker pool over a fresh database."""
+    settings = load_settings(
+        GRAPHS_CONFIG, database=database_url, lease_seconds=0.5, **overrides
+    )
+    storage = make_storage(settings)
     await storage.open()
     graphs = GraphRegistry.load(settings.graphs, settings.base_dir)
     await ensure_system_assistants(storage, graphs)
@@ -84,8 +86,8 @@ async def rig(tmp_path: Path, **overrides: Any) -> AsyncIterator[Rig]:
         await storage.close()
 
 
-async def test_lease_reaper_requeues_a_run_whose_executor_vanished(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_lease_reaper_requeues_a_run_whose_executor_vanished(database_url: str) -> None:
+    async with rig(database_url) as r:
         await r.pool.start()
         run_id = await r.orphan(lease_until=clock.now() - 1)
         assert (await r.run_row(run_id))["status"] == "running"
@@ -93,23 +95,31 @@ async def test_lease_reaper_requeues_a_run_whose_executor_vanished(tmp_path: Pat
         assert run["attempt"] == 2
 
 
-async def test_reaper_leaves_live_leases_alone(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_reaper_leaves_live_leases_alone(database_url: str) -> None:
+    async with rig(database_url) as r:
         await r.pool.start()
         run_id = await r.orphan(lease_until=clock.now() + 3600)
         await asyncio.sleep(r.settings.lease_seconds * 3)
         assert (await r.run_row(run_id))["status"] == "running"
 
 
-async def test_start_requeues_every_running_run(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_start_requeues_every_running_run_on_sqlite_only(
+    database_url: str, backend: str
+) -> None:
+    """SQLite: one process per file, so a run left running is an orphan. PostgreSQL: it may be
+    another live process's; only its lease running out frees it."""
+    async with rig(database_url) as r:
         run_id = await r.orphan(lease_until=clock.now() + 3600)
         await r.pool.start()
-        await r.wait_status(run_id, "success")
+        if backend == "sqlite":
+            await r.wait_status(run_id, "success")
+        else:
+            await asyncio.sleep(r.settings.lease_seconds * 3)
+            assert (await r.run_row(run_id))["status"] == "running"
 
 
-async def test_run_timeout_ends_in_timeout_and_thread_error(tmp_path: Path) -> None:
-    async with rig(tmp_path, run_timeout_seconds=0.3) as r:
+async def test_run_timeout_ends_in_timeout_and_thread_error(database_url: str) -> None:
+    async with rig(database_url, run_timeout_seconds=0.3) as r:
         await r.pool.start()
         run_id = await r.thread_run("slow", {"delay": 5})
         run = await r.wait_status(run_id, "timeout")
@@ -119,23 +129,23 @@ async def test_run_timeout_ends_in_timeout_and_thread_error(tmp_path: Path) -> N
         assert run["result"]["__error__"]["error"] == "TimeoutError"
 
 
-async def test_graph_raising_timeouterror_is_an_error_not_a_timeout(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_graph_raising_timeouterror_is_an_error_not_a_timeout(database_url: str) -> None:
+    async with rig(database_url) as r:
         await r.pool.start()
         run_id = await r.thread_run("failing", {"kind": "timeout"})
         await r.wait_status(run_id, "error")
 
 
-async def test_too_many_attempts_fail_the_run(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_too_many_attempts_fail_the_run(database_url: str) -> None:
+    async with rig(database_url) as r:
         run_id = await r.orphan(lease_until=clock.now() - 1, attempt=r.settings.max_attempts)
         await r.pool.start()
         run = await r.wait_status(run_id, "error")
         assert "abandoned" in run["result"]["__error__"]["message"]
 
 
-async def test_shutdown_hands_in_flight_runs_back_to_the_queue(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+async def test_shutdown_hands_in_flight_runs_back_to_the_queue(database_url: str) -> None:
+    async with rig(database_url) as r:
         await r.pool.start()
         run_id = await r.thread_run("slow", {"delay": 0.4})
         await r.wait_status(run_id, "running")

@@ -102,3 +102,61 @@ class KeelServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class KeelWorker:
+    """A `keel worker` process (no HTTP): ready once it prints its worker id."""
+
+    def __init__(
+        self, config: Path, workdir: Path, database: str, env: dict[str, str] | None = None
+    ) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.database = database
+        self.env = {**os.environ, "KEEL_LOG_LEVEL": "warning", **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"worker-{free_port()}.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "keel.cli", "worker", "--config", str(self.config)]
+        cmd += ["--database", self.database]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keel worker exited {self.proc.returncode}:\n{self.logs()}")
+            if "Keel worker" in self.logs():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"keel worker did not start in {timeout}s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM; returns the exit code."""
+        if self.proc is None:
+            return None
+        code = self.proc.poll()
+        if code is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait(5)
+        self.proc = None
+        return code

@@ -85,9 +85,20 @@ def test_env_overrides_and_synchronous(tmp_path: Path, monkeypatch: pytest.Monke
         load_settings(write(tmp_path, {"graphs": {}}))
 
 
-def test_only_sqlite_urls(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, {"graphs": {}}), database="mysql://x")
+def test_database_urls_sqlite_or_postgres(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mysql"):
-        _ = s.sqlite_path
+        load_settings(write(tmp_path, {"graphs": {}}), database="mysql://x")
     rel = load_settings(write(tmp_path, {"graphs": {}}), database="sqlite:///data/k.db")
     assert rel.sqlite_path == tmp_path.resolve() / "data" / "k.db"
+    assert rel.backend == "sqlite"
+    for url in ("postgresql://u@h:5432/db", "postgres://u@h/db"):
+        pg = load_settings(write(tmp_path, {"graphs": {}}), database=url)
+        assert pg.backend == "postgres"
+        with pytest.raises(ConfigError, match="not a SQLite URL"):
+            _ = pg.sqlite_path
+
+
+def test_bad_process_settings_are_refused(tmp_path: Path) -> None:
+    for bad in ({"lease_seconds": 0}, {"workers": -1}, {"pool_size": 1}):
+        with pytest.raises(ConfigError, match="lease"):
+            load_settings(write(tmp_path, {"graphs": {}}), **bad)

@@ -1,8 +1,11 @@
-"""Shared pieces of the named queries: row decoding, JSON binding, metadata containment."""
+"""Shared pieces of the named queries: the dialect hooks, row decoding and JSON binding.
+
+Every named query is written once, with `?` placeholders; a dialect file (`sqlite.py`,
+`postgres.py`) supplies the four statement primitives and the few fragments that differ.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,7 +36,7 @@ CRON_COLS = (
 
 
 def decode_row(description: Any, row: tuple[Any, ...]) -> Row:
-    """A row as a dict, with Keel's JSON columns decoded."""
+    """A row as a dict, with Keel's JSON columns decoded (SQLite stores them as text)."""
     out: Row = {}
     for (name, *_), value in zip(description, row, strict=True):
         out[name] = loads(value) if name in JSON_COLUMNS and value is not None else value
@@ -44,55 +47,69 @@ def j(value: Any) -> str:
     return dumps(value).decode()
 
 
-def _json_path(key: str) -> str:
-    if '"' in key or "\\" in key:
+def json_key(key: str) -> str:
+    if '"' in key or "\\" in key or "'" in key:
         raise ValueError(f"unsupported filter key {key!r}")
-    return f'$."{key}"'
+    return key
 
 
-def containment(column: str, filt: dict[str, Any], prefix: str = "$") -> tuple[str, list[Any]]:
-    """SQL for "column's JSON object contains `filt`" (nested objects recurse)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for key, value in filt.items():
-        path = prefix + _json_path(key)[1:]
-        if isinstance(value, dict) and value:
-            sub, sub_params = containment(column, value, path)
-            clauses.append(sub)
-            params.extend(sub_params)
-        elif value is None:
-            clauses.append(f"json_type({column}, ?) = 'null'")
-            params.append(path)
-        elif isinstance(value, (dict, list)):
-            clauses.append(f"json_extract({column}, ?) = json(?)")
-            params.extend([path, j(value)])
-        elif isinstance(value, bool):
-            clauses.append(f"json_type({column}, ?) = ?")
-            params.extend([path, "true" if value else "false"])
-        else:
-            clauses.append(f"json_extract({column}, ?) = ?")
-            params.extend([path, value])
-    return (" AND ".join(clauses) or "1=1"), params
+class Dialect:
+    """SQL fragments that differ between databases. This base is SQLite's."""
+
+    name = "sqlite"
+    # Appended to the claim's candidate query: lets concurrent claimers pass each other.
+    skip_locked = ""
+
+    def containment(self, column: str, filt: Row, prefix: str = "$") -> tuple[str, list[Any]]:
+        """SQL for "column's JSON object contains `filt`" (nested objects recurse)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for key, value in filt.items():
+            path = f'{prefix}."{json_key(key)}"'
+            if isinstance(value, dict) and value:
+                sub, sub_params = self.containment(column, value, path)
+                clauses.append(sub)
+                params.extend(sub_params)
+            elif value is None:
+                clauses.append(f"json_type({column}, ?) = 'null'")
+                params.append(path)
+            elif isinstance(value, (dict, list)):
+                clauses.append(f"json_extract({column}, ?) = json(?)")
+                params.extend([path, j(value)])
+            elif isinstance(value, bool):
+                clauses.append(f"json_type({column}, ?) = ?")
+                params.extend([path, "true" if value else "false"])
+            else:
+                clauses.append(f"json_extract({column}, ?) = ?")
+                params.extend([path, value])
+        return (" AND ".join(clauses) or "1=1"), params
+
+    def contains_text(self, column: str) -> str:
+        """Case-insensitive "column contains the bound string"."""
+        return f"instr(lower({column}), lower(?)) > 0"
+
+    def json_text(self, column: str, key: str) -> str:
+        """A top-level key of a JSON column, as text."""
+        return f"json_extract(CAST({column} AS TEXT), '$.\"{json_key(key)}\"')"
 
 
 class Queries:
-    """Statement helpers; the resource mixins build their named queries on these."""
+    """Statement primitives; each dialect's `Tx` implements them over its connection."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    dialect: Dialect
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        cur = self.conn.execute(sql, params)
-        row = cur.fetchone()
-        return None if row is None else decode_row(cur.description, row)
+        raise NotImplementedError
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cur = self.conn.execute(sql, params)
-        desc = cur.description
-        return [decode_row(desc, row) for row in cur.fetchall()]
+        raise NotImplementedError
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self.conn.execute(sql, params).rowcount
+        """Execute; return the number of rows changed."""
+        raise NotImplementedError
 
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.conn.executemany(sql, rows)
+        raise NotImplementedError
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell other processes sharing the database (delivered at commit); no-op if none can."""

@@ -82,7 +82,7 @@ class RunQueries(Queries):
             "updated_at=? WHERE run_id = (SELECT r.run_id FROM runs r WHERE r.status='pending' "
             "AND r.created_at<=? AND NOT EXISTS (SELECT 1 FROM runs o WHERE "
             "o.thread_id=r.thread_id AND o.status='running') ORDER BY r.created_at, r.run_id "
-            "LIMIT 1) RETURNING *",
+            f"LIMIT 1 {self.dialect.skip_locked}) RETURNING *",
             [worker_id, lease_until, now_iso, now_iso],
         )
         return rows[0] if rows else None
@@ -101,7 +101,8 @@ class RunQueries(Queries):
             return []
         marks = ",".join("?" * len(run_ids))
         await self.run(
-            f"UPDATE runs SET lease_until=? WHERE worker_id=? AND run_id IN ({marks})",
+            f"UPDATE runs SET lease_until=? WHERE worker_id=? AND status='running' "
+            f"AND run_id IN ({marks})",
             [until, worker_id, *run_ids],
         )
         return await self.all(
@@ -136,18 +137,25 @@ class RunQueries(Queries):
             [now_iso, run_id, worker_id],
         )
 
-    async def finish_run(self, run_id: str, status: str, result: Any, now: str) -> None:
-        await self.run(
+    async def finish_run(
+        self, run_id: str, status: str, result: Any, now: str, worker_id: str | None = None
+    ) -> bool:
+        """Record a run's outcome; with `worker_id`, only while that worker still holds it."""
+        sql = (
             "UPDATE runs SET status=?, result=?, updated_at=?, worker_id=NULL, lease_until=NULL "
-            "WHERE run_id=?",
-            [status, None if result is None else j(result), now, run_id],
+            "WHERE run_id=?"
         )
+        params = [status, None if result is None else j(result), now, run_id]
+        if worker_id is not None:
+            sql += " AND worker_id=? AND status='running'"
+            params.append(worker_id)
+        return await self.run(sql, params) == 1
 
     # -------------------------------------------------------------------- events
     async def append_events(self, rows: list[tuple[str, int, str, str, bytes]]) -> None:
         await self.many(
-            "INSERT OR IGNORE INTO run_events (run_id, seq, thread_id, event, data) "
-            "VALUES (?,?,?,?,?)",
+            "INSERT INTO run_events (run_id, seq, thread_id, event, data) "
+            "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             rows,
         )
 

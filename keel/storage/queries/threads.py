@@ -1,4 +1,4 @@
-"""Threads, and the checkpoint rows that belong to them."""
+"""Threads (their checkpoint rows are the dialect's: see `sqlite.py`, `postgres.py`)."""
 
 from __future__ import annotations
 
@@ -76,8 +76,7 @@ class ThreadQueries(Queries):
     async def delete_thread(self, thread_id: str) -> int:
         await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
         await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
-        await self.run("DELETE FROM checkpoints WHERE thread_id=?", [thread_id])
-        await self.run("DELETE FROM writes WHERE thread_id=?", [thread_id])
+        await self.delete_thread_checkpoints(thread_id)
         await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
         return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])
 
@@ -89,63 +88,18 @@ class ThreadQueries(Queries):
             [*params, limit, offset],
         )
 
+    # LangGraph's checkpoint tables differ per saver: each dialect's Tx implements these.
+    async def delete_thread_checkpoints(self, thread_id: str) -> None:
+        raise NotImplementedError
+
     async def copy_checkpoints(self, source: str, target: str) -> None:
-        await self.run(
-            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
-            "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
-            "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
-            "WHERE thread_id=?",
-            [target, source],
-        )
-        await self.run(
-            "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, "
-            "idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, "
-            "task_path, idx, channel, type, value FROM writes WHERE thread_id=?",
-            [target, source],
-        )
+        raise NotImplementedError
 
     async def keep_latest_checkpoint(self, thread_id: str) -> None:
-        latest = await self.one(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            [thread_id],
-        )
-        if latest is None:
-            return
-        keep = latest["checkpoint_id"]
-        await self.run(
-            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
-            [thread_id, keep],
-        )
-        await self.run(
-            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
-            "checkpoint_id=?",
-            [thread_id, keep],
-        )
-        await self.run(
-            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
-            [thread_id, keep],
-        )
+        raise NotImplementedError
 
     async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
-        ids = await self.all(
-            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
-            "json_extract(CAST(metadata AS TEXT), '$.run_id') = ?",
-            [thread_id, run_id],
-        )
-        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
-        await self.many(
-            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?", rows
-        )
-        await self.many(
-            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
-            rows,
-        )
+        raise NotImplementedError
 
     async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
-        row = await self.one(
-            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
-            "json_extract(CAST(metadata AS TEXT), '$.run_id') = ? LIMIT 1",
-            [thread_id, run_id],
-        )
-        return row is not None
+        raise NotImplementedError

@@ -1,0 +1,60 @@
+"""`Runtime`: everything one Keel process runs, built from `Settings` and torn down in order.
+
+An API server (`keel serve`, `keel dev`) wraps it in HTTP; `keel worker` runs it bare. Which
+parts are active follows the settings: `workers=0` claims no runs (an API-only process); every
+process reaps expired leases, fires due crons and, with a shared database, listens to the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from keel.assistants import ensure_system_assistants
+from keel.graphs import GraphRegistry
+from keel.relay import Relay
+from keel.runs import RunService
+from keel.scheduler import Scheduler
+from keel.settings import Settings
+from keel.storage import make_storage
+from keel.storage.base import Storage
+from keel.streams import StreamHub
+from keel.worker import WorkerPool
+
+log = logging.getLogger("keel")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        for key, value in settings.env.items():
+            os.environ.setdefault(key, value)
+        self.settings = settings
+        self.graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
+        self.storage: Storage = make_storage(settings)
+        self.hub = StreamHub()
+        self.workers = WorkerPool(settings, self.storage, self.graphs, self.hub)
+        self.runs = RunService(
+            self.storage, self.graphs, self.hub, self.workers.notify, self.workers.cancel_local
+        )
+        self.scheduler = Scheduler(self.storage, self.runs)
+        self.relay = Relay(self.storage, self.hub, self.workers, settings.poll_seconds)
+
+    async def start(self) -> None:
+        await self.storage.open()
+        try:
+            await ensure_system_assistants(self.storage, self.graphs)
+            await self.relay.start()
+            await self.workers.start()
+            await self.scheduler.start()
+        except BaseException:
+            await self.relay.stop()
+            await self.storage.close()
+            raise
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight runs finish within the grace period, else hand them
+        back; then close the database."""
+        await self.scheduler.stop()
+        await self.workers.stop(self.settings.shutdown_grace_seconds)
+        await self.relay.stop()
+        await self.storage.close()

@@ -1,0 +1,314 @@
+"""PostgreSQL dialect: a psycopg 3 async pool shared by Keel's queries, LangGraph's
+`AsyncPostgresSaver` and store; LISTEN/NOTIFY for cross-process signals.
+
+Many Keel processes (API servers and workers, on many machines) share one database. Migrations
+run under an advisory lock, so processes starting together apply each one exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from keel.errors import Conflict, Unavailable
+from keel.serde import loads
+from keel.storage.base import Listener, Storage, migration_files
+from keel.storage.checkpointer import KeelPostgresSaver
+from keel.storage.store import KeelPostgresStore
+from keel.storage.tx import Dialect, Row, Tx, j
+
+log = logging.getLogger("keel.storage")
+MIGRATION_LOCK = 0x6B65656C  # "keel": pg_advisory_lock key held while migrating
+LISTEN_PING = 5.0  # seconds of silence after which the LISTEN connection is checked
+_SQL: dict[str, str] = {}
+
+
+def pg_sql(sql: str) -> str:
+    """Keel's `?` placeholders as psycopg's `%s` (queries contain no literal `?` or `%`)."""
+    out = _SQL.get(sql)
+    if out is None:
+        out = _SQL[sql] = sql.replace("?", "%s")
+    return out
+
+
+class PostgresDialect(Dialect):
+    name = "postgres"
+    skip_locked = "FOR UPDATE SKIP LOCKED"
+
+    def containment(self, column: str, filt: Row, prefix: str = "$") -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for path, value in _leaves(filt, []):
+            clauses.append(f"{column} #> ?::text[] = ?::jsonb")
+            params.extend([path, j(value)])
+        return (" AND ".join(clauses) or "1=1"), params
+
+    def contains_text(self, column: str) -> str:
+        return f"strpos(lower({column}), lower(?)) > 0"
+
+    def json_text(self, column: str, key: str) -> str:
+        return f"{column}->>'{key}'"
+
+
+def _leaves(filt: Row, prefix: list[str]) -> Iterable[tuple[list[str], Any]]:
+    for key, value in filt.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, [*prefix, key])
+        else:
+            yield [*prefix, key], value
+
+
+class PostgresTx(Tx):
+    """Named queries over one pooled connection (rows come back as dicts, JSONB decoded)."""
+
+    dialect = PostgresDialect()
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = await self.conn.execute(pg_sql(sql), params)
+        row: Row | None = await cur.fetchone()
+        return row
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        cur = await self.conn.execute(pg_sql(sql), params)
+        rows: list[Row] = await cur.fetchall()
+        return rows
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = await self.conn.execute(pg_sql(sql), params)
+        return cur.rowcount
+
+    async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = list(rows)
+        if rows:
+            async with self.conn.cursor() as cur:
+                await cur.executemany(pg_sql(sql), rows)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        await self.conn.execute("SELECT pg_notify(%s, %s)", [channel, payload])
+
+    # ---------------------------------------- AsyncPostgresSaver's tables
+    async def delete_thread_checkpoints(self, thread_id: str) -> None:
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            await self.run(f"DELETE FROM {table} WHERE thread_id=?", [thread_id])
+
+    async def copy_checkpoints(self, source: str, target: str) -> None:
+        for table, cols in (
+            (
+                "checkpoints",
+                "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata",
+            ),
+            ("checkpoint_blobs", "checkpoint_ns, channel, version, type, blob"),
+            (
+                "checkpoint_writes",
+                "checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, task_path",
+            ),
+        ):
+            await self.run(
+                f"INSERT INTO {table} (thread_id, {cols}) SELECT ?, {cols} FROM {table} "
+                "WHERE thread_id=?",
+                [target, source],
+            )
+
+    async def keep_latest_checkpoint(self, thread_id: str) -> None:
+        latest = await self.one(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            [thread_id],
+        )
+        if latest is None:
+            return
+        keep = [thread_id, latest["checkpoint_id"]]
+        for sql in (
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
+            "checkpoint_id=?",
+            "DELETE FROM checkpoint_writes WHERE thread_id=? AND checkpoint_ns='' AND "
+            "checkpoint_id<>?",
+        ):
+            await self.run(sql, keep)
+        await self._drop_orphan_blobs(thread_id)
+
+    async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
+        ids = await self.all(
+            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
+            "metadata->>'run_id' = ?",
+            [thread_id, run_id],
+        )
+        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
+        for table in ("checkpoint_writes", "checkpoints"):
+            await self.many(
+                f"DELETE FROM {table} WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
+                rows,
+            )
+        await self._drop_orphan_blobs(thread_id)
+
+    async def _drop_orphan_blobs(self, thread_id: str) -> None:
+        """Channel values no remaining checkpoint of the thread refers to."""
+        await self.run(
+            "DELETE FROM checkpoint_blobs b WHERE b.thread_id=? AND NOT EXISTS (SELECT 1 FROM "
+            "checkpoints c WHERE c.thread_id=b.thread_id AND c.checkpoint_ns=b.checkpoint_ns "
+            "AND c.checkpoint->'channel_versions'->>b.channel = b.version)",
+            [thread_id],
+        )
+
+    async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
+        row = await self.one(
+            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
+            "metadata->>'run_id' = ? LIMIT 1",
+            [thread_id, run_id],
+        )
+        return row is not None
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_loads(loads, conn)
+
+
+@contextlib.contextmanager
+def _db_errors() -> Any:
+    """Database failures as Keel errors: lost connections are 503, unique clashes 409."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict(f"conflicting change: {exc.diag.message_primary}") from exc
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        raise Unavailable(f"database unavailable: {exc}") from exc
+
+
+class PostgresStorage(Storage):
+    dialect = PostgresTx.dialect
+    shared = True
+
+    def __init__(self, url: str, pool_size: int = 20, connect_timeout: float = 30.0) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self.checkpointer: KeelPostgresSaver
+        self.store: KeelPostgresStore
+
+    @property
+    def pool(self) -> AsyncConnectionPool[Any]:
+        if self._pool is None:
+            raise Unavailable("storage is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.url,
+            min_size=min(2, self.pool_size),
+            max_size=self.pool_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            timeout=10.0,
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=self.connect_timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise Unavailable(
+                f"cannot connect to PostgreSQL at {_redact(self.url)} within "
+                f"{self.connect_timeout:g}s; is it running?"
+            ) from exc
+        self._pool = pool
+        self.checkpointer = KeelPostgresSaver(pool)
+        self.store = KeelPostgresStore(pool)
+        async with pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            try:
+                await self._migrate(conn)
+                await self.checkpointer.setup()
+                await self.store.setup()
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS keel_migrations (version INTEGER PRIMARY KEY, name TEXT)"
+        )
+        cur = await conn.execute("SELECT version FROM keel_migrations")
+        done = {row["version"] for row in await cur.fetchall()}
+        for version, name, sql in migration_files("postgres"):
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql.encode())
+                await conn.execute(
+                    "INSERT INTO keel_migrations VALUES (%s, %s)", [version, name]
+                )
+            log.info("applied migration %s", name)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        with _db_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                yield PostgresTx(conn)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        with _db_errors():
+            async with self.pool.connection() as conn:
+                yield PostgresTx(conn)
+
+    async def listen(self, channels: list[str], listener: Listener) -> None:
+        """LISTEN on a dedicated connection; reconnect (with backoff) whenever it is lost.
+
+        After every (re)connection the listener gets `("keel_reconnect", "")`: notifications
+        sent while disconnected are lost, so it should look at the database once.
+        """
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            except psycopg.OperationalError as exc:
+                log.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            try:
+                async with conn:
+                    for channel in channels:
+                        await conn.execute(f'LISTEN "{channel}"')
+                    backoff = 0.1
+                    await listener("keel_reconnect", "")
+                    await self._deliver(conn, listener)
+            except psycopg.OperationalError as exc:
+                log.warning("LISTEN connection lost (%s); reconnecting", exc)
+
+    @staticmethod
+    async def _deliver(conn: psycopg.AsyncConnection[Any], listener: Listener) -> None:
+        while True:
+            got = False
+            async for note in conn.notifies(timeout=LISTEN_PING):
+                got = True
+                await listener(note.channel, note.payload)
+            if not got:
+                await conn.execute("SELECT 1")  # a dead connection raises here
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparsable URL>"
+    info.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in info.items())
