@@ -39,6 +39,7 @@ ATTEMPT_SEQ_SPAN = 1 << 32  # event ids of attempt n start at (n - 1) * span + 1
 # before any other process may take it over (the lease runs out).
 FENCE_SHARE = 0.75
 LOST = "lost"  # cancel action: the lease is (or may be) someone else's now
+TEMPORARY_RUN_RETENTION = 60.0  # seconds a finished stateless run stays readable
 FINISH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # seconds between attempts
 
 
@@ -59,6 +60,7 @@ class WorkerPool:
         self._lease_ok: dict[str, float] = {}  # run id -> when its lease was last secured
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._next_sweep = 0.0
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -194,7 +196,13 @@ class WorkerPool:
                 self.cancel_local(run_id, LOST)
 
     async def _reap(self) -> None:
-        """Re-queue runs whose lease ran out (their executor died or lost track of them)."""
+        """Re-queue runs whose lease ran out (their executor died or lost track of them); now
+        and then forget finished stateless runs."""
+        now = clock.now()
+        if now >= self._next_sweep:
+            self._next_sweep = now + TEMPORARY_RUN_RETENTION / 2
+            async with self.storage.tx() as tx:
+                await tx.sweep_temporary_runs(clock.iso(now - TEMPORARY_RUN_RETENTION))
         async with self.storage.tx() as tx:
             reaped = await tx.requeue_expired(
                 clock.now(), clock.iso(), all_running=False, keep=list(self._tasks)
@@ -368,7 +376,7 @@ class WorkerPool:
                 if not await tx.finish_run(run_id, status, result, now, self.worker_id):
                     return False
             if run["temporary"]:
-                await tx.delete_thread(thread_id)
+                await tx.delete_thread(thread_id, keep_runs=True)
             else:
                 await settle_thread(tx, thread_id, status, state, error, now)
             await tx.notify(EVENTS_CHANNEL, f"{run_id} {thread_id} done")

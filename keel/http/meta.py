@@ -19,8 +19,7 @@ router = APIRouter(tags=["meta"])
 @router.get("/")
 async def ok(request: Request) -> Any:
     if query_bool(request, "check_db"):
-        async with services(request).storage.read() as tx:
-            await tx.one("SELECT 1 AS one")
+        await services(request).storage.ping(within=2.0)
     return JSON({"ok": True})
 
 

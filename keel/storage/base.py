@@ -54,6 +54,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def read(self) -> contextlib.AbstractAsyncContextManager[Tx]: ...
 
+    async def ping(self, within: float) -> None:
+        """Raise `Unavailable` unless the database answers within `within` seconds."""
+        async with self.read() as tx:
+            await tx.one("SELECT 1 AS one")
+
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """Deliver notifications on `channels` until cancelled (shared databases only)."""
         raise NotImplementedError

@@ -268,6 +268,11 @@ class PostgresStorage(Storage):
             async with self.pool.connection() as conn:
                 yield PostgresTx(conn)
 
+    async def ping(self, within: float) -> None:
+        with _db_errors():
+            async with self.pool.connection(timeout=within) as conn:
+                await conn.execute("SELECT 1")
+
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """LISTEN on a dedicated connection; reconnect (with backoff) whenever it is lost.
 

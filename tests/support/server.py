@@ -126,13 +126,15 @@ class KeelWorker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "keel.cli", "worker", "--config", str(self.config)]
         cmd += ["--database", self.database]
+        # The log is appended to across restarts: only this process's output counts.
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"keel worker exited {self.proc.returncode}:\n{self.logs()}")
-            if "Keel worker" in self.logs():
+            if b"Keel worker" in self.log_path.read_bytes()[offset:]:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"keel worker did not start in {timeout}s:\n{self.logs()}")

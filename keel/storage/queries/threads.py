@@ -73,9 +73,13 @@ class ThreadQueries(Queries):
             ],
         )
 
-    async def delete_thread(self, thread_id: str) -> int:
-        await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
-        await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
+    async def delete_thread(self, thread_id: str, keep_runs: bool = False) -> int:
+        """Delete a thread with everything on it; `keep_runs` leaves its runs and their event
+        logs (a finished stateless run's result and events, for waiters in other processes,
+        until `sweep_temporary_runs`)."""
+        if not keep_runs:
+            await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
+            await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
         await self.delete_thread_checkpoints(thread_id)
         await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
         return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])

@@ -1,0 +1,346 @@
+"""Scale-out on PostgreSQL: API-only processes and `keel worker` processes sharing one database.
+
+Two API processes execute nothing (`--no-workers`); two worker processes execute every run. So
+each test here crosses processes: streams, joins, cancellation and double-texting reach a run
+through the database and LISTEN/NOTIFY, never through shared memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import psycopg
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+
+from tests.conftest import GRAPHS_CONFIG
+from tests.support.postgres import PgCluster
+from tests.support.server import KeelServer, KeelWorker
+
+LEASE = "1.5"  # seconds: short, so a killed worker's run is taken over quickly
+
+
+@dataclass
+class Fleet:
+    database: str
+    apis: list[KeelServer]
+    workers: list[KeelWorker]
+
+    clients: list[LangGraphClient] | None = None
+
+    def client(self, i: int) -> LangGraphClient:
+        """An SDK client of API process i (closed by the `sdk` fixture)."""
+        assert self.clients is not None, "use the sdk fixture"
+        return self.clients[i]
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        with psycopg.connect(self.database) as conn:
+            cur = conn.execute(
+                "SELECT status, attempt, worker_id FROM runs WHERE run_id=%s", [run_id]
+            )
+            row = cur.fetchone()
+        assert row is not None
+        return {"status": row[0], "attempt": row[1], "worker_id": row[2]}
+
+
+def start_fleet(database: str, workdir: Path, env: dict[str, str]) -> Fleet:
+    apis = [
+        KeelServer(
+            GRAPHS_CONFIG,
+            workdir / f"api{i}",
+            database=database,
+            env=env,
+            extra_args=["--no-workers"],
+        )
+        for i in range(2)
+    ]
+    workers = [KeelWorker(GRAPHS_CONFIG, workdir / f"w{i}", database, env=env) for i in range(2)]
+    for api in apis:
+        api.start()
+    for worker in workers:
+        worker.start()
+    return Fleet(database, apis, workers)
+
+
+def stop_fleet(fleet: Fleet) -> None:
+    for api in fleet.apis:
+        api.stop()
+    for worker in fleet.workers:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    env = {"KEEL_LEASE_SECONDS": LEASE, "KEEL_MODEL": ""}
+    f = start_fleet(pg_cluster.create_database(), tmp_path_factory.mktemp("fleet"), env)
+    try:
+        yield f
+    finally:
+        stop_fleet(f)
+
+
+@pytest.fixture
+async def sdk(fleet: Fleet) -> AsyncIterator[Fleet]:
+    """The fleet, with one SDK client per API process."""
+    fleet.clients = [get_client(url=api.url, api_key=None) for api in fleet.apis]
+    try:
+        yield fleet
+    finally:
+        for client in fleet.clients:
+            await client.aclose()
+        fleet.clients = None
+
+
+async def _collect(parts: AsyncIterator[Any]) -> list[Any]:
+    return [p async for p in parts]
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_stream_on_an_api_process_follows_a_run_executed_by_a_worker(fleet: Fleet) -> None:
+    a, b = fleet.client(0), fleet.client(1)
+    thread = await a.threads.create()
+    parts = await _collect(
+        a.runs.stream(
+            thread["thread_id"],
+            "pipeline",
+            input={"topic": "x"},
+            stream_mode=["values", "custom"],
+        )
+    )
+    assert parts[0].event == "metadata"
+    run_id = parts[0].data["run_id"]
+    assert [p.data["stage"] for p in parts if p.event == "custom"] == [
+        "research",
+        "draft",
+        "review",
+    ]
+    assert parts[-1].event == "values" and parts[-1].data["summary"] == "3 steps done"
+    ids = [int(p.id) for p in parts]
+    assert ids == sorted(set(ids))
+    worker_pids = {str(w.pid) for w in fleet.workers}
+    assert fleet.run_row(run_id)["worker_id"] is None  # released when it finished
+    # Rejoin on the other API process after the second event: the rest, exactly once.
+    rest = await _collect(
+        b.runs.join_stream(thread["thread_id"], run_id, last_event_id=parts[1].id)
+    )
+    assert [(p.id, p.event, p.data) for p in rest] == [(p.id, p.event, p.data) for p in parts[2:]]
+    assert worker_pids  # the fleet has workers; the API processes have none
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_live_join_on_another_api_process_sees_events_as_they_happen(
+    fleet: Fleet,
+) -> None:
+    a, b = fleet.client(0), fleet.client(1)
+    thread = await a.threads.create()
+    run = await a.runs.create(
+        thread["thread_id"], "slow", input={"delay": 0.3, "tag": "live"}, stream_mode="updates"
+    )
+    seen: list[tuple[float, str]] = []
+    async for part in b.runs.join_stream(thread["thread_id"], run["run_id"], stream_mode="updates"):
+        if part.event == "updates":
+            seen.append((time.monotonic(), next(iter(part.data))))
+    assert [name for _, name in seen] == ["step1", "step2", "step3"]
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
+    assert all(gap > 0.15 for gap in gaps), f"updates arrived in a burst, not live: {gaps}"
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_wait_on_one_api_process_returns_the_workers_result(fleet: Fleet) -> None:
+    for i in (0, 1):
+        client = fleet.client(i)
+        thread = await client.threads.create()
+        result = await client.runs.wait(thread["thread_id"], "pipeline", input={"topic": str(i)})
+        assert isinstance(result, dict) and result["summary"] == "3 steps done"
+        state: Any = await fleet.client(1 - i).threads.get_state(thread["thread_id"])
+        assert state["values"]["summary"] == "3 steps done"
+
+
+async def _until(check: Any, within: float = 10.0) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_cancel_through_another_api_process_stops_the_run_at_once(fleet: Fleet) -> None:
+    a, b = fleet.client(0), fleet.client(1)
+    thread = await a.threads.create()
+    run = await a.runs.create(thread["thread_id"], "slow", input={"delay": 30})
+
+    async def running() -> bool:
+        r = await b.runs.get(thread["thread_id"], run["run_id"])
+        return r["status"] == "running"
+
+    await _until(running)
+    started = time.monotonic()
+    await b.runs.cancel(thread["thread_id"], run["run_id"], wait=True)
+    assert time.monotonic() - started < 2.0
+    assert (await a.runs.get(thread["thread_id"], run["run_id"]))["status"] == "interrupted"
+    assert (await a.threads.get(thread["thread_id"]))["status"] != "busy"
+
+
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
+@pytest.mark.usefixtures("sdk")
+async def test_double_text_across_api_processes(
+    fleet: Fleet, strategy: Literal["interrupt", "rollback"]
+) -> None:
+    a, b = fleet.client(0), fleet.client(1)
+    thread = await a.threads.create()
+    tid = thread["thread_id"]
+    first = await a.runs.create(tid, "slow", input={"delay": 30, "tag": "first"})
+
+    async def running() -> bool:
+        return (await a.runs.get(tid, first["run_id"]))["status"] == "running"
+
+    await _until(running)
+    second = await b.runs.create(
+        tid, "slow", input={"delay": 0.05, "tag": "second"}, multitask_strategy=strategy
+    )
+    await b.runs.join(tid, second["run_id"])
+    runs = {r["run_id"]: r["status"] for r in await a.runs.list(tid)}
+    assert runs[second["run_id"]] == "success"
+    if strategy == "interrupt":
+        assert runs[first["run_id"]] == "interrupted"
+    else:
+        assert first["run_id"] not in runs
+    state: Any = await a.threads.get_state(tid)
+    assert all("first" not in entry for entry in state["values"]["log"][-3:])
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_killed_workers_run_is_resumed_by_another_worker(fleet: Fleet) -> None:
+    a = fleet.client(0)
+    thread = await a.threads.create()
+    tid = thread["thread_id"]
+    run = await a.runs.create(tid, "slow", input={"delay": 1.0, "tag": "k"})
+
+    async def executing() -> str | None:
+        row = fleet.run_row(run["run_id"])
+        return row["worker_id"] if row["status"] == "running" else None
+
+    worker_id = await _until(executing)
+    victim = next(w for w in fleet.workers if f":{w.pid}:" in worker_id)
+    victim.kill9()
+    killed = time.monotonic()
+    try:
+        result = await a.runs.join(tid, run["run_id"])
+        took = time.monotonic() - killed
+        row = fleet.run_row(run["run_id"])
+        assert row["status"] == "success" and row["attempt"] == 2
+        assert [e.split(":")[0] for e in result["log"]] == ["step1", "step2", "step3"]
+        # lease (1.5 s) + reaper tick + the remaining steps (at most 3 x 1 s)
+        assert took < 1.5 + 1.0 + 3.5
+    finally:
+        victim.start()
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_sigterm_hands_a_workers_run_to_another_worker(fleet: Fleet) -> None:
+    a = fleet.client(0)
+    thread = await a.threads.create()
+    tid = thread["thread_id"]
+    run = await a.runs.create(tid, "slow", input={"delay": 20, "tag": "t"})
+
+    async def executing() -> str | None:
+        row = fleet.run_row(run["run_id"])
+        return row["worker_id"] if row["status"] == "running" else None
+
+    worker_id = await _until(executing)
+    victim = next(w for w in fleet.workers if f":{w.pid}:" in worker_id)
+    old_pid = victim.pid
+    assert victim.stop(timeout=15) == 0  # grace (5 s) runs out; the run is handed back
+    try:
+        taken = await _until(executing, within=5)
+        assert f":{old_pid}:" not in taken  # the other worker took it at once, no lease wait
+        await a.runs.cancel(tid, run["run_id"], wait=True)
+    finally:
+        victim.start()
+
+
+def test_ok_checks_the_database_on_request(fleet: Fleet) -> None:
+    for api in fleet.apis:
+        assert httpx.get(api.url + "/ok", params={"check_db": "1"}).json() == {"ok": True}
+    info = httpx.get(fleet.apis[0].url + "/info").json()
+    assert info["host"]["database"] == "postgres"
+
+
+def test_processes_starting_together_migrate_once(pg_cluster: PgCluster) -> None:
+    database = pg_cluster.create_database()
+    cmd = [
+        sys.executable,
+        "-m",
+        "keel.cli",
+        "migrate",
+        "--config",
+        str(GRAPHS_CONFIG),
+        "--database",
+        database,
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)
+    ]
+    outs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    with psycopg.connect(database) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM keel_migrations ORDER BY 1")]
+        cp = conn.execute(
+            "SELECT count(*), count(DISTINCT v) FROM checkpoint_migrations"
+        ).fetchone()
+    assert versions == sorted(set(versions)) and versions[0] == 1
+    assert cp is not None and cp[0] == cp[1]
+
+
+def test_sqlite_refuses_worker_and_no_workers(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "keel.cli"]
+    db = ["--config", str(GRAPHS_CONFIG), "--database", f"sqlite:///{tmp_path / 'k.db'}"]
+    for args in (["worker", *db], ["serve", *db, "--no-workers"]):
+        proc = subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert "PostgreSQL" in proc.stderr or "postgresql" in proc.stderr
+
+
+async def test_database_restart_is_survived(tmp_path: Path) -> None:
+    """PostgreSQL goes away under a running fleet and comes back on the same port: no process
+    exits, /ok?check_db=1 says 503 meanwhile, and runs work again afterwards."""
+    cluster = PgCluster(tmp_path / "pg")
+    cluster.start()
+    fleet = start_fleet(cluster.create_database(), tmp_path, {"KEEL_LEASE_SECONDS": LEASE})
+    a = get_client(url=fleet.apis[0].url, api_key=None)
+    try:
+        thread = await a.threads.create()
+        run = await a.runs.create(thread["thread_id"], "slow", input={"delay": 1.0, "tag": "r"})
+        await asyncio.sleep(0.5)
+        cluster.kill9()
+        async with httpx.AsyncClient(base_url=fleet.apis[1].url) as http:
+            down = await http.get("/ok", params={"check_db": "1"})
+            assert down.status_code == 503 and "database" in down.json()["detail"]
+            assert (await http.get("/ok")).status_code == 200
+        await asyncio.sleep(2.0)
+        cluster.start()
+        result = await asyncio.wait_for(a.runs.join(thread["thread_id"], run["run_id"]), 30)
+        assert [e.split(":")[0] for e in result["log"]] == ["step1", "step2", "step3"]
+        after = await a.runs.wait(None, "pipeline", input={"topic": "after"})
+        assert isinstance(after, dict) and after["summary"] == "3 steps done"
+        alive = [p.proc.poll() is None for p in fleet.apis if p.proc is not None]
+        alive += [w.proc.poll() is None for w in fleet.workers if w.proc is not None]
+        assert alive == [True] * 4
+
+    finally:
+        await a.aclose()
+        stop_fleet(fleet)
+        cluster.stop()
