@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import database_for
 from tests.support.server import KeelServer
 
 SDK_VERSION = "0.4.14"
@@ -97,9 +98,14 @@ def _counts(output: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def sdk_server(tmp_path: Path) -> Iterator[KeelServer]:
+def sdk_server(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[KeelServer]:
     suite = sdk_suite()
-    server = KeelServer(suite / "integration" / "langgraph.json", tmp_path / "keel")
+    database = database_for(backend, request, tmp_path)
+    server = KeelServer(
+        suite / "integration" / "langgraph.json", tmp_path / "keel", database=database
+    )
     server.start(timeout=120)
     try:
         yield server
