@@ -58,7 +58,18 @@ def _env_config(graph_id: str) -> dict[str, Any]:
 
 
 async def ensure_system_assistants(storage: Storage, graphs: GraphRegistry) -> None:
-    """Upsert the system assistant of every registered graph (uuid5 ids, version 1)."""
+    """Create the missing system assistant of every registered graph (uuid5 ids, version 1).
+    Processes starting together may race to create one: the loser looks again."""
+    for _ in range(5):
+        try:
+            await _insert_system_assistants(storage, graphs)
+            return
+        except Conflict:
+            continue
+    await _insert_system_assistants(storage, graphs)
+
+
+async def _insert_system_assistants(storage: Storage, graphs: GraphRegistry) -> None:
     now = clock.iso()
     async with storage.tx() as tx:
         for graph in graphs:

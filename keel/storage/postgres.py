@@ -227,13 +227,25 @@ class PostgresStorage(Storage):
         self.checkpointer = KeelPostgresSaver(pool)
         self.store = KeelPostgresStore(pool)
         async with pool.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            await self._lock_migrations(conn)
             try:
                 await self._migrate(conn)
                 await self.checkpointer.setup()
                 await self.store.setup()
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+
+    @staticmethod
+    async def _lock_migrations(conn: psycopg.AsyncConnection[Any]) -> None:
+        """Take the migration lock, polling: a session blocked in `pg_advisory_lock` would hold
+        a snapshot that LangGraph's `CREATE INDEX CONCURRENTLY`, run by the lock's holder on
+        another connection, waits for — a deadlock PostgreSQL cannot see."""
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", [MIGRATION_LOCK])
+            row = await cur.fetchone()
+            if row is not None and row["ok"]:
+                return
+            await asyncio.sleep(0.05)
 
     async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(

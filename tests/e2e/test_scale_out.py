@@ -25,7 +25,7 @@ from langgraph_sdk.client import LangGraphClient
 
 from tests.conftest import GRAPHS_CONFIG
 from tests.support.postgres import PgCluster
-from tests.support.server import KeelServer, KeelWorker
+from tests.support.server import KeelServer, KeelWorker, serve_command
 
 LEASE = "1.5"  # seconds: short, so a killed worker's run is taken over quickly
 
@@ -344,3 +344,34 @@ async def test_database_restart_is_survived(tmp_path: Path) -> None:
         await a.aclose()
         stop_fleet(fleet)
         cluster.stop()
+
+
+def test_servers_starting_together_on_a_fresh_database_all_come_up(
+    pg_cluster: PgCluster, tmp_path: Path
+) -> None:
+    database = pg_cluster.create_database()
+    servers = [KeelServer(GRAPHS_CONFIG, tmp_path / f"s{i}", database=database) for i in range(3)]
+    procs = []
+    for srv in servers:
+        srv.workdir.mkdir(parents=True)
+        cmd = serve_command(srv.config, srv.port, database)
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    try:
+        deadline = time.monotonic() + 60
+        for srv, proc in zip(servers, procs, strict=True):
+            while True:
+                assert proc.poll() is None, proc.communicate()[0].decode()
+                try:
+                    if httpx.get(srv.url + "/ok", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "a server did not come up"
+                time.sleep(0.05)
+        found = httpx.post(servers[0].url + "/assistants/search", json={"limit": 100}).json()
+        names = sorted(a["graph_id"] for a in found)
+        assert names == sorted(set(names)) and "pipeline" in names  # one system assistant each
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.communicate(timeout=30)
