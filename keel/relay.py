@@ -6,6 +6,8 @@ Every Keel process (API server or worker) keeps one LISTEN connection. Through i
 - `keel_events`: "<run_id> <thread_id> <first seq>" after a worker logged new events, or
   "<run_id> <thread_id> done" when the run ended; channels of this process that follow the run
   (a client streaming or waiting here) read the new events from `run_events`, in order.
+- `keel_thread`: "<thread_id> <event_id>": a thread-level event (`state_update`) was stored in
+  `thread_events`; thread streams here read and forward it.
 
 Notifications only make things fast: a lost one (the connection dropped, the database restarted)
 is covered by the workers' periodic claim, the lease heartbeat (cancellation) and a periodic
@@ -17,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
-from keel.runs import CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL
+from keel.runs import CANCEL_CHANNEL, EVENTS_CHANNEL, RUNS_CHANNEL, THREAD_CHANNEL
 from keel.storage.base import Storage
 from keel.streams import TERMINAL, RunChannel, StreamHub
 from keel.worker import WorkerPool
@@ -44,7 +48,7 @@ class Relay:
         if not self.storage.shared:
             return
         self.hub.watcher = self.follow
-        channels = [RUNS_CHANNEL, CANCEL_CHANNEL, EVENTS_CHANNEL]
+        channels = [RUNS_CHANNEL, CANCEL_CHANNEL, EVENTS_CHANNEL, THREAD_CHANNEL]
         self._tasks = [
             asyncio.create_task(self.storage.listen(channels, self._on_note), name="keel-listen"),
             asyncio.create_task(self._poll_loop(), name="keel-relay-poll"),
@@ -71,6 +75,10 @@ class Relay:
             self.workers.cancel_local(run_id, action)
         elif channel == EVENTS_CHANNEL:
             self._on_events(*payload.split(" ", 2))
+        elif channel == THREAD_CHANNEL:
+            thread_id, _, event_id = payload.partition(" ")
+            if self.hub.has_thread_subscribers(thread_id):
+                self._spawn(self._thread_event(thread_id, event_id))
         elif channel == RECONNECTED:
             self.workers.notify()
             for run_id in list(self._followed):
@@ -83,14 +91,27 @@ class Relay:
             # A thread stream here: follow the run from the events just logged.
             self.hub.watch(run_id, thread_id, int(first))
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.hub.background.add(task)
+        task.add_done_callback(self.hub.background.discard)
+
+    async def _thread_event(self, thread_id: str, event_id: str) -> None:
+        try:
+            async with self.storage.read() as tx:
+                row = await tx.get_thread_event(thread_id, event_id)
+        except Exception as exc:
+            log.warning("reading thread event %s failed: %s", event_id, exc)
+            return
+        if row is not None:
+            self.hub.thread_event(thread_id, event_id, row["event"], bytes(row["data"]))
+
     def _catch_up_soon(self, run_id: str) -> None:
         if run_id in self._busy:
             self._again.add(run_id)
             return
         self._busy.add(run_id)
-        task = asyncio.create_task(self._catch_up_loop(run_id))
-        self.hub.background.add(task)
-        task.add_done_callback(self.hub.background.discard)
+        self._spawn(self._catch_up_loop(run_id))
 
     async def _catch_up_loop(self, run_id: str) -> None:
         try:

@@ -19,6 +19,7 @@ STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 RUNS_CHANNEL = "keel_runs"  # a run became claimable
 CANCEL_CHANNEL = "keel_cancel"  # "<run_id> <action>": cancel a running run
 EVENTS_CHANNEL = "keel_events"  # "<run_id> <thread_id> <first seq>|done": new events logged
+THREAD_CHANNEL = "keel_thread"  # "<thread_id> <event_id>": a thread-level event was stored
 
 
 def new_run_id() -> str:

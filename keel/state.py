@@ -12,6 +12,7 @@ from keel import clock
 from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
 from keel.execution import thread_interrupts
 from keel.graphs import GraphRegistry
+from keel.runs import THREAD_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.storage.base import Storage
 from keel.storage.tx import Row
@@ -172,6 +173,8 @@ class StateService:
 
     async def _record(self, thread_id: str, snap: StateSnapshot) -> None:
         now = clock.iso()
+        event_id = f"state.{now}"
+        data = dumps({"state": snapshot_view(snap), "thread_id": thread_id})
         async with self.storage.tx() as tx:
             if await tx.active_runs(thread_id):
                 return
@@ -183,5 +186,7 @@ class StateService:
                 error=None,
                 now=now,
             )
-        payload = {"state": snapshot_view(snap), "thread_id": thread_id}
-        self.hub.thread_event(thread_id, f"state.{now}", "state_update", dumps(payload))
+            if self.storage.shared:  # for thread streams in other processes
+                await tx.insert_thread_event(thread_id, event_id, "state_update", data, now)
+                await tx.notify(THREAD_CHANNEL, f"{thread_id} {event_id}")
+        self.hub.thread_event(thread_id, event_id, "state_update", data)

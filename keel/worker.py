@@ -202,7 +202,9 @@ class WorkerPool:
         if now >= self._next_sweep:
             self._next_sweep = now + TEMPORARY_RUN_RETENTION / 2
             async with self.storage.tx() as tx:
-                await tx.sweep_temporary_runs(clock.iso(now - TEMPORARY_RUN_RETENTION))
+                before = clock.iso(now - TEMPORARY_RUN_RETENTION)
+                await tx.sweep_temporary_runs(before)
+                await tx.sweep_thread_events(before)
         async with self.storage.tx() as tx:
             reaped = await tx.requeue_expired(
                 clock.now(), clock.iso(), all_running=False, keep=list(self._tasks)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from langgraph_sdk import get_client
@@ -375,3 +376,40 @@ def test_servers_starting_together_on_a_fresh_database_all_come_up(
         for proc in procs:
             proc.terminate()
             proc.communicate(timeout=30)
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_thread_stream_on_another_api_process(fleet: Fleet) -> None:
+    a = fleet.client(0)
+    tid = (await a.threads.create())["thread_id"]
+    got: list[Any] = []
+    subscribed = asyncio.Event()
+
+    async def follow() -> None:
+        async with httpx.AsyncClient(base_url=fleet.apis[1].url, timeout=30) as raw:
+            params = {"stream_mode": ["run_modes", "state_update"]}
+            async with raw.stream("GET", f"/threads/{tid}/stream", params=params) as res:
+                assert res.status_code == 200
+                subscribed.set()
+                buf = ""
+                async for chunk in res.aiter_text():
+                    buf += chunk
+                    while "\r\n\r\n" in buf:
+                        block, buf = buf.split("\r\n\r\n", 1)
+                        lines = dict(ln.split(": ", 1) for ln in block.split("\r\n") if ": " in ln)
+                        if "event" in lines:
+                            got.append((lines["event"], orjson.loads(lines["data"])))
+                        if lines.get("event") == "state_update":
+                            return
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(subscribed.wait(), 10)
+    await asyncio.sleep(0.2)  # the subscription is registered once the response started
+    run = await a.runs.create(tid, "slow", input={"delay": 0.2, "tag": "ts"})
+    await a.runs.join(tid, run["run_id"])
+    await a.threads.update_state(tid, {"tag": "edited"})
+    await asyncio.wait_for(follower, 20)
+    names = [name for name, _ in got]
+    assert ("metadata", {"status": "run_done", "run_id": run["run_id"]}) in got
+    assert names.count("values") >= 3 and names[-1] == "state_update"
+    assert got[-1][1]["state"]["values"]["tag"] == "edited"

@@ -92,6 +92,24 @@ class ThreadQueries(Queries):
             [*params, limit, offset],
         )
 
+    async def insert_thread_event(
+        self, thread_id: str, event_id: str, event: str, data: bytes, now: str
+    ) -> None:
+        await self.run(
+            "INSERT INTO thread_events (thread_id, event_id, event, data, created_at) "
+            "VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+            [thread_id, event_id, event, data, now],
+        )
+
+    async def get_thread_event(self, thread_id: str, event_id: str) -> Row | None:
+        return await self.one(
+            "SELECT event, data FROM thread_events WHERE thread_id=? AND event_id=?",
+            [thread_id, event_id],
+        )
+
+    async def sweep_thread_events(self, before: str) -> None:
+        await self.run("DELETE FROM thread_events WHERE created_at<?", [before])
+
     # LangGraph's checkpoint tables differ per saver: each dialect's Tx implements these.
     async def delete_thread_checkpoints(self, thread_id: str) -> None:
         raise NotImplementedError
