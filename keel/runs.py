@@ -261,6 +261,8 @@ class RunService:
             else:
                 await tx.finish_run(run["run_id"], "interrupted", None, now)
                 running.append({**run, "status": "interrupted"})
+            if run["status"] != "running":  # followers in other processes: it is over
+                await tx.notify(EVENTS_CHANNEL, f"{run['run_id']} {run['thread_id']} done")
         return running
 
     def _after_cancel(self, runs: list[Row]) -> None:
