@@ -27,7 +27,7 @@ from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
-from keel.streams import RunChannel, StreamHub
+from keel.streams import TERMINAL, RunChannel, StreamHub
 
 log = logging.getLogger("keel.worker")
 # Events reach the log this long after they are published; with a shared database other
@@ -178,6 +178,8 @@ class WorkerPool:
             )
         for row in rows:
             run_id = row["run_id"]
+            if row["status"] in TERMINAL:
+                continue  # this worker recorded its end just now; its task is ending
             if row["worker_id"] != self.worker_id or row["status"] != "running":
                 log.warning("run %s: lease lost to another worker; stopping here", run_id)
                 self.cancel_local(run_id, LOST)
@@ -277,6 +279,12 @@ class WorkerPool:
             await self._finish(run, ch, flusher, "interrupted", cancel=action)
             return
         except Exception as exc:
+            if self.storage.is_unavailable(exc):
+                # The database went away under the graph (a checkpoint or store call): not the
+                # run's failure. Hand it back; the next attempt resumes from its last checkpoint.
+                log.warning("run %s: database unavailable (%s); handing it back", run_id, exc)
+                await self._release(run, ch, flusher)
+                return
             # A TimeoutError raised by the graph itself is an error, not a run timeout.
             timed_out = isinstance(exc, TimeoutError) and deadline.expired()
             await self._finish(run, ch, flusher, "timeout" if timed_out else "error", exc=exc)

@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 Listener = Callable[[str, str], Awaitable[None]]
 
 
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (`raise ... from`), outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    return chain
+
+
 def migration_files(dialect: str) -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of a dialect's numbered migrations, in order."""
     folder = resources.files("keel.storage").joinpath("migrations", dialect)
@@ -58,6 +68,13 @@ class Storage(abc.ABC):
         """Raise `Unavailable` unless the database answers within `within` seconds."""
         async with self.read() as tx:
             await tx.one("SELECT 1 AS one")
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether `exc`, or an exception it was raised from, says that the database could not
+        be reached (as opposed to a failure of the graph itself)."""
+        from keel.errors import Unavailable
+
+        return any(isinstance(e, Unavailable) for e in exception_chain(exc))
 
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """Deliver notifications on `channels` until cancelled (shared databases only)."""

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from keel.errors import Conflict, Unavailable
 from keel.serde import loads
-from keel.storage.base import Listener, Storage, migration_files
+from keel.storage.base import Listener, Storage, exception_chain, migration_files
 from keel.storage.checkpointer import KeelPostgresSaver
 from keel.storage.store import KeelPostgresStore
 from keel.storage.tx import Dialect, Row, Tx, j
@@ -284,6 +284,10 @@ class PostgresStorage(Storage):
         with _db_errors():
             async with self.pool.connection(timeout=within) as conn:
                 await conn.execute("SELECT 1")
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        lost = (psycopg.OperationalError, PoolTimeout, Unavailable)
+        return any(isinstance(e, lost) for e in exception_chain(exc))
 
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """LISTEN on a dedicated connection; reconnect (with backoff) whenever it is lost.
