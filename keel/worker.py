@@ -238,16 +238,8 @@ class WorkerPool:
             self._wakeup.set()
 
     async def _execute_inner(self, run: Row) -> None:
-        run_id, thread_id = run["run_id"], run["thread_id"]
-        next_seq, resumed = 1, False
-        if run["attempt"] > 1:  # a recovered run: continue its event ids and its checkpoints
-            async with self.storage.read() as tx:
-                next_seq = await tx.max_event_seq(run_id) + 1
-                resumed = await tx.run_has_checkpoint(thread_id, run_id)
-            # The killed attempt may have sent clients events that never reached the log; start
-            # past every id it can have used, so a client resuming after one misses nothing.
-            next_seq = max(next_seq, (run["attempt"] - 1) * ATTEMPT_SEQ_SPAN + 1)
-        ch = self.hub.open(run_id, thread_id, next_seq)
+        run_id = run["run_id"]
+        ch = self.hub.open(run_id, run["thread_id"], await self._first_seq(run))
         flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared])
         self.hub.publish(ch, "metadata", dumps({"run_id": run_id, "attempt": run["attempt"]}))
         kwargs = run["kwargs"]
@@ -266,17 +258,9 @@ class WorkerPool:
         deadline = asyncio.timeout(self.settings.run_timeout_seconds)
         try:
             async with deadline:
-                state, status = await self._run_graph(run, translator, resumed)
+                state, status = await self._run_graph(run, translator)
         except asyncio.CancelledError:
-            action = self._cancel_requested.get(run_id)
-            if action is None:  # shutdown: hand the run back to the queue
-                await self._release(run, ch, flusher)
-                raise
-            if action == LOST:  # not ours any more: write nothing, the next owner carries on
-                flusher.cancel()
-                self.hub.close(run_id, finished=False)
-                return
-            await self._finish(run, ch, flusher, "interrupted", cancel=action)
+            await self._cancelled(run, ch, flusher)
             return
         except Exception as exc:
             if self.storage.is_unavailable(exc):
@@ -292,10 +276,34 @@ class WorkerPool:
         result = translator.finish(state, status == "interrupted")
         await self._finish(run, ch, flusher, status, state=state, result=result)
 
-    async def _run_graph(
-        self, run: Row, translator: StreamTranslator, resumed: bool
-    ) -> tuple[StateSnapshot, str]:
+    async def _first_seq(self, run: Row) -> int:
+        """The first event id of this attempt: a recovered run continues its event ids."""
+        if run["attempt"] <= 1:
+            return 1
+        async with self.storage.read() as tx:
+            logged = await tx.max_event_seq(run["run_id"])
+        # The killed attempt may have sent clients events that never reached the log; start
+        # past every id it can have used, so a client resuming after one misses nothing.
+        return max(logged + 1, (int(run["attempt"]) - 1) * ATTEMPT_SEQ_SPAN + 1)
+
+    async def _cancelled(self, run: Row, ch: RunChannel, flusher: Flusher) -> None:
+        """The run's task was cancelled: shutdown, a lost lease, or a user's cancel."""
+        action = self._cancel_requested.get(run["run_id"])
+        if action is None:  # shutdown: hand the run back to the queue
+            await self._release(run, ch, flusher)
+            raise asyncio.CancelledError
+        if action == LOST:  # not ours any more: write nothing, the next owner carries on
+            flusher.cancel()
+            self.hub.close(run["run_id"], finished=False)
+            return
+        await self._finish(run, ch, flusher, "interrupted", cancel=action)
+
+    async def _run_graph(self, run: Row, translator: StreamTranslator) -> tuple[StateSnapshot, str]:
         kwargs = run["kwargs"]
+        resumed = False
+        if run["attempt"] > 1:  # a recovered run continues from its last checkpoint, if any
+            async with self.storage.read() as tx:
+                resumed = await tx.run_has_checkpoint(run["thread_id"], run["run_id"])
         config = jsonable(kwargs["config"])
         config["metadata"]["run_attempt"] = run["attempt"]
         configurable = config["configurable"]
@@ -350,16 +358,7 @@ class WorkerPool:
                 await tx.delete_run(run_id)
         if state is None and not run["temporary"]:
             state = await self._state_of(run)
-        for delay in FINISH_RETRIES:
-            try:
-                owned = await self._record(run, ch, status, state, result, error, cancel)
-                break
-            except Unavailable as exc:  # retried until the lease fence gives up on the run
-                log.warning("run %s: recording its end failed (%s); retrying", run_id, exc)
-                await asyncio.sleep(delay)
-        else:
-            owned = await self._record(run, ch, status, state, result, error, cancel)
-        if not owned:
+        if not await self._record(run, ch, status, state, result, error, cancel):
             log.warning("run %s: finished after its lease was lost; not recorded", run_id)
             self.hub.close(run_id, finished=False)
             return
@@ -377,7 +376,26 @@ class WorkerPool:
         error: Any,
         cancel: str | None,
     ) -> bool:
-        """The terminal transaction: last events, status, thread. False if no longer ours."""
+        """The terminal transaction: last events, status, thread. False if no longer ours.
+        Retried while the database is away, until the lease fence gives up on the run."""
+        for delay in FINISH_RETRIES:
+            try:
+                return await self._record_once(run, ch, status, state, result, error, cancel)
+            except Unavailable as exc:
+                log.warning("run %s: recording its end failed (%s); retrying", run["run_id"], exc)
+                await asyncio.sleep(delay)
+        return await self._record_once(run, ch, status, state, result, error, cancel)
+
+    async def _record_once(
+        self,
+        run: Row,
+        ch: RunChannel,
+        status: str,
+        state: StateSnapshot | None,
+        result: Any,
+        error: Any,
+        cancel: str | None,
+    ) -> bool:
         run_id, thread_id = run["run_id"], run["thread_id"]
         now = clock.iso()
         async with self.storage.tx() as tx:
