@@ -131,7 +131,7 @@ class WorkerPool:
         for _ in range(3):
             now = clock.now()
             try:
-                async with self.storage.tx() as tx:
+                async with self.storage.statements() as tx:
                     run = await tx.claim_next(
                         self.worker_id, clock.iso(now), now + self.settings.lease_seconds
                     )
@@ -172,7 +172,7 @@ class WorkerPool:
         if not self._tasks:
             return
         now = clock.now()
-        async with self.storage.tx() as tx:
+        async with self.storage.statements() as tx:
             rows = await tx.renew_leases(
                 self.worker_id, list(self._tasks), now + self.settings.lease_seconds
             )
@@ -207,7 +207,7 @@ class WorkerPool:
                 before = clock.iso(now - TEMPORARY_RUN_RETENTION)
                 await tx.sweep_temporary_runs(before)
                 await tx.sweep_thread_events(before)
-        async with self.storage.tx() as tx:
+        async with self.storage.statements() as tx:
             reaped = await tx.requeue_expired(
                 clock.now(), clock.iso(), all_running=False, keep=list(self._tasks)
             )

@@ -64,6 +64,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def read(self) -> contextlib.AbstractAsyncContextManager[Tx]: ...
 
+    def statements(self) -> contextlib.AbstractAsyncContextManager[Tx]:
+        """Each statement commits on its own (no BEGIN/COMMIT round trips): for reads and for
+        writes that are a single statement, like a claim."""
+        return self.read()
+
     async def ping(self, within: float) -> None:
         """Raise `Unavailable` unless the database answers within `within` seconds."""
         async with self.read() as tx:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from keel.errors import Conflict, Unavailable
-from keel.serde import loads
+from keel.serde import dumps, loads
 from keel.storage.base import Listener, Storage, exception_chain, migration_files
 from keel.storage.checkpointer import KeelPostgresSaver
 from keel.storage.store import KeelPostgresStore
@@ -28,6 +29,7 @@ from keel.storage.tx import Dialect, Row, Tx, j
 log = logging.getLogger("keel.storage")
 MIGRATION_LOCK = 0x6B65656C  # "keel": pg_advisory_lock key held while migrating
 LISTEN_PING = 5.0  # seconds of silence after which the LISTEN connection is checked
+SUSPECT_SECONDS = 30.0  # after a lost connection, test pooled connections this long
 _SQL: dict[str, str] = {}
 
 
@@ -173,17 +175,9 @@ class PostgresTx(Tx):
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_loads(loads, conn)
+    set_json_dumps(dumps, conn)
 
 
-@contextlib.contextmanager
-def _db_errors() -> Any:
-    """Database failures as Keel errors: lost connections are 503, unique clashes 409."""
-    try:
-        yield
-    except psycopg.errors.UniqueViolation as exc:
-        raise Conflict(f"conflicting change: {exc.diag.message_primary}") from exc
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        raise Unavailable(f"database unavailable: {exc}") from exc
 
 
 class PostgresStorage(Storage):
@@ -195,6 +189,9 @@ class PostgresStorage(Storage):
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._pool: AsyncConnectionPool[Any] | None = None
+        # Until then, pooled connections are tested before use: the database was lost lately,
+        # so idle ones may be dead. Otherwise the test (a round trip) is skipped.
+        self._suspect_until = 0.0
         self.checkpointer: KeelPostgresSaver
         self.store: KeelPostgresStore
 
@@ -211,7 +208,7 @@ class PostgresStorage(Storage):
             max_size=self.pool_size,
             kwargs={"autocommit": True, "row_factory": dict_row},
             configure=_configure,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check,
             timeout=10.0,
             open=False,
         )
@@ -263,6 +260,24 @@ class PostgresStorage(Storage):
                 )
             log.info("applied migration %s", name)
 
+    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if time.monotonic() < self._suspect_until:
+            await AsyncConnectionPool.check_connection(conn)
+
+    def _suspect(self) -> None:
+        self._suspect_until = time.monotonic() + SUSPECT_SECONDS
+
+    @contextlib.contextmanager
+    def _db_errors(self) -> Iterator[None]:
+        """Database failures as Keel errors: lost connections are 503, unique clashes 409."""
+        try:
+            yield
+        except psycopg.errors.UniqueViolation as exc:
+            raise Conflict(f"conflicting change: {exc.diag.message_primary}") from exc
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self._suspect()
+            raise Unavailable(f"database unavailable: {exc}") from exc
+
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
@@ -270,24 +285,27 @@ class PostgresStorage(Storage):
 
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[Tx]:
-        with _db_errors():
+        with self._db_errors():
             async with self.pool.connection() as conn, conn.transaction():
                 yield PostgresTx(conn)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
-        with _db_errors():
+        with self._db_errors():
             async with self.pool.connection() as conn:
                 yield PostgresTx(conn)
 
     async def ping(self, within: float) -> None:
-        with _db_errors():
+        with self._db_errors():
             async with self.pool.connection(timeout=within) as conn:
                 await conn.execute("SELECT 1")
 
     def is_unavailable(self, exc: BaseException) -> bool:
         lost = (psycopg.OperationalError, PoolTimeout, Unavailable)
-        return any(isinstance(e, lost) for e in exception_chain(exc))
+        if any(isinstance(e, lost) for e in exception_chain(exc)):
+            self._suspect()
+            return True
+        return False
 
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """LISTEN on a dedicated connection; reconnect (with backoff) whenever it is lost.
@@ -308,11 +326,15 @@ class PostgresStorage(Storage):
                 async with conn:
                     for channel in channels:
                         await conn.execute(f'LISTEN "{channel}"')
+                    if backoff > 0.1:  # reconnected after a failure: pooled ones may be dead
+                        self._suspect()
                     backoff = 0.1
                     await listener("keel_reconnect", "")
                     await self._deliver(conn, listener)
             except psycopg.OperationalError as exc:
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                self._suspect()
+                backoff = 0.2
 
     @staticmethod
     async def _deliver(conn: psycopg.AsyncConnection[Any], listener: Listener) -> None:
