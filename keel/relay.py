@@ -69,7 +69,8 @@ class Relay:
 
     async def _on_note(self, channel: str, payload: str) -> None:
         if channel == RUNS_CHANNEL:
-            self.workers.notify()
+            if payload != self.workers.worker_id:  # our own were acted on when sent
+                self.workers.notify()
         elif channel == CANCEL_CHANNEL:
             run_id, _, action = payload.partition(" ")
             self.workers.cancel_local(run_id, action)

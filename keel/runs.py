@@ -130,12 +130,14 @@ class RunService:
         hub: StreamHub,
         wake_workers: Callable[[], None],
         cancel_local: Callable[[str, str], bool],
+        origin: str = "",
     ) -> None:
         self.storage = storage
         self.graphs = graphs
         self.hub = hub
         self.wake_workers = wake_workers
         self.cancel_local = cancel_local
+        self.origin = origin  # this process's id in notifications (its own are ignored)
 
     # ----------------------------------------------------------------- create
     async def resolve_assistant(self, tx: Tx, assistant_id: str) -> Row:
@@ -178,7 +180,7 @@ class RunService:
             await tx.mark_thread_busy(tid, meta, now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
-            await tx.notify(RUNS_CHANNEL, "")
+            await tx.notify(RUNS_CHANNEL, self.origin)
         self._after_cancel(to_cancel)
         self.wake_workers()
         return run

@@ -34,7 +34,12 @@ class Runtime:
         self.hub = StreamHub()
         self.workers = WorkerPool(settings, self.storage, self.graphs, self.hub)
         self.runs = RunService(
-            self.storage, self.graphs, self.hub, self.workers.notify, self.workers.cancel_local
+            self.storage,
+            self.graphs,
+            self.hub,
+            self.workers.notify,
+            self.workers.cancel_local,
+            origin=self.workers.worker_id,
         )
         self.scheduler = Scheduler(self.storage, self.runs)
         self.relay = Relay(self.storage, self.hub, self.workers, settings.poll_seconds)

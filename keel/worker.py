@@ -212,7 +212,7 @@ class WorkerPool:
                 clock.now(), clock.iso(), all_running=False, keep=list(self._tasks)
             )
             if reaped:
-                await tx.notify(RUNS_CHANNEL, "")
+                await tx.notify(RUNS_CHANNEL, self.worker_id)
         for run in reaped:
             log.warning("re-queued run %s: its lease expired", run["run_id"])
         if reaped:
@@ -405,10 +405,9 @@ class WorkerPool:
                     return False
             if run["temporary"]:
                 await tx.delete_thread(thread_id, keep_runs=True)
-            else:
-                await settle_thread(tx, thread_id, status, state, error, now)
+            elif await settle_thread(tx, thread_id, status, state, error, now):
+                await tx.notify(RUNS_CHANNEL, self.worker_id)  # the thread's next run is due
             await tx.notify(EVENTS_CHANNEL, f"{run_id} {thread_id} done")
-            await tx.notify(RUNS_CHANNEL, "")
         return True
 
     async def _release(self, run: Row, ch: RunChannel, flusher: Flusher) -> None:
@@ -418,7 +417,7 @@ class WorkerPool:
             await flusher.flush()
             async with self.storage.tx() as tx:
                 await tx.release_run(run["run_id"], self.worker_id, clock.iso())
-                await tx.notify(RUNS_CHANNEL, "")
+                await tx.notify(RUNS_CHANNEL, self.worker_id)
         except Exception as exc:  # the lease runs out and the reaper re-queues it
             log.warning("run %s: not handed back (%s); its lease will expire", run["run_id"], exc)
         self.hub.close(run["run_id"], finished=False)
@@ -438,8 +437,9 @@ class WorkerPool:
 
 async def settle_thread(
     tx: Tx, thread_id: str, status: str, state: StateSnapshot | None, error: Any, now: str
-) -> None:
-    """Record a finished run's outcome on its thread: status, values, interrupts, error."""
+) -> bool:
+    """Record a finished run's outcome on its thread: status, values, interrupts, error.
+    Returns whether more runs wait on the thread."""
     busy = bool(await tx.active_runs(thread_id))
     values = jsonable(state.values) if state is not None else None
     interrupts = thread_interrupts(state) if state is not None else {}
@@ -452,6 +452,7 @@ async def settle_thread(
     await tx.set_thread_state(
         thread_id, status=thread_status, values=values, interrupts=interrupts, error=error, now=now
     )
+    return busy
 
 
 
