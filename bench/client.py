@@ -60,14 +60,28 @@ def summary(samples: list[float]) -> dict[str, Any]:
 
 
 class Meter:
-    """Server, database and client CPU across the measured section."""
+    """Server, database and client CPU across the measured section.
 
-    def __init__(self, pids: list[int], db_pids: list[int]) -> None:
+    With `roles` (name -> process-tree roots) the server's CPU is also split by process, next to
+    PostgreSQL's, the load generator's and the whole machine's (from /proc/stat), so a reader can
+    see where the cores went.
+    """
+
+    def __init__(
+        self, pids: list[int], db_pids: list[int], roles: dict[str, list[int]] | None = None
+    ) -> None:
         self.pids = pids
         self.db_pids = db_pids
+        self.roles = roles or {}
+
+    @classmethod
+    def of(cls, spec: dict[str, Any]) -> Meter:
+        return cls(spec["pids"], spec.get("db_pids", []), spec.get("roles"))
 
     def __enter__(self) -> Meter:
         self.t0 = time.perf_counter()
+        self.machine0 = procfs.machine_cpu_seconds()[0]
+        self.roles0 = {name: procfs.cpu_seconds(pids) for name, pids in self.roles.items()}
         self.server0 = procfs.cpu_seconds(self.pids)
         self.db0 = procfs.cpu_seconds(self.db_pids) if self.db_pids else 0.0
         self.client0 = procfs.own_cpu_seconds()
@@ -78,10 +92,14 @@ class Meter:
         self.server = procfs.cpu_seconds(self.pids) - self.server0
         self.db = (procfs.cpu_seconds(self.db_pids) - self.db0) if self.db_pids else 0.0
         self.client = procfs.own_cpu_seconds() - self.client0
+        self.by_role = {
+            name: procfs.cpu_seconds(pids) - self.roles0[name] for name, pids in self.roles.items()
+        }
+        self.machine = procfs.machine_cpu_seconds()[0] - self.machine0
 
     def per_run(self, runs: int) -> dict[str, Any]:
         runs = max(runs, 1)
-        return {
+        out: dict[str, Any] = {
             "wall_s": self.wall,
             "server_cpu_ms_per_run": (self.server + self.db) * 1000 / runs,
             "db_cpu_ms_per_run": self.db * 1000 / runs,
@@ -89,6 +107,18 @@ class Meter:
             "server_cpu_util": (self.server + self.db) / self.wall if self.wall else None,
             "client_cpu_util": self.client / self.wall if self.wall else None,
         }
+        if self.roles and self.wall:
+            seconds = {**self.by_role, "PostgreSQL": self.db, "load generator": self.client}
+            if not self.db_pids:
+                seconds.pop("PostgreSQL")
+            # whatever else ran on the machine meanwhile (other processes, the kernel)
+            seconds["rest of the machine"] = max(self.machine - sum(seconds.values()), 0.0)
+            out["cpu_split"] = {
+                name: {"cores": cpu / self.wall, "ms_per_run": cpu * 1000 / runs}
+                for name, cpu in seconds.items()
+            }
+            out["machine_busy_cores"] = self.machine / self.wall
+        return out
 
 
 async def create_and_wait(client: LangGraphClient, graph: str) -> None:
@@ -118,7 +148,7 @@ async def seq(client: LangGraphClient, spec: dict[str, Any]) -> dict[str, Any]:
         return time.perf_counter() - t0
 
     await bounded(step, spec.get("warmup", 5), 5.0)
-    with Meter(spec["pids"], spec.get("db_pids", [])) as meter:
+    with Meter.of(spec) as meter:
         samples = await bounded(step, spec["runs"], spec["seconds"])
     return {**summary(samples), **meter.per_run(len(samples))}
 
@@ -146,7 +176,7 @@ async def throughput(client: LangGraphClient, spec: dict[str, Any]) -> dict[str,
 
     await create_and_wait(client, graph)  # warm-up (the server is warm from earlier workloads)
     tasks = [asyncio.create_task(worker(c)) for c in pool]
-    with Meter(spec["pids"], spec.get("db_pids", [])) as meter:
+    with Meter.of(spec) as meter:
         await asyncio.sleep(spec["seconds"])
         stop = True
         done = len(latencies)
@@ -194,7 +224,7 @@ async def stream(client: LangGraphClient, spec: dict[str, Any]) -> dict[str, Any
     firsts.clear()
     totals.clear()
     counts.clear()
-    with Meter(spec["pids"], spec.get("db_pids", [])) as meter:
+    with Meter.of(spec) as meter:
         await bounded(step, spec["runs"], spec["seconds"])
     first = summary(firsts)
     total = summary(totals)
@@ -226,7 +256,7 @@ async def interrupt(client: LangGraphClient, spec: dict[str, Any]) -> dict[str, 
 
     await bounded(step, 2, 5.0)
     to_interrupt.clear()
-    with Meter(spec["pids"], spec.get("db_pids", [])) as meter:
+    with Meter.of(spec) as meter:
         samples = await bounded(step, spec["runs"], spec["seconds"])
     resume = summary(samples)
     first = summary(to_interrupt)
@@ -250,7 +280,7 @@ async def threads(client: LangGraphClient, spec: dict[str, Any]) -> dict[str, An
             thread = await client.threads.create(metadata={"bench": True})
             ids.append(thread["thread_id"])
 
-    with Meter(spec["pids"], spec.get("db_pids", [])) as meter:
+    with Meter.of(spec) as meter:
         await asyncio.gather(*(one() for _ in range(count)))
     await asyncio.to_thread(Path(spec["ids_file"]).write_text, "\n".join(ids))
     return {"threads": len(ids), **meter.per_run(len(ids))}
@@ -272,7 +302,7 @@ async def concurrent_waits(client: LangGraphClient, spec: dict[str, Any]) -> dic
         except Exception as exc:
             errors.append(f"{type(exc).__name__}: {exc}"[:200])
 
-    with Meter(spec["pids"], spec.get("db_pids", [])) as meter:
+    with Meter.of(spec) as meter:
         tasks = [asyncio.create_task(one(i, thread_id)) for i, thread_id in enumerate(ids)]
         _, pending = await asyncio.wait(tasks, timeout=spec["seconds"])
         for task in pending:

@@ -2,8 +2,9 @@
 
 Keel runs from the project's own virtualenv (the one running the harness), so the benchmark
 always measures the working tree. The incumbents each get a pinned virtualenv under
-`bench/.envs/` (git-ignored), created on first use. Aegra gets a private PostgreSQL cluster
-(tests/support/postgres.py) in a temporary directory, with durable settings, over its unix socket.
+`bench/.envs/` (git-ignored), created on first use. Aegra and Keel on PostgreSQL share one private
+PostgreSQL cluster (tests/support/postgres.py) in a temporary directory, with durable settings,
+over its unix socket; each server gets a database of its own.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import httpx
 
 from bench import procfs
 from tests.support.postgres import PgCluster, Unavailable, log_tail
-from tests.support.server import free_port, serve_command
+from tests.support.server import KeelWorker, free_port, serve_command
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 ENVS = BENCH_DIR / ".envs"
 GRAPHS_FILE = BENCH_DIR / "graphs.py"
-GRAPH_IDS = ("three", "twenty", "approval", "stream200", "sleep1", "long")
+GRAPH_IDS = ("three", "twenty", "approval", "stream200", "sleep1", "long", "heavy")
 
 LANGGRAPH_DEV_PINS = [
     "langgraph-cli[inmem]==0.4.40",
@@ -133,7 +134,12 @@ class Server:
         return []
 
     def pids(self) -> list[int]:
+        """Roots of the server's process trees (CPU and RSS count their children too)."""
         return [self.proc.pid] if self.proc is not None else []
+
+    def roles(self) -> dict[str, list[int]]:
+        """Process-tree roots by role, for the per-process CPU split."""
+        return {"server": self.pids()}
 
     def start(self, timeout: float = 90.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -199,6 +205,100 @@ class KeelServer(Server):
     @staticmethod
     def versions(python: Path) -> dict[str, str]:
         return venv_versions(python, ["keel", "langgraph", "langgraph-sdk", "uvicorn"])
+
+
+class KeelPgServer(Server):
+    """`keel serve` on PostgreSQL. With `worker_processes` > 0 the server is API-only
+    (`--no-workers`) and that many `keel worker` processes execute the runs."""
+
+    key = "keel-pg"
+    label = "Keel (PostgreSQL)"
+    worker_processes = 0
+    postgres: PgCluster | None = None
+
+    def __init__(self, workdir: Path, *, concurrency: int | None = None) -> None:
+        super().__init__(workdir, concurrency=concurrency)
+        self.workers: list[KeelWorker] = []
+        self.database = ""
+
+    def prepare(self) -> None:
+        self.config = write_graphs(self.workdir, "keel.json")
+        if self.postgres is None:
+            raise Unavailable("no PostgreSQL cluster")
+        # a fresh database per server; a restart after kill -9 keeps it
+        name = self.postgres.create_database().rsplit("/", 1)[1]
+        self.database = self.postgres.socket_url(name)
+
+    def command(self) -> list[str]:
+        extra = ["--no-workers"] if self.worker_processes else []
+        return serve_command(self.config, self.port, self.database, extra)
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "KEEL_LOG_LEVEL": "warning", "PYTHONPATH": ""}
+        if self.concurrency is not None:
+            env["KEEL_WORKERS"] = str(self.concurrency)
+        return env
+
+    def start(self, timeout: float = 90.0) -> None:
+        t0 = time.perf_counter()
+        super().start(timeout)  # the API process applies the migrations
+        self.workers = [
+            KeelWorker(self.config, self.workdir, self.database, env=self.env())
+            for _ in range(self.worker_processes)
+        ]
+        for worker in self.workers:
+            worker.start(timeout)
+        self.boot_seconds = time.perf_counter() - t0
+
+    def worker_pids(self) -> list[int]:
+        return [w.pid for w in self.workers if w.proc is not None]
+
+    def pids(self) -> list[int]:
+        return super().pids() + self.worker_pids()
+
+    def roles(self) -> dict[str, list[int]]:
+        if not self.worker_processes:
+            return {"keel serve": super().pids()}
+        out = {"API (serve --no-workers)": super().pids()}
+        for i, worker in enumerate(self.workers, 1):
+            out[f"worker {i}"] = [worker.pid] if worker.proc is not None else []
+        return out
+
+    def db_pids(self) -> list[int]:
+        return self.postgres.pids() if self.postgres is not None else []
+
+    def kill9(self) -> None:
+        """The whole deployment at once: API and worker processes."""
+        for worker in self.workers:
+            worker.kill9()
+        super().kill9()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        super().stop()
+
+    @staticmethod
+    def install(log: Any = print) -> Path:
+        return Path(sys.executable)
+
+    @staticmethod
+    def versions(python: Path) -> dict[str, str]:
+        return venv_versions(
+            python, ["keel", "langgraph", "langgraph-checkpoint-postgres", "psycopg", "uvicorn"]
+        )
+
+
+class KeelPgW1Server(KeelPgServer):
+    key = "keel-pg-w1"
+    label = "Keel (PostgreSQL): API process + 1 keel worker"
+    worker_processes = 1
+
+
+class KeelPgW2Server(KeelPgServer):
+    key = "keel-pg-w2"
+    label = "Keel (PostgreSQL): API process + 2 keel workers"
+    worker_processes = 2
 
 
 class LangGraphDevServer(Server):
@@ -311,5 +411,14 @@ class AegraServer(Server):
 
 
 CONTENDERS: dict[str, type[Server]] = {
-    cls.key: cls for cls in (KeelServer, LangGraphDevServer, LangGraphDev10Server, AegraServer)
+    cls.key: cls
+    for cls in (
+        KeelServer,
+        KeelPgServer,
+        KeelPgW1Server,
+        KeelPgW2Server,
+        LangGraphDevServer,
+        LangGraphDev10Server,
+        AegraServer,
+    )
 }

@@ -9,6 +9,8 @@ next to each contender's config file and each contender imports it in its own vi
     stream200   one node that emits 200 custom stream events
     sleep1      one node that awaits 1 s (an LLM call's stand-in)
     long        6 nodes that each await 0.5 s (killed mid-run for the recovery figure)
+    heavy       10 nodes, each a fixed pure-Python loop (~4-5 ms of CPU): a run whose own work,
+                not the server's bookkeeping, dominates (the worker-scaling figure)
 
 No `from __future__ import annotations`: Aegra loads graph files without registering them in
 `sys.modules`, so string annotations on the state type could not be resolved there.
@@ -123,4 +125,34 @@ def _long_chain() -> Any:
 
 long = _long_chain()
 
-GRAPHS = ("three", "twenty", "approval", "stream200", "sleep1", "long")
+HEAVY_NODES = 10
+HEAVY_LOOP = 40_000  # iterations per node: a fixed amount of work, whatever the machine
+
+
+def _burn(n: int) -> int:
+    acc = 0
+    for i in range(n):
+        acc = (acc * 31 + i) & 0xFFFFFFFF
+    return acc
+
+
+def _heavy_chain() -> Any:
+    builder = StateGraph(State)
+    names = [f"h{i}" for i in range(HEAVY_NODES)]
+    for node in names:
+
+        def step(state: State, _node: str = node) -> State:
+            _burn(HEAVY_LOOP)
+            return {"steps": [_node]}
+
+        builder.add_node(node, step)
+    builder.add_edge(START, names[0])
+    for a, b in itertools.pairwise(names):
+        builder.add_edge(a, b)
+    builder.add_edge(names[-1], END)
+    return builder.compile(name="heavy")
+
+
+heavy = _heavy_chain()
+
+GRAPHS = ("three", "twenty", "approval", "stream200", "sleep1", "long", "heavy")

@@ -1,12 +1,14 @@
 """Keel against the incumbent servers, side by side, in one run.
 
-    python -m bench                # full comparison (~15 min), updates docs/benchmarks.md
-    python -m bench --quick        # under 3 minutes, for development
+    python -m bench                # full comparison (~14 min), updates docs/benchmarks.md
+    python -m bench --quick        # about 5 minutes, for development
     python -m bench --smoke --contenders keel --out /tmp/x   # seconds; what the test runs
 
 Every contender is started here on a free 127.0.0.1 port, loads bench/graphs.py and is driven by
-the same `langgraph-sdk` async client running in a separate process (bench/client.py). Results go
-to bench/results/<mode>.md and .json.
+the same `langgraph-sdk` async client running in a separate process (bench/client.py). Besides
+the comparison table, two Keel-on-PostgreSQL sections: worker scaling (one `keel serve`, then an
+API-only server with 1 and with 2 `keel worker` processes) and kill -9 of the worker executing a
+run. Results go to bench/results/<mode>.md and .json.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from typing import Any
 
 from bench import procfs, report
 from bench.client import make_client
-from bench.contenders import CONTENDERS, ROOT, AegraServer, Server
+from bench.contenders import CONTENDERS, ROOT, AegraServer, KeelPgServer, KeelPgW2Server, Server
+from bench.graphs import LONG_STEP_SECONDS, LONG_STEPS
 from tests.support.postgres import PgCluster, Unavailable
+from tests.support.server import KeelWorker
 
 MODES: dict[str, dict[str, Any]] = {
     "full": {
@@ -47,6 +51,9 @@ MODES: dict[str, dict[str, Any]] = {
         "waits_seconds": 60.0,
         "recovery_seconds": 60.0,
         "floor": (1000, 5.0),
+        "scaling_seconds": 8.0,
+        "scaling_clients": (16, 64),
+        "worker_kill_trials": 3,
     },
     "quick": {
         "seq": (100, 3.0),
@@ -61,6 +68,9 @@ MODES: dict[str, dict[str, Any]] = {
         "waits_seconds": 20.0,
         "recovery_seconds": 15.0,
         "floor": (300, 2.0),
+        "scaling_seconds": 3.0,
+        "scaling_clients": (16, 64),
+        "worker_kill_trials": 1,
     },
     "smoke": {
         "seq": (10, 1.0),
@@ -75,12 +85,20 @@ MODES: dict[str, dict[str, Any]] = {
         "waits_seconds": 10.0,
         "recovery_seconds": 15.0,
         "floor": (20, 1.0),
+        "scaling_seconds": 1.0,
+        "scaling_clients": (4,),
+        "worker_kill_trials": 1,
     },
 }
 
-ALL = ("keel", "lgdev", "lgdev10", "aegra")
+ALL = ("keel", "keel-pg", "keel-pg-w2", "lgdev", "lgdev10", "aegra")  # the default table
+CHOICES = (*ALL, "keel-pg-w1")
 HIGH_CONCURRENCY = 1000
 RECOVERY_KILL_AFTER = 1.25  # seconds into the 3-second `long` graph
+# Worker scaling on PostgreSQL: in-process workers, then API-only + 1 and + 2 worker processes
+SCALING = ("keel-pg", "keel-pg-w1", "keel-pg-w2")
+SCALING_GRAPHS = ("three", "heavy")
+POLL = 0.01  # seconds between reads of the runs table while a worker is killed
 
 
 def log(msg: str) -> None:
@@ -147,6 +165,7 @@ class Bench:
             "url": server.url,
             "pids": server.pids(),
             "db_pids": server.db_pids(),
+            "roles": server.roles(),
             **extra,
         }
 
@@ -281,9 +300,9 @@ class Bench:
             python = cls.install(log)  # type: ignore[attr-defined]
             cls.python = python
             entry["versions"] = cls.versions(python)  # type: ignore[attr-defined]
-            if cls is AegraServer:
+            if issubclass(cls, AegraServer | KeelPgServer):
                 self.ensure_postgres()
-                AegraServer.postgres = self.postgres
+                cls.postgres = self.postgres
                 if self.postgres is not None:
                     entry["versions"]["postgresql"] = self.postgres.version()
         except Unavailable as exc:
@@ -323,11 +342,199 @@ class Bench:
 
     def ensure_postgres(self) -> None:
         if self.postgres is None:
-            # durable settings (fast=False), so Aegra's figures are realistic
+            # durable settings (fast=False), so the figures on PostgreSQL are realistic;
+            # Aegra and every Keel server get a database of their own in this one cluster
             self.postgres = PgCluster(self.workdir / "pg", fast=False, log=log)
             log("PostgreSQL: initdb + start")
             self.postgres.start()
             self.postgres.create_database(AegraServer.database)
+
+    # ---- Keel on PostgreSQL: worker scaling -----------------------------------------------
+
+    def scaling(self) -> dict[str, Any]:
+        """Throughput of one `keel serve` vs API-only + 1 and + 2 `keel worker` processes.
+
+        All three deployments are up together (separate databases of one cluster; idle Keel
+        processes cost next to nothing) and measured in turn for each graph and client count, so
+        drift on a shared machine hits them alike.
+        """
+        cfg = self.cfg
+        out: dict[str, Any] = {
+            "graphs": list(SCALING_GRAPHS),
+            "clients": list(cfg["scaling_clients"]),
+            "seconds": cfg["scaling_seconds"],
+            "nproc": os.cpu_count(),
+            "configs": {},
+        }
+        try:
+            self.ensure_postgres()
+        except Exception as exc:
+            return {**out, "error": f"PostgreSQL: {type(exc).__name__}: {exc}"[:300]}
+        servers: dict[str, Server] = {}
+        try:
+            for key in SCALING:
+                cls = CONTENDERS[key]
+                cls.postgres = self.postgres  # type: ignore[attr-defined]
+                entry: dict[str, Any] = {"label": cls.label}
+                out["configs"][key] = entry
+                server = cls(self.workdir / f"scaling-{key}")
+                try:
+                    server.prepare()
+                    log(f"scaling: starting {cls.label}")
+                    server.start()
+                    servers[key] = server
+                    entry["processes"] = {k: v for k, v in server.roles().items()}
+                except Exception as exc:
+                    entry["error"] = f"start: {type(exc).__name__}: {exc}"[:300]
+                    server.stop()
+            for graph in SCALING_GRAPHS:
+                for clients in cfg["scaling_clients"]:
+                    for key, server in servers.items():
+                        log(f"scaling: {key}, {graph}, {clients} clients")
+                        out["configs"][key][f"{graph}-{clients}"] = run_client(
+                            self.spec(
+                                server,
+                                "throughput",
+                                graph=graph,
+                                clients=clients,
+                                seconds=cfg["scaling_seconds"],
+                                drain=cfg["drain"],
+                            ),
+                            cfg["scaling_seconds"] + cfg["drain"] + 120,
+                        )
+        finally:
+            for server in servers.values():
+                server.stop()
+        return out
+
+    # ---- Keel on PostgreSQL: kill -9 of the worker executing a run -----------------------
+
+    def worker_kill(self) -> dict[str, Any]:
+        """API + 2 workers; kill -9 the worker running `long`; the other one takes the run over."""
+        out: dict[str, Any] = {"lease_seconds": float(os.environ.get("KEEL_LEASE_SECONDS", 3))}
+        try:
+            self.ensure_postgres()
+        except Exception as exc:
+            return {**out, "error": f"PostgreSQL: {type(exc).__name__}: {exc}"[:300]}
+        KeelPgW2Server.postgres = self.postgres
+        server = KeelPgW2Server(self.workdir / "worker-kill")
+        trials: list[dict[str, Any]] = []
+        out["trials"] = trials
+        try:
+            server.prepare()
+            log("worker kill: starting API + 2 workers")
+            server.start()
+            for i in range(self.cfg["worker_kill_trials"]):
+                log(f"worker kill: trial {i + 1}")
+                try:
+                    trials.append(asyncio.run(self.worker_kill_trial(server)))
+                except Exception as exc:
+                    trials.append({"error": f"{type(exc).__name__}: {exc}"[:300]})
+        except Exception as exc:
+            out["error"] = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            server.stop()
+        return out
+
+    async def worker_kill_trial(self, server: KeelPgW2Server) -> dict[str, Any]:
+        import psycopg
+
+        deadline_s = self.cfg["recovery_seconds"]
+        client = make_client(server.url, read_timeout=deadline_s + 30)
+        db = await psycopg.AsyncConnection.connect(server.database, autocommit=True)
+        seen: dict[str, float] = {}  # what the joined stream showed, and when
+
+        async def row(run_id: str) -> tuple[str, int, str | None]:
+            cur = await db.execute(
+                "SELECT status, attempt, worker_id FROM runs WHERE run_id=%s", [run_id]
+            )
+            got = await cur.fetchone()
+            assert got is not None
+            return str(got[0]), int(got[1]), got[2]
+
+        async def watch(thread_id: str, run_id: str) -> None:
+            """A client following the run through the API process (live, from now on)."""
+            attempt = 1
+            async for part in client.runs.join_stream(thread_id, run_id, stream_mode="values"):
+                now = time.perf_counter()
+                if part.event == "metadata" and isinstance(part.data, dict):
+                    attempt = int(part.data.get("attempt", attempt))
+                    seen.setdefault(f"metadata{attempt}", now)
+                elif part.event == "values":
+                    seen.setdefault(f"values{attempt}", now)
+
+        try:
+            thread = await client.threads.create()
+            thread_id = thread["thread_id"]
+            run = await client.runs.create(thread_id, "long", input={"topic": "bench"})
+            run_id = run["run_id"]
+            watcher = asyncio.create_task(watch(thread_id, run_id))
+            limit = time.perf_counter() + 10
+            while True:  # until a worker holds it
+                status, attempt, worker_id = await row(run_id)
+                if status == "running" and worker_id:
+                    break
+                if time.perf_counter() > limit:
+                    raise RuntimeError(f"run not claimed within 10 s ({status})")
+                await asyncio.sleep(POLL)
+            started = time.perf_counter()
+            victim_pid = int(worker_id.split(":")[1])
+            victims = [w for w in server.workers if w.proc is not None and w.pid == victim_pid]
+            if not victims:
+                raise RuntimeError(f"run held by {worker_id}, not one of {server.worker_pids()}")
+            await asyncio.sleep(max(RECOVERY_KILL_AFTER - (time.perf_counter() - started), 0))
+            state = await client.threads.get_state(thread_id)
+            values = state["values"]
+            steps_before = len(values.get("steps", [])) if isinstance(values, dict) else 0
+            victims[0].kill9()
+            t_kill = time.perf_counter()
+            marks: dict[str, float] = {}
+            status, attempt = "running", 1
+            while time.perf_counter() - t_kill < deadline_s:
+                status, attempt, holder = await row(run_id)
+                now = time.perf_counter() - t_kill
+                if status == "pending":
+                    marks.setdefault("requeued", now)
+                if attempt >= 2 and status == "running":
+                    marks.setdefault("claimed", now)
+                    marks.setdefault("requeued", now)
+                    marks.setdefault("holder", float(int(str(holder).split(":")[1])))
+                if status in ("success", "error", "interrupted", "timeout"):
+                    marks.setdefault("finished", now)
+                    break
+                await asyncio.sleep(POLL)
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(watcher, 5)
+            if not watcher.done():
+                watcher.cancel()
+            final = await client.threads.get_state(thread_id)
+            fvalues = final["values"]
+            steps_after = len(fvalues.get("steps", [])) if isinstance(fvalues, dict) else None
+        finally:
+            await client.aclose()
+            await db.close()
+        # bring the killed worker back for the next trial
+        index = server.workers.index(victims[0])
+        fresh = KeelWorker(server.config, server.workdir, server.database, env=server.env())
+        fresh.start()
+        server.workers[index] = fresh
+        remaining = (LONG_STEPS - steps_before) * LONG_STEP_SECONDS
+        finished = marks.get("finished")
+        return {
+            "final_status": status,
+            "attempt": attempt,
+            "killed_pid": victim_pid,
+            "taken_over_by_pid": int(marks["holder"]) if "holder" in marks else None,
+            "steps_before_kill": steps_before,
+            "steps_in_state": steps_after,
+            "requeued_s": marks.get("requeued"),
+            "claimed_s": marks.get("claimed"),
+            "first_event_s": seen["metadata2"] - t_kill if "metadata2" in seen else None,
+            "first_values_s": seen["values2"] - t_kill if "values2" in seen else None,
+            "finished_s": finished,
+            "remaining_work_s": remaining,
+            "overhead_s": finished - remaining if finished is not None else None,
+        }
 
     def floor(self) -> dict[str, Any]:
         runs, seconds = self.cfg["floor"]
@@ -381,7 +588,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--contenders",
         default=",".join(ALL),
-        help=f"comma-separated subset of {','.join(ALL)} (default: all)",
+        help=f"comma-separated subset of {','.join(CHOICES)} for the table, or '' for none "
+        f"(default: {','.join(ALL)})",
+    )
+    parser.add_argument(
+        "--scaling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Keel on PostgreSQL, 1 vs 2 worker processes (default: on, except --smoke)",
+    )
+    parser.add_argument(
+        "--worker-kill",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="kill -9 the Keel worker executing a run (default: on, except --smoke)",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the in-process floor")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -398,10 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     keys = [k.strip() for k in args.contenders.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in ALL]
+    unknown = [k for k in keys if k not in CHOICES]
     if unknown:
-        print(f"unknown contenders {unknown}; choose from {list(ALL)}", file=sys.stderr)
+        print(f"unknown contenders {unknown}; choose from {list(CHOICES)}", file=sys.stderr)
         return 2
+    scaling = args.scaling if args.scaling is not None else mode != "smoke"
+    worker_kill = args.worker_kill if args.worker_kill is not None else mode != "smoke"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     command = "python -m bench" + (" " + shlex.join(argv if argv is not None else sys.argv[1:]))
@@ -422,14 +644,14 @@ def main(argv: list[str] | None = None) -> int:
                 results["floor"] = bench.floor()
             for key in keys:
                 results["contenders"][key] = bench.contender(key, results["contenders"])
+            if scaling:
+                results["scaling"] = bench.scaling()
+            if worker_kill:
+                results["worker_kill"] = bench.worker_kill()
         finally:
             bench.close()
-    results["contenders"]["keel-pg"] = {
-        "label": "Keel (PostgreSQL)",
-        "status": "not yet implemented",
-        "reason": "Keel's PostgreSQL backend does not exist yet",
-    }
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
+    results["meta"]["machine"]["load_avg_at_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     markdown = report.render(results)
     (args.out / f"{mode}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

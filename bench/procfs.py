@@ -88,3 +88,12 @@ def pss_bytes(roots: list[int]) -> int:
                 total += int(line.split()[1]) * 1024
                 break
     return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    total = sum(fields[:8])
+    idle = fields[3] + fields[4]
+    return (total - idle) / _TICK, total / _TICK

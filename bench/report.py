@@ -1,4 +1,5 @@
-"""The results as a Markdown table: absolute figures, then Keel ÷ contender per row."""
+"""The results as Markdown: the comparison table (absolute figures, then Keel ÷ contender per
+row), then Keel on PostgreSQL's worker scaling and worker kill -9 sections."""
 
 from __future__ import annotations
 
@@ -9,13 +10,26 @@ from typing import Any
 BEGIN = "<!-- bench:begin (written by `python -m bench`; do not edit by hand) -->"
 END = "<!-- bench:end -->"
 
-COLUMNS = ("keel", "lgdev", "lgdev10", "aegra")
+COLUMNS = ("keel", "keel-pg", "keel-pg-w1", "keel-pg-w2", "lgdev", "lgdev10", "aegra")
 SHORT = {
     "keel": "Keel (SQLite)",
+    "keel-pg": "Keel (Postgres)",
+    "keel-pg-w1": "Keel (Postgres, API + 1 worker)",
+    "keel-pg-w2": "Keel (Postgres, API + 2 workers)",
     "lgdev": "langgraph dev",
     "lgdev10": "langgraph dev -n10",
     "aegra": "Aegra (Postgres)",
 }
+NOISE_CORES = 0.25  # CPU used by processes not under test, worth a footnote
+# ratio columns, numerator ÷ denominator, when both ran: Keel on SQLite against every incumbent,
+# Keel on PostgreSQL against Aegra on the same PostgreSQL cluster
+RATIOS = (
+    ("keel", "lgdev"),
+    ("keel", "lgdev10"),
+    ("keel", "aegra"),
+    ("keel-pg", "aegra"),
+    ("keel-pg-w2", "aegra"),
+)
 
 Value = float | str | None
 Getter = Callable[[dict[str, Any]], Value]
@@ -230,19 +244,31 @@ def ratio(keel: Value, other: Value) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
+    out = [*header(results), ""]
     contenders = results.get("contenders", {})
     present = [k for k in COLUMNS if contenders.get(k, {}).get("status") == "ok"]
-    others = [k for k in present if k != "keel"]
-    has_keel = "keel" in present
+    if present:
+        out += [*table(results, present), ""]
+    out += [*notes(results), ""]
+    if isinstance(results.get("scaling"), dict):
+        out += [*scaling_section(results["scaling"]), ""]
+    if isinstance(results.get("worker_kill"), dict):
+        out += [*worker_kill_section(results["worker_kill"]), ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def table(results: dict[str, Any], present: list[str]) -> list[str]:
+    contenders = results.get("contenders", {})
+    pairs = [(a, b) for a, b in RATIOS if a in present and b in present]
     floor = results.get("floor") if isinstance(results.get("floor"), dict) else None
     head = ["Figure"]
     if floor is not None:
         head.append("Floor (in-process)")
     head += [SHORT[k] for k in present]
-    if has_keel:
-        head += [f"Keel ÷ {SHORT[k]}" for k in others]
-        if floor is not None:
-            head.append("Keel ÷ floor")
+    head += [f"{SHORT[a]} ÷ {SHORT[b]}" for a, b in pairs]
+    keel_floor = floor is not None and "keel" in present
+    if keel_floor:
+        head.append(f"{SHORT['keel']} ÷ floor")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, lower, getter, floor_get in rows(results):
         values = {k: getter(contenders[k]) for k in present}
@@ -253,13 +279,12 @@ def render(results: dict[str, Any]) -> str:
         if floor is not None:
             cells.append(fmt(floor_value))
         cells += [fmt(values[k]) for k in present]
-        if has_keel:
-            for k in others:
-                cells.append(ratio(values["keel"], values[k]) if lower is not None else "")
-            if floor is not None:
-                cells.append(ratio(values["keel"], floor_value) if floor_value else "")
+        for a, b in pairs:
+            cells.append(ratio(values[a], values[b]) if lower is not None else "")
+        if keel_floor:
+            cells.append(ratio(values["keel"], floor_value) if floor_value else "")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join([*header(results), "", *lines, "", *notes(results)]) + "\n"
+    return lines
 
 
 def header(results: dict[str, Any]) -> list[str]:
@@ -271,10 +296,17 @@ def header(results: dict[str, Any]) -> list[str]:
         "",
         f"Machine: {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('ram_gib')} GiB RAM, "
         f"Linux {m.get('kernel')}, Python {m.get('python')}, "
-        f"load average at start {', '.join(f'{x:.2f}' for x in m.get('load_avg_at_start', []))}.",
+        f"load average at start {', '.join(f'{x:.2f}' for x in m.get('load_avg_at_start', []))}"
+        + (
+            f", at the end {', '.join(f'{x:.2f}' for x in m['load_avg_at_end'])}."
+            if m.get("load_avg_at_end")
+            else "."
+        ),
         "",
         "Ratios are Keel ÷ contender, taken in the same run: below 1x is better for Keel on every "
-        "row except throughput, where above 1x is better.",
+        "row except throughput, where above 1x is better. Keel on SQLite is compared with every "
+        "incumbent; Keel on PostgreSQL with Aegra, which runs on the same PostgreSQL cluster "
+        "(a database each).",
     ]
 
 
@@ -306,12 +338,161 @@ def notes(results: dict[str, Any]) -> list[str]:
     out += [
         "",
         "Recovery: the `long` graph is killed 1.25 s into its 3 s; its last checkpoint is at "
-        "1.0 s, so a server that resumes at once finishes about restart + 2.0 s after the kill.",
+        "1.0 s, so a server that resumes at once finishes about restart + 2.0 s after the kill. "
+        "Keel on SQLite re-queues the run as soon as it restarts (it holds the file alone); on "
+        "PostgreSQL another process may still hold the run, so the restarted server waits for "
+        "its lease (`KEEL_LEASE_SECONDS`, 3 s) to run out. For Keel on PostgreSQL with worker "
+        "processes, every process (API and workers) is killed and restarted.",
         "",
         "How each row is measured: see docs/benchmarks.md. The 1,000-run rows, the RSS rows and "
         "kill -9 run on a fresh server whose concurrency limit is raised to 1,000 "
-        "(`KEEL_WORKERS`, `--n-jobs-per-worker`; Aegra has no limit); both langgraph dev columns "
-        "share that server.",
+        "(`KEEL_WORKERS`, per Keel process that executes runs; `--n-jobs-per-worker`; Aegra has "
+        "no limit); both langgraph dev columns share that server. RSS of Keel with worker "
+        "processes is the sum over its processes; PostgreSQL's memory is not in any RSS row.",
+    ]
+    return out
+
+
+SCALING_GRAPH_LABEL = {"three": "3 nodes", "heavy": "`heavy`, 10 CPU-bound nodes"}
+
+
+def _tp(entry: dict[str, Any], graph: str, clients: int) -> dict[str, Any] | None:
+    got = entry.get(f"{graph}-{clients}")
+    return got if isinstance(got, dict) else None
+
+
+def _runs_per_s(tp: dict[str, Any] | None) -> Value:
+    if tp is None:
+        return None
+    if "error" in tp:
+        return "error"
+    value = tp.get("runs_per_s")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def scaling_section(data: dict[str, Any]) -> list[str]:
+    out = ["### Keel on PostgreSQL: 1 vs 2 worker processes", ""]
+    if "error" in data:
+        return [*out, f"Not measured: {data['error']}"]
+    configs: dict[str, Any] = data.get("configs", {})
+    keys = [k for k in ("keel-pg", "keel-pg-w1", "keel-pg-w2") if k in configs]
+    names = {
+        "keel-pg": "`keel serve` (workers in-process)",
+        "keel-pg-w1": "API + 1 `keel worker`",
+        "keel-pg-w2": "API + 2 `keel worker`",
+    }
+    head = ["create thread + runs.wait, runs/s", *(names[k] for k in keys)]
+    both = "keel-pg-w1" in keys and "keel-pg-w2" in keys
+    if both:
+        head.append("2 workers ÷ 1 worker")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for graph in data.get("graphs", []):
+        for clients in data.get("clients", []):
+            values = {k: _runs_per_s(_tp(configs[k], graph, clients)) for k in keys}
+            cells = [f"{SCALING_GRAPH_LABEL.get(graph, graph)}, {clients} clients"]
+            cells += [fmt(values[k]) for k in keys]
+            if both:
+                cells.append(ratio(values["keel-pg-w2"], values["keel-pg-w1"]))
+            lines.append("| " + " | ".join(cells) + " |")
+    out += [*lines, ""]
+    for key in keys:
+        if "error" in configs[key]:
+            out.append(f"- {names[key]}: {configs[key]['error']}")
+    out += [
+        "Where the CPU went (cores busy, averaged over the measured window; the machine has "
+        f"{data.get('nproc') or 2}): each Keel process, PostgreSQL (all its processes), the load "
+        "generator, and the rest of the machine (the kernel's share of loopback networking, "
+        "anything else running). CPU ms per run in parentheses.",
+        "",
+    ]
+    roles = ["keel serve / API", "worker 1", "worker 2", "PostgreSQL", "load generator"]
+    head = ["workload", "deployment", "runs/s", *roles, "rest", "machine busy"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for graph in data.get("graphs", []):
+        for clients in data.get("clients", []):
+            for key in keys:
+                tp = _tp(configs[key], graph, clients)
+                if tp is None or "error" in tp or not isinstance(tp.get("cpu_split"), dict):
+                    continue
+                split: dict[str, Any] = tp["cpu_split"]
+                cells = [
+                    f"{SCALING_GRAPH_LABEL.get(graph, graph)}, {clients}",
+                    names[key],
+                    fmt(tp.get("runs_per_s")),
+                ]
+                for role in roles:
+                    name = {"keel serve / API": ("keel serve", "API (serve --no-workers)")}.get(
+                        role, (role,)
+                    )
+                    got = next((split[n] for n in name if n in split), None)
+                    cells.append(_cores(got))
+                cells.append(_cores(split.get("rest of the machine")))
+                busy = tp.get("machine_busy_cores")
+                cells.append(f"{busy:.2f}" if isinstance(busy, int | float) else "—")
+                lines.append("| " + " | ".join(cells) + " |")
+    out += lines
+    errors = [
+        f"{key} {graph}-{clients}: {tp.get('errors')} failed, first: {tp.get('first_error')}"
+        for key in keys
+        for graph in data.get("graphs", [])
+        for clients in data.get("clients", [])
+        if (tp := _tp(configs[key], graph, clients)) is not None and tp.get("errors")
+    ]
+    if errors:
+        out += ["", *(f"- {e}" for e in errors)]
+    return out
+
+
+def _cores(got: Any) -> str:
+    if not isinstance(got, dict):
+        return "—"
+    return f"{got['cores']:.2f} ({got['ms_per_run']:.1f})"
+
+
+def worker_kill_section(data: dict[str, Any]) -> list[str]:
+    out = ["### Keel on PostgreSQL: kill -9 of the worker executing a run", ""]
+    if "error" in data and not data.get("trials"):
+        return [*out, f"Not measured: {data['error']}"]
+    head = [
+        "trial",
+        "re-queued (s)",
+        "attempt 2 claimed (s)",
+        "its first event at the client (s)",
+        "completed (s)",
+        "completed minus remaining graph work (s)",
+        "outcome",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, trial in enumerate(data.get("trials", []), 1):
+        if "error" in trial:
+            lines.append(f"| {i} | error: {trial['error']} |" + " |" * (len(head) - 2))
+            continue
+        outcome = (
+            f"{trial['final_status']}, attempt {trial['attempt']}, "
+            f"{trial['steps_in_state']}/6 steps; worker {trial['killed_pid']} killed, "
+            f"{trial['taken_over_by_pid']} took over"
+        )
+        cells = [
+            str(i),
+            fmt(trial.get("requeued_s")),
+            fmt(trial.get("claimed_s")),
+            fmt(trial.get("first_event_s")),
+            fmt(trial.get("finished_s")),
+            fmt(trial.get("overhead_s")),
+            outcome,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    out += lines
+    if "error" in data:
+        out += ["", f"Error: {data['error']}"]
+    out += [
+        "",
+        f"An API process and 2 `keel worker` processes (lease {data.get('lease_seconds', 3):g} s, "
+        "renewed every 0.5 s). A run of `long` (6 nodes of 0.5 s) is started; 1.25 s after a "
+        "worker claimed it, that worker gets SIGKILL. Times are from the kill, read from the runs "
+        "table every 10 ms and from a `join_stream` opened on the API process before the kill. "
+        '"Remaining graph work" is what the run still had to do from its last checkpoint '
+        "(0.5 s per step not yet checkpointed), so the last column is the cost of the failure.",
     ]
     return out
 
@@ -319,6 +500,7 @@ def notes(results: dict[str, Any]) -> list[str]:
 def problems(entry: dict[str, Any]) -> list[str]:
     """Errors and saturation worth a footnote."""
     out: list[str] = []
+    noisy: list[str] = []
     for section in ("figures", "phase_b"):
         data = entry.get(section)
         if not isinstance(data, dict):
@@ -334,6 +516,9 @@ def problems(entry: dict[str, Any]) -> list[str]:
                 out.append(
                     f"{name}: {value['errors']} failed requests, first: {value.get('first_error')}"
                 )
+            rest = dig(value, "cpu_split", "rest of the machine", "cores")
+            if isinstance(rest, float) and rest > NOISE_CORES:
+                noisy.append(f"{name} {rest:.2f}")
             util = value.get("client_cpu_util")
             if name.startswith("tp") and isinstance(util, float) and util > 0.85:
                 out.append(
@@ -343,6 +528,17 @@ def problems(entry: dict[str, Any]) -> list[str]:
         rec = data.get("recovery") if isinstance(data.get("recovery"), dict) else None
         if rec and rec.get("recovered") and rec.get("steps_in_state") not in (None, 6):
             out.append(f"recovery: final state has {rec['steps_in_state']} steps (6 expected)")
+        if rec and rec.get("status_before_kill") not in (None, "running"):
+            out.append(
+                f"recovery: the run was still {rec['status_before_kill']} when the server was "
+                "killed (runs left from the row above were ahead of it in the queue), so the "
+                "figure includes that backlog"
+            )
+    if noisy:
+        out.append(
+            "cores used by processes not under test (other work on the machine, the kernel) "
+            f"during: {', '.join(noisy)}"
+        )
     return out
 
 
