@@ -1,6 +1,6 @@
 """Keel against the incumbent servers, side by side, in one run.
 
-    python -m bench                # full comparison (~14 min), updates docs/benchmarks.md
+    python -m bench                # full comparison (~13 min), updates docs/benchmarks.md
     python -m bench --quick        # about 5 minutes, for development
     python -m bench --smoke --contenders keel --out /tmp/x   # seconds; what the test runs
 
@@ -583,7 +583,7 @@ def machine() -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="short measurements (< 3 min)")
+    group.add_argument("--quick", action="store_true", help="short measurements (about 5 min)")
     group.add_argument("--smoke", action="store_true", help="tiny measurements (seconds)")
     parser.add_argument(
         "--contenders",

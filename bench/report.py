@@ -244,12 +244,13 @@ def ratio(keel: Value, other: Value) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    out = [*header(results), ""]
     contenders = results.get("contenders", {})
     present = [k for k in COLUMNS if contenders.get(k, {}).get("status") == "ok"]
+    out = [*header(results, with_ratios=bool(present)), ""]
     if present:
         out += [*table(results, present), ""]
-    out += [*notes(results), ""]
+    if contenders or isinstance(results.get("floor"), dict):
+        out += [*notes(results), ""]
     if isinstance(results.get("scaling"), dict):
         out += [*scaling_section(results["scaling"]), ""]
     if isinstance(results.get("worker_kill"), dict):
@@ -287,10 +288,10 @@ def table(results: dict[str, Any], present: list[str]) -> list[str]:
     return lines
 
 
-def header(results: dict[str, Any]) -> list[str]:
+def header(results: dict[str, Any], with_ratios: bool = True) -> list[str]:
     meta = results.get("meta", {})
     m = meta.get("machine", {})
-    return [
+    out = [
         f"Mode `{meta.get('mode')}`, {meta.get('date')}, {meta.get('seconds')} s; "
         f"`{meta.get('command')}`",
         "",
@@ -302,12 +303,16 @@ def header(results: dict[str, Any]) -> list[str]:
             if m.get("load_avg_at_end")
             else "."
         ),
-        "",
-        "Ratios are Keel ÷ contender, taken in the same run: below 1x is better for Keel on every "
-        "row except throughput, where above 1x is better. Keel on SQLite is compared with every "
-        "incumbent; Keel on PostgreSQL with Aegra, which runs on the same PostgreSQL cluster "
-        "(a database each).",
     ]
+    if with_ratios:
+        out += [
+            "",
+            "Ratios are Keel ÷ contender, taken in the same run: below 1x is better for Keel on "
+            "every row except throughput, where above 1x is better. Keel on SQLite is compared "
+            "with every incumbent; Keel on PostgreSQL with Aegra, which runs on the same "
+            "PostgreSQL cluster (a database each).",
+        ]
+    return out
 
 
 def notes(results: dict[str, Any]) -> list[str]:

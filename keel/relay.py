@@ -29,6 +29,7 @@ from keel.worker import WorkerPool
 
 log = logging.getLogger("keel.relay")
 RECONNECTED = "keel_reconnect"
+POLL_BATCH = 500
 
 
 class Relay:
@@ -146,7 +147,27 @@ class Relay:
             self.hub.run_done(run_id, ch.thread_id)
 
     async def _poll_loop(self) -> None:
+        """Once per interval, catch up the followed runs that have news: one query per 500
+        runs, not two per run (a process may follow thousands of waiting runs)."""
         while True:
             await asyncio.sleep(self.poll_seconds)
-            for run_id in list(self._followed):
-                self._catch_up_soon(run_id)
+            followed = {r: ch for r, ch in self._followed.items() if not ch.local and not ch.done}
+            ids = list(followed)
+            for start in range(0, len(ids), POLL_BATCH):
+                try:
+                    await self._poll(followed, ids[start : start + POLL_BATCH])
+                except Exception as exc:  # the next tick tries again
+                    log.debug("polling followed runs failed: %s", exc)
+                    break
+
+    async def _poll(self, followed: dict[str, RunChannel], ids: list[str]) -> None:
+        async with self.storage.read() as tx:
+            rows = await tx.runs_progress(ids)
+        seen = set()
+        for row in rows:
+            seen.add(row["run_id"])
+            news = (row["last_seq"] or 0) >= followed[row["run_id"]].next_seq
+            if news or row["status"] in TERMINAL:
+                self._catch_up_soon(row["run_id"])
+        for run_id in set(ids) - seen:  # deleted: the catch-up closes its channel
+            self._catch_up_soon(run_id)

@@ -173,6 +173,17 @@ class RunQueries(Queries):
             [run_id, after],
         )
 
+    async def runs_progress(self, run_ids: Sequence[str]) -> list[Row]:
+        """Status and last logged event id of each run (one statement for many runs)."""
+        if not run_ids:
+            return []
+        marks = ",".join("?" * len(run_ids))
+        return await self.all(
+            "SELECT r.run_id, r.status, (SELECT MAX(e.seq) FROM run_events e WHERE "
+            f"e.run_id=r.run_id) AS last_seq FROM runs r WHERE r.run_id IN ({marks})",
+            list(run_ids),
+        )
+
     async def max_event_seq(self, run_id: str) -> int:
         row = await self.one("SELECT MAX(seq) AS s FROM run_events WHERE run_id=?", [run_id])
         return int(row["s"]) if row and row["s"] is not None else 0
