@@ -72,6 +72,7 @@ class PostgresTx(Tx):
     """Named queries over one pooled connection (rows come back as dicts, JSONB decoded)."""
 
     dialect = PostgresDialect()
+    writes_table = "checkpoint_writes"
 
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.conn = conn
@@ -122,55 +123,13 @@ class PostgresTx(Tx):
                 [target, source],
             )
 
-    async def keep_latest_checkpoint(self, thread_id: str) -> None:
-        latest = await self.one(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            [thread_id],
-        )
-        if latest is None:
-            return
-        keep = [thread_id, latest["checkpoint_id"]]
-        for sql in (
-            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
-            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
-            "checkpoint_id=?",
-            "DELETE FROM checkpoint_writes WHERE thread_id=? AND checkpoint_ns='' AND "
-            "checkpoint_id<>?",
-        ):
-            await self.run(sql, keep)
-        await self._drop_orphan_blobs(thread_id)
-
-    async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
-        ids = await self.all(
-            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
-            "metadata->>'run_id' = ?",
-            [thread_id, run_id],
-        )
-        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
-        for table in ("checkpoint_writes", "checkpoints"):
-            await self.many(
-                f"DELETE FROM {table} WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
-                rows,
-            )
-        await self._drop_orphan_blobs(thread_id)
-
-    async def _drop_orphan_blobs(self, thread_id: str) -> None:
-        """Channel values no remaining checkpoint of the thread refers to."""
+    async def drop_orphan_blobs(self, thread_id: str) -> None:
         await self.run(
             "DELETE FROM checkpoint_blobs b WHERE b.thread_id=? AND NOT EXISTS (SELECT 1 FROM "
             "checkpoints c WHERE c.thread_id=b.thread_id AND c.checkpoint_ns=b.checkpoint_ns "
             "AND c.checkpoint->'channel_versions'->>b.channel = b.version)",
             [thread_id],
         )
-
-    async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
-        row = await self.one(
-            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
-            "metadata->>'run_id' = ? LIMIT 1",
-            [thread_id, run_id],
-        )
-        return row is not None
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:

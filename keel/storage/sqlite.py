@@ -27,6 +27,7 @@ class SqliteTx(Tx):
     """Named queries over the one `sqlite3` connection, called inline."""
 
     dialect = Dialect()
+    writes_table = "writes"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -66,44 +67,6 @@ class SqliteTx(Tx):
             "task_path, idx, channel, type, value FROM writes WHERE thread_id=?",
             [target, source],
         )
-
-    async def keep_latest_checkpoint(self, thread_id: str) -> None:
-        latest = await self.one(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            [thread_id],
-        )
-        if latest is None:
-            return
-        keep = [thread_id, latest["checkpoint_id"]]
-        for sql in (
-            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
-            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
-            "checkpoint_id=?",
-            "DELETE FROM writes WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
-        ):
-            await self.run(sql, keep)
-
-    async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
-        ids = await self.all(
-            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
-            f"{self.dialect.json_text('metadata', 'run_id')} = ?",
-            [thread_id, run_id],
-        )
-        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
-        for table in ("writes", "checkpoints"):
-            await self.many(
-                f"DELETE FROM {table} WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
-                rows,
-            )
-
-    async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
-        row = await self.one(
-            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
-            f"{self.dialect.json_text('metadata', 'run_id')} = ? LIMIT 1",
-            [thread_id, run_id],
-        )
-        return row is not None
 
 
 class SqliteStorage(Storage):

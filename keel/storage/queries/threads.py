@@ -110,18 +110,57 @@ class ThreadQueries(Queries):
     async def sweep_thread_events(self, before: str) -> None:
         await self.run("DELETE FROM thread_events WHERE created_at<?", [before])
 
-    # LangGraph's checkpoint tables differ per saver: each dialect's Tx implements these.
+    # LangGraph's checkpoint tables: `checkpoints` is alike in both savers; the writes table's
+    # name and the rest differ, so each dialect's Tx names it and implements what differs.
+    writes_table: str
+
     async def delete_thread_checkpoints(self, thread_id: str) -> None:
         raise NotImplementedError
 
     async def copy_checkpoints(self, source: str, target: str) -> None:
         raise NotImplementedError
 
+    async def drop_orphan_blobs(self, thread_id: str) -> None:
+        """Remove stored channel values no checkpoint of the thread refers to any more (only
+        savers that keep values apart from checkpoints have any)."""
+
     async def keep_latest_checkpoint(self, thread_id: str) -> None:
-        raise NotImplementedError
+        latest = await self.one(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
+            "ORDER BY checkpoint_id DESC LIMIT 1",
+            [thread_id],
+        )
+        if latest is None:
+            return
+        keep = [thread_id, latest["checkpoint_id"]]
+        for sql in (
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
+            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
+            "checkpoint_id=?",
+            f"DELETE FROM {self.writes_table} WHERE thread_id=? AND checkpoint_ns='' AND "
+            "checkpoint_id<>?",
+        ):
+            await self.run(sql, keep)
+        await self.drop_orphan_blobs(thread_id)
 
     async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
-        raise NotImplementedError
+        ids = await self.all(
+            "SELECT checkpoint_ns, checkpoint_id FROM checkpoints WHERE thread_id=? AND "
+            f"{self.dialect.json_text('metadata', 'run_id')} = ?",
+            [thread_id, run_id],
+        )
+        rows = [(thread_id, r["checkpoint_ns"], r["checkpoint_id"]) for r in ids]
+        for table in (self.writes_table, "checkpoints"):
+            await self.many(
+                f"DELETE FROM {table} WHERE thread_id=? AND checkpoint_ns=? AND checkpoint_id=?",
+                rows,
+            )
+        await self.drop_orphan_blobs(thread_id)
 
     async def run_has_checkpoint(self, thread_id: str, run_id: str) -> bool:
-        raise NotImplementedError
+        row = await self.one(
+            "SELECT 1 AS x FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND "
+            f"{self.dialect.json_text('metadata', 'run_id')} = ? LIMIT 1",
+            [thread_id, run_id],
+        )
+        return row is not None
