@@ -44,6 +44,14 @@ class Fleet:
         assert self.clients is not None, "use the sdk fixture"
         return self.clients[i]
 
+    async def executor(self, run_id: str) -> str | None:
+        """The worker id holding a running run, else None."""
+        row = self.run_row(run_id)
+        return str(row["worker_id"]) if row["status"] == "running" else None
+
+    def worker_of(self, worker_id: str) -> KeelWorker:
+        return next(w for w in self.workers if f":{w.pid}:" in worker_id)
+
     def run_row(self, run_id: str) -> dict[str, Any]:
         with psycopg.connect(self.database) as conn:
             cur = conn.execute(
@@ -230,12 +238,7 @@ async def test_killed_workers_run_is_resumed_by_another_worker(fleet: Fleet) -> 
     tid = thread["thread_id"]
     run = await a.runs.create(tid, "slow", input={"delay": 1.0, "tag": "k"})
 
-    async def executing() -> str | None:
-        row = fleet.run_row(run["run_id"])
-        return row["worker_id"] if row["status"] == "running" else None
-
-    worker_id = await _until(executing)
-    victim = next(w for w in fleet.workers if f":{w.pid}:" in worker_id)
+    victim = fleet.worker_of(await _until(lambda: fleet.executor(run["run_id"])))
     victim.kill9()
     killed = time.monotonic()
     try:
@@ -257,16 +260,11 @@ async def test_sigterm_hands_a_workers_run_to_another_worker(fleet: Fleet) -> No
     tid = thread["thread_id"]
     run = await a.runs.create(tid, "slow", input={"delay": 20, "tag": "t"})
 
-    async def executing() -> str | None:
-        row = fleet.run_row(run["run_id"])
-        return row["worker_id"] if row["status"] == "running" else None
-
-    worker_id = await _until(executing)
-    victim = next(w for w in fleet.workers if f":{w.pid}:" in worker_id)
+    victim = fleet.worker_of(await _until(lambda: fleet.executor(run["run_id"])))
     old_pid = victim.pid
     assert victim.stop(timeout=15) == 0  # grace (5 s) runs out; the run is handed back
     try:
-        taken = await _until(executing, within=5)
+        taken = await _until(lambda: fleet.executor(run["run_id"]), within=5)
         assert f":{old_pid}:" not in taken  # the other worker took it at once, no lease wait
         await a.runs.cancel(tid, run["run_id"], wait=True)
     finally:

@@ -38,7 +38,23 @@ def serve_command(
     ]
 
 
-class KeelServer:
+class _Process:
+    """A child process with a log file: read its log, kill it with SIGKILL."""
+
+    proc: subprocess.Popen[bytes] | None
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+
+class KeelServer(_Process):
     """Starts, kills (-9) and restarts one Keel server process."""
 
     def __init__(
@@ -78,15 +94,6 @@ class KeelServer:
             time.sleep(0.05)
         raise RuntimeError(f"keel did not become healthy in {timeout}s:\n{self.logs()}")
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
-
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -104,7 +111,7 @@ class KeelServer:
         self.start()
 
 
-class KeelWorker:
+class KeelWorker(_Process):
     """A `keel worker` process (no HTTP): ready once it prints its worker id."""
 
     def __init__(
@@ -138,15 +145,6 @@ class KeelWorker:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"keel worker did not start in {timeout}s:\n{self.logs()}")
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.proc = None
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM; returns the exit code."""
