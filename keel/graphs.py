@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import inspect
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -20,6 +17,7 @@ from langgraph.store.base import BaseStore
 from langgraph_sdk.runtime import AccessContext, ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
 from keel.errors import GraphLoadError, InvalidInput, NotFound
+from keel.imports import load_attr
 from keel.settings import GraphSpec
 
 Graph = Pregel[Any, Any, Any, Any]
@@ -47,45 +45,6 @@ def add_local_dependencies(dependencies: list[str], base_dir: Path) -> None:
         for candidate in (folder / "src", folder):
             if candidate.is_dir() and str(candidate) not in sys.path:
                 sys.path.insert(0, str(candidate))
-
-
-def _import_file(path: Path) -> ModuleType:
-    name = f"keel_user_graph_{abs(hash(str(path)))}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise GraphLoadError(f"cannot import {str(path)!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
-        raise GraphLoadError(f"importing {str(path)!r} failed: {exc!r}") from exc
-    return module
-
-
-def _resolve(spec: GraphSpec, base_dir: Path) -> Any:
-    target, sep, attr = spec.path.rpartition(":")
-    if not sep or not attr:
-        raise GraphLoadError(f"graph {spec.graph_id!r}: expected 'file.py:attr', got {spec.path!r}")
-    if target.endswith(".py") or "/" in target:
-        path = (base_dir / target).resolve()
-        if not path.is_file():
-            raise GraphLoadError(f"graph {spec.graph_id!r}: file {target!r} not found")
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
-        module = _import_file(path)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise GraphLoadError(f"graph {spec.graph_id!r}: {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise GraphLoadError(f"graph {spec.graph_id!r}: {target!r} has no {attr!r}") from exc
 
 
 class LoadedGraph:
@@ -209,7 +168,12 @@ class GraphRegistry:
         cls, specs: list[GraphSpec], base_dir: Path, dependencies: list[str] | None = None
     ) -> GraphRegistry:
         add_local_dependencies(dependencies or [], base_dir)
-        graphs = {spec.graph_id: LoadedGraph(spec, _resolve(spec, base_dir)) for spec in specs}
+        graphs = {}
+        for spec in specs:
+            what = f"graph {spec.graph_id!r}"
+            graphs[spec.graph_id] = LoadedGraph(
+                spec, load_attr(spec.path, base_dir, what, GraphLoadError)
+            )
         return cls(graphs)
 
     def __contains__(self, graph_id: object) -> bool:
