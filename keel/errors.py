@@ -51,3 +51,9 @@ class ConfigError(KeelError):
 
 class GraphLoadError(ConfigError):
     """A graph spec that cannot be imported or is not a graph."""
+
+
+class UpstreamError(KeelError):
+    """A service Keel called on the request's behalf (an embedding endpoint) failed (502)."""
+
+    status_code = 502

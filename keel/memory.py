@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from langgraph.store.base import NOT_PROVIDED, BaseStore, Item, NotProvided, SearchItem
+from langgraph.store.base import NOT_PROVIDED, Item, NotProvided, PutOp, SearchItem
 
 from keel.errors import InvalidInput
+from keel.store import OFF, KeelStore, check_filter, check_op
 
 Namespace = tuple[str, ...]
 
@@ -20,6 +21,8 @@ def namespace_of(labels: list[str] | tuple[str, ...] | None, what: str = "namesp
             raise InvalidInput(f"{what}: labels must be non-empty strings, got {list(ns)!r}")
         if "." in label:
             raise InvalidInput(f"{what}: labels must not contain '.', got {label!r}")
+        if "\x00" in label:
+            raise InvalidInput(f"{what}: labels must not contain NUL characters")
     return ns
 
 
@@ -39,9 +42,10 @@ def item_view(item: Item | SearchItem) -> dict[str, Any]:
 
 
 class MemoryService:
-    """The `/store` operations, over one `BaseStore`."""
+    """The `/store` operations, over the store graphs use too. Requests are checked here,
+    before they join a batch with other requests' operations."""
 
-    def __init__(self, store: BaseStore) -> None:
+    def __init__(self, store: KeelStore) -> None:
         self.store = store
 
     async def put(
@@ -52,8 +56,9 @@ class MemoryService:
         index: Literal[False] | list[str] | None = None,
         ttl: float | NotProvided | None = NOT_PROVIDED,
     ) -> None:
-        if not namespace:
-            raise InvalidInput("namespace: must not be empty")
+        check_op(PutOp(namespace, key, value, index))
+        if isinstance(index, list) and self.store.embedder is None:
+            raise InvalidInput(f"index: {OFF}")
         await self.store.aput(namespace, key, value, index=index, ttl=ttl)
 
     async def get(
@@ -75,6 +80,9 @@ class MemoryService:
         query: str | None = None,
         refresh_ttl: bool | None = None,
     ) -> list[dict[str, Any]]:
+        if query and self.store.embedder is None:
+            raise InvalidInput(f"query: {OFF}")
+        check_filter(filter)
         items = await self.store.asearch(
             prefix,
             query=query,

@@ -1,4 +1,5 @@
-"""Fires due crons: each due cron becomes a run, and its next run date moves on."""
+"""Fires due crons (each due cron becomes a run, and its next run date moves on) and sweeps
+expired store items every `store.ttl.sweep_interval_minutes`."""
 
 from __future__ import annotations
 
@@ -24,20 +25,34 @@ class Scheduler:
         self.storage = storage
         self.runs = runs
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="keel-scheduler")
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="keel-scheduler"),
+            asyncio.create_task(self._sweep_loop(), name="keel-store-sweeper"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+
+    async def _sweep_loop(self) -> None:
+        interval = self.storage.store_settings.ttl.sweep_interval_minutes * 60
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                swept = await self.storage.store.sweep()
+                if swept:
+                    log.info("store: swept %d expired items", swept)
+            except Exception:
+                log.exception("store sweep failed")
 
     async def _loop(self) -> None:
         while True:

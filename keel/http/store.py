@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from keel.errors import BadRequest, InvalidInput
+from keel.errors import BadRequest
 from keel.memory import MemoryService, namespace_of
 
 from .deps import body, query_list, services
@@ -14,7 +14,6 @@ from .responses import JSON
 from .schemas import StoreDelete, StoreNamespaces, StorePut, StoreSearch
 
 router = APIRouter(tags=["store"])
-NO_INDEX = "semantic search needs a store index, which Keel does not support yet"
 
 
 def _svc(request: Request) -> MemoryService:
@@ -24,8 +23,6 @@ def _svc(request: Request) -> MemoryService:
 @router.put("/store/items", status_code=204)
 async def put_item(request: Request) -> Response:
     parsed = await body(request, StorePut)
-    if isinstance(parsed.index, list):
-        raise InvalidInput(f"index: {NO_INDEX}")
     extra = {"ttl": parsed.ttl} if "ttl" in parsed.model_fields_set else {}
     await _svc(request).put(
         namespace_of(parsed.namespace), parsed.key, parsed.value, parsed.index, **extra
@@ -55,8 +52,6 @@ async def delete_item(request: Request) -> Response:
 @router.post("/store/items/search")
 async def search_items(request: Request) -> Any:
     q = await body(request, StoreSearch)
-    if q.query:
-        raise InvalidInput(f"query: {NO_INDEX}")
     items = await _svc(request).search(
         namespace_of(q.namespace_prefix, "namespace_prefix"),
         filter=q.filter,

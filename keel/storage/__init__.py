@@ -8,13 +8,18 @@ from keel.storage.base import Storage
 
 def make_storage(settings: Settings) -> Storage:
     """The (not yet opened) storage named by `settings.database`."""
+    storage: Storage
     if settings.backend == "postgres":
         from keel.storage.postgres import PostgresStorage
 
-        return PostgresStorage(settings.database, pool_size=settings.pool_size)
-    from keel.storage.sqlite import SqliteStorage
+        storage = PostgresStorage(settings.database, pool_size=settings.pool_size)
+    else:
+        from keel.storage.sqlite import SqliteStorage
 
-    return SqliteStorage(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+        storage = SqliteStorage(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
+    storage.store_settings = settings.store
+    storage.base_dir = settings.base_dir
+    return storage
 
 
 async def open_storage(settings: Settings) -> Storage:

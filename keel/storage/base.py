@@ -6,13 +6,16 @@ import abc
 import contextlib
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from keel.settings import StoreSettings
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
-    from langgraph.store.base import BaseStore
 
     from keel.storage.tx import Dialect, Tx
+    from keel.store import KeelStore
 
 # Called with (channel, payload) for every notification another process sent.
 Listener = Callable[[str, str], Awaitable[None]]
@@ -50,7 +53,26 @@ class Storage(abc.ABC):
     dialect: Dialect
     shared: bool
     checkpointer: BaseCheckpointSaver[Any]
-    store: BaseStore
+    store: KeelStore
+    # Set by `make_storage` from the settings' `store` section.
+    store_settings: StoreSettings = StoreSettings()
+    base_dir: Path = Path(".")
+
+    def make_store(self) -> KeelStore:
+        """The long-term memory store over this database (call once open, on the loop)."""
+        from keel.store import KeelStore
+
+        index = self.store_settings.index
+        if index is None:
+            return KeelStore(self, self.store_settings, None)
+        from keel.embeddings import load_embedder
+
+        return KeelStore(self, self.store_settings, load_embedder(index, self.base_dir))
+
+    async def close_store(self) -> None:
+        store = self.__dict__.get("store")
+        if store is not None:
+            await store.aclose()
 
     @abc.abstractmethod
     async def open(self) -> None: ...

@@ -23,7 +23,6 @@ from keel.errors import Conflict, Unavailable
 from keel.serde import dumps, loads
 from keel.storage.base import Listener, Storage, exception_chain, migration_files
 from keel.storage.checkpointer import KeelPostgresSaver
-from keel.storage.store import KeelPostgresStore
 from keel.storage.tx import Dialect, Row, Tx, j
 
 log = logging.getLogger("keel.storage")
@@ -52,6 +51,17 @@ class PostgresDialect(Dialect):
             clauses.append(f"{column} #> ?::text[] = ?::jsonb")
             params.extend([path, j(value)])
         return (" AND ".join(clauses) or "1=1"), params
+
+    def json_compare(
+        self, column: str, path: list[str], sql_op: str, operand: Any
+    ) -> tuple[str, list[Any]]:
+        if isinstance(operand, str):
+            kind, value = "string", f'({column} #>> ?::text[]) COLLATE "C"'
+        else:
+            kind, value = "number", f"({column} #>> ?::text[])::float8"
+        typed = f"jsonb_typeof({column} #> ?::text[]) = '{kind}'"
+        sql = f"(CASE WHEN {typed} THEN {value} END) {sql_op} ?"
+        return sql, [path, path, operand]
 
     def contains_text(self, column: str) -> str:
         return f"strpos(lower({column}), lower(?)) > 0"
@@ -137,8 +147,6 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_dumps(dumps, conn)
 
 
-
-
 class PostgresStorage(Storage):
     dialect = PostgresTx.dialect
     shared = True
@@ -152,7 +160,6 @@ class PostgresStorage(Storage):
         # so idle ones may be dead. Otherwise the test (a round trip) is skipped.
         self._suspect_until = 0.0
         self.checkpointer: KeelPostgresSaver
-        self.store: KeelPostgresStore
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -181,15 +188,14 @@ class PostgresStorage(Storage):
             ) from exc
         self._pool = pool
         self.checkpointer = KeelPostgresSaver(pool)
-        self.store = KeelPostgresStore(pool)
         async with pool.connection() as conn:
             await self._lock_migrations(conn)
             try:
                 await self._migrate(conn)
                 await self.checkpointer.setup()
-                await self.store.setup()
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+        self.store = self.make_store()
 
     @staticmethod
     async def _lock_migrations(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -214,9 +220,7 @@ class PostgresStorage(Storage):
                 continue
             async with conn.transaction():
                 await conn.execute(sql.encode())
-                await conn.execute(
-                    "INSERT INTO keel_migrations VALUES (%s, %s)", [version, name]
-                )
+                await conn.execute("INSERT INTO keel_migrations VALUES (%s, %s)", [version, name])
             log.info("applied migration %s", name)
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -238,6 +242,7 @@ class PostgresStorage(Storage):
             raise Unavailable(f"database unavailable: {exc}") from exc
 
     async def close(self) -> None:
+        await self.close_store()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

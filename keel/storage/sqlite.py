@@ -19,7 +19,6 @@ from typing import Any
 from keel.errors import Conflict, Unavailable
 from keel.storage.base import Storage, migration_files
 from keel.storage.checkpointer import KeelSqliteSaver
-from keel.storage.store import KeelSqliteStore
 from keel.storage.tx import Dialect, Row, Tx, decode_row
 
 
@@ -80,7 +79,6 @@ class SqliteStorage(Storage):
         self._lock_fd: int | None = None
         self._lock = asyncio.Lock()
         self.checkpointer: KeelSqliteSaver
-        self.store: KeelSqliteStore
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,9 +91,8 @@ class SqliteStorage(Storage):
         self._conn = conn
         self.checkpointer = KeelSqliteSaver(conn)
         self.checkpointer.setup()
-        self.store = KeelSqliteStore(conn, asyncio.get_running_loop())
-        self.store.setup()
         self._migrate()
+        self.store = self.make_store()
 
     def _take_file_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -130,6 +127,7 @@ class SqliteStorage(Storage):
         return self._conn
 
     async def close(self) -> None:
+        await self.close_store()
         if self._conn is not None:
             async with self._lock:
                 self._conn.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from keel.errors import ConfigError
-from keel.settings import load_settings
+from keel.settings import IndexSettings, StoreSettings, TTLSettings, load_settings
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -49,7 +49,7 @@ def test_missing_env_file_is_an_error(tmp_path: Path) -> None:
         load_settings(write(tmp_path, {"graphs": {}, "env": "nope.env"}))
 
 
-@pytest.mark.parametrize("key", ["store", "auth", "checkpointer", "webhooks", "ui", "nonsense"])
+@pytest.mark.parametrize("key", ["auth", "checkpointer", "webhooks", "ui", "nonsense"])
 def test_unsupported_key_is_an_error_naming_it(tmp_path: Path, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_settings(write(tmp_path, {"graphs": {}, key: {}}))
@@ -102,3 +102,40 @@ def test_bad_process_settings_are_refused(tmp_path: Path) -> None:
     for bad in ({"lease_seconds": 0}, {"workers": -1}, {"pool_size": 1}):
         with pytest.raises(ConfigError, match="lease"):
             load_settings(write(tmp_path, {"graphs": {}}), **bad)
+
+
+def test_store_section(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, {"graphs": {}})).store == StoreSettings()
+    assert StoreSettings().index == IndexSettings(dims=256, embed=None, fields=("$",))
+    store = {
+        "index": {"dims": 128, "embed": "./e.py:embed", "fields": ["text", "tags[*]"]},
+        "ttl": {"default_ttl": 1.5, "refresh_on_read": False, "sweep_interval_minutes": 5},
+    }
+    s = load_settings(write(tmp_path, {"graphs": {}, "store": store}))
+    assert s.store.index == IndexSettings(128, "./e.py:embed", ("text", "tags[*]"))
+    assert s.store.ttl == TTLSettings(1.5, False, 5.0)
+    off = load_settings(write(tmp_path, {"graphs": {}, "store": {"index": None}}))
+    assert off.store.index is None
+
+
+@pytest.mark.parametrize(
+    ("store", "match"),
+    [
+        ({"index": {"dims": 0}}, "dims"),
+        ({"index": {"dims": "256"}}, "dims"),
+        ({"index": {"fields": []}}, "fields"),
+        ({"index": {"embed": ""}}, "embed"),
+        ({"index": {"distance_type": "l2"}}, "distance_type"),
+        ({"ttl": {"default_ttl": -1}}, "default_ttl"),
+        ({"ttl": {"refresh_on_read": "yes"}}, "refresh_on_read"),
+        ({"ttl": {"sweep_interval_minutes": 0}}, "sweep_interval_minutes"),
+        ({"ttl": {"sweep": 1}}, "sweep"),
+        ({"vectors": {}}, "vectors"),
+        ([], "store"),
+    ],
+)
+def test_bad_store_section_is_an_error_naming_it(
+    tmp_path: Path, store: object, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_settings(write(tmp_path, {"graphs": {}, "store": store}))

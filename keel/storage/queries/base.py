@@ -84,6 +84,19 @@ class Dialect:
                 params.extend([path, value])
         return (" AND ".join(clauses) or "1=1"), params
 
+    def json_compare(
+        self, column: str, path: list[str], sql_op: str, operand: Any
+    ) -> tuple[str, list[Any]]:
+        """SQL for "the JSON value at `path` compares to `operand`" (numbers with numbers,
+        strings with strings bytewise; any other JSON type never matches)."""
+        where = "$" + "".join(f'."{json_key(k)}"' for k in path)
+        types = "'text'" if isinstance(operand, str) else "'integer', 'real'"
+        sql = (
+            f"(CASE WHEN json_type({column}, ?) IN ({types}) "
+            f"THEN json_extract({column}, ?) END) {sql_op} ?"
+        )
+        return sql, [where, where, operand]
+
     def contains_text(self, column: str) -> str:
         """Case-insensitive "column contains the bound string"."""
         return f"instr(lower({column}), lower(?)) > 0"

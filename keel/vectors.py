@@ -1,0 +1,171 @@
+"""`VectorIndex`: a process's in-memory copy of the store's vectors, searched exactly.
+
+Exact search: one matrix-vector product over every vector (float32, rows L2-normalised, so the
+product is the cosine similarity) and a partial sort. At 100,000 x 256 that is ~4 ms on one core,
+with recall 1.0 by construction; approximate indexes (HNSW in sqlite-vec or pgvector) were slower
+or lost recall at this size (see docs/memory.md). The database stays the source of truth: the
+index follows it through `store_clock` (see `keel/store.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+ItemKey = tuple[str, str]
+Floats = npt.NDArray[np.float32]
+
+
+class VectorIndex:
+    """Vectors of store items (several per item: one per embedded field), by namespace."""
+
+    def __init__(self, dims: int) -> None:
+        self.dims = dims
+        self.clear()
+
+    def clear(self) -> None:
+        self.seq = 0  # the store_clock sequence this index has caught up to
+        self.loaded = False
+        self._matrix: Floats = np.zeros((1024, self.dims), dtype=np.float32)
+        self._size = 0
+        self._alive = np.zeros(1024, dtype=bool)
+        self._ns = np.zeros(1024, dtype=np.int32)  # namespace id per row
+        self._item_of_row: list[ItemKey] = []
+        self._rows: dict[ItemKey, list[tuple[int, int]]] = {}  # item -> [(row, seq)]
+        self._ns_ids: dict[str, int] = {}
+        self._ns_names: list[str] = []
+        self._dead = 0
+        self._prefixes: dict[str, npt.NDArray[np.bool_]] = {}  # prefix -> namespace ids under it
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add_many(self, items: list[tuple[ItemKey, int]], vectors: Floats) -> None:
+        """Append one row per (item, seq) with the matching row of `vectors`."""
+        if vectors.shape != (len(items), self.dims):
+            raise ValueError(f"vectors of shape {vectors.shape}, index has {self.dims} dims")
+        start = self._size
+        while start + len(items) > len(self._matrix):
+            self._grow()
+        self._matrix[start : start + len(items)] = vectors
+        self._alive[start : start + len(items)] = True
+        for row, (item, seq) in enumerate(items, start):
+            ns = self._ns_ids.get(item[0])
+            if ns is None:
+                ns = self._ns_ids[item[0]] = len(self._ns_names)
+                self._ns_names.append(item[0])
+            self._ns[row] = ns
+            self._item_of_row.append(item)
+            self._rows.setdefault(item, []).append((row, seq))
+        self._size += len(items)
+
+    def remove(self, item: ItemKey, before_seq: int) -> None:
+        """Forget the item's vectors written before `before_seq` (a later write's stay)."""
+        rows = self._rows.get(item)
+        if not rows:
+            return
+        keep = [(r, s) for r, s in rows if s >= before_seq]
+        for r, s in rows:
+            if s < before_seq:
+                self._alive[r] = False
+                self._dead += 1
+        if keep:
+            self._rows[item] = keep
+        else:
+            del self._rows[item]
+        if self._dead > 1024 and self._dead > self._size // 4:
+            self._compact()
+
+    def search(
+        self, query: Floats, prefix: str, want: int, skip: int = 0
+    ) -> list[tuple[ItemKey, float]]:
+        """Items under namespace `prefix`, best first (an item scores its best vector):
+        the `want` items after the first `skip`."""
+        n = self._size
+        if n == 0 or want <= 0:
+            return []
+        mask = self._eligible(prefix)
+        rows = np.flatnonzero(mask)
+        if rows.size * 4 < n:  # a small namespace: score only its rows
+            scores = self._matrix[rows] @ query
+        else:
+            scores = self._matrix[:n] @ query
+            scores[~mask] = -np.inf
+            rows = np.arange(n)
+        total = skip + want
+        k = min(len(scores), max(4 * total, 64))
+        while True:
+            found = self._best_items(scores, rows, k, total)
+            if len(found) >= total or k >= len(scores):
+                return found[skip:]
+            k = min(len(scores), k * 4)
+
+    def _best_items(
+        self, scores: Floats, rows: npt.NDArray[np.intp], k: int, total: int
+    ) -> list[tuple[ItemKey, float]]:
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        seen: set[ItemKey] = set()
+        out: list[tuple[ItemKey, float]] = []
+        for i in top.tolist():
+            score = float(scores[i])
+            if score == -np.inf:
+                break
+            item = self._item_of_row[int(rows[i])]
+            if item not in seen:
+                seen.add(item)
+                out.append((item, score))
+                if len(out) == total:
+                    break
+        return out
+
+    def _eligible(self, prefix: str) -> npt.NDArray[np.bool_]:
+        n = self._size
+        alive = self._alive[:n]
+        if not prefix:
+            return alive
+        return alive & self._under(prefix)[self._ns[:n]]
+
+    def _under(self, prefix: str) -> npt.NDArray[np.bool_]:
+        """Which namespace ids are `prefix` or below it (cached; extended for new names)."""
+        known = self._prefixes.get(prefix, np.zeros(0, dtype=bool))
+        names = self._ns_names
+        if len(known) < len(names):
+            below = prefix + "."
+            new = np.fromiter(
+                (name == prefix or name.startswith(below) for name in names[len(known) :]),
+                dtype=bool,
+                count=len(names) - len(known),
+            )
+            known = np.concatenate([known, new])
+            if len(self._prefixes) >= 1024:
+                self._prefixes.clear()
+            self._prefixes[prefix] = known
+        return known
+
+    def _grow(self) -> None:
+        cap = len(self._matrix) * 2
+        self._matrix = np.resize(self._matrix, (cap, self.dims))
+        self._alive = np.resize(self._alive, cap)
+        self._alive[self._size :] = False
+        self._ns = np.resize(self._ns, cap)
+
+    def _compact(self) -> None:
+        entries = [(item, r, s) for item, rows in self._rows.items() for r, s in rows]
+        vectors = self._matrix[[r for _, r, _ in entries]]
+        seq = self.seq
+        self.clear()
+        self.seq, self.loaded = seq, True
+        self.add_many([(item, s) for item, _, s in entries], vectors)
+
+    def load(self, rows: Iterable[tuple[ItemKey, bytes, int]]) -> None:
+        """Append vectors stored as float32 bytes. Vectors of another width (written while
+        `store.index.dims` was different) are skipped: their items need a put to re-embed."""
+        width = self.dims * 4
+        rows = [r for r in rows if len(r[1]) == width]
+        if rows:
+            blob = b"".join(bytes(r[1]) for r in rows)
+            vectors = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), self.dims)
+            self.add_many([(item, seq) for item, _, seq in rows], vectors)
