@@ -47,18 +47,21 @@ class VectorIndex:
         if vectors.shape != (len(items), self.dims):
             raise ValueError(f"vectors of shape {vectors.shape}, index has {self.dims} dims")
         start = self._size
-        while start + len(items) > len(self._matrix):
-            self._grow()
+        if start + len(items) > len(self._matrix):
+            self._grow(start + len(items))
         self._matrix[start : start + len(items)] = vectors
         self._alive[start : start + len(items)] = True
+        ids, rows = self._ns_ids, self._rows
+        namespaces: list[int] = []
         for row, (item, seq) in enumerate(items, start):
-            ns = self._ns_ids.get(item[0])
+            ns = ids.get(item[0])
             if ns is None:
-                ns = self._ns_ids[item[0]] = len(self._ns_names)
+                ns = ids[item[0]] = len(self._ns_names)
                 self._ns_names.append(item[0])
-            self._ns[row] = ns
-            self._item_of_row.append(item)
-            self._rows.setdefault(item, []).append((row, seq))
+            namespaces.append(ns)
+            rows.setdefault(item, []).append((row, seq))
+        self._ns[start : start + len(items)] = namespaces
+        self._item_of_row.extend(item for item, _ in items)
         self._size += len(items)
 
     def remove(self, item: ItemKey, before_seq: int) -> None:
@@ -145,12 +148,17 @@ class VectorIndex:
             self._prefixes[prefix] = known
         return known
 
-    def _grow(self) -> None:
-        cap = len(self._matrix) * 2
-        self._matrix = np.resize(self._matrix, (cap, self.dims))
-        self._alive = np.resize(self._alive, cap)
-        self._alive[self._size :] = False
-        self._ns = np.resize(self._ns, cap)
+    def _grow(self, needed: int) -> None:
+        """Room for `needed` rows: exactly that many when loading, else double (amortised)."""
+        cap = max(needed, len(self._matrix) * 2) if self._size else needed
+        n = self._size
+        matrix = np.empty((cap, self.dims), dtype=np.float32)
+        matrix[:n] = self._matrix[:n]
+        alive = np.zeros(cap, dtype=bool)
+        alive[:n] = self._alive[:n]
+        ns = np.zeros(cap, dtype=np.int32)
+        ns[:n] = self._ns[:n]
+        self._matrix, self._alive, self._ns = matrix, alive, ns
 
     def _compact(self) -> None:
         entries = [(item, r, s) for item, rows in self._rows.items() for r, s in rows]
