@@ -54,6 +54,9 @@ TIMEOUT = 30.0
 class Embedder(Protocol):
     dims: int
     name: str  # for logs and error messages, e.g. "keel:wordllama-256"
+    # Leading columns that rank on their own (a Matryoshka model): vector search may shortlist
+    # large scans by them, then score the shortlist in full. None: always score in full.
+    coarse_dims: int | None
 
     async def embed(self, texts: Sequence[str]) -> Floats:
         """(len(texts), dims) float32, every row L2-normalised (all-zero rows stay zero)."""
@@ -182,6 +185,8 @@ def _sum_rows(table: Floats, ids: list[list[int]], out: Floats) -> None:
 class WordLlama:
     """Keel's embedded model: the normalised sum of a text's static token vectors."""
 
+    coarse_dims: int | None = None  # set per instance: half the dims (Matryoshka-trained)
+
     def __init__(self, dims: int) -> None:
         if dims not in WORDLLAMA_DIMS:
             raise ConfigError(
@@ -192,6 +197,7 @@ class WordLlama:
         _wordllama_files()  # fail at startup, not at the first put, if the files are missing
         self.dims = dims
         self.name = f"{DEFAULT}-{dims}"
+        self.coarse_dims = dims // 2 if dims >= 128 else None
 
     async def embed(self, texts: Sequence[str]) -> Floats:
         if not texts:
@@ -256,6 +262,8 @@ def _endpoint(provider: str, model: str, dims: int) -> Endpoint:
 
 class Endpoint:
     """An OpenAI-compatible `POST /embeddings`, at most `BATCH` texts per request."""
+
+    coarse_dims: int | None = None
 
     def __init__(
         self, name: str, dims: int, model: str, url: str, api_key: str | None, send_dims: bool
@@ -334,6 +342,8 @@ def _unknown_provider(spec: str) -> ConfigError:
 
 class FunctionEmbedder:
     """A user's embedding function or LangChain `Embeddings` (sync code runs in a thread)."""
+
+    coarse_dims: int | None = None
 
     def __init__(self, name: str, dims: int, obj: Any) -> None:
         from langchain_core.embeddings import Embeddings

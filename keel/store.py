@@ -143,7 +143,7 @@ class KeelStore(AsyncBatchedBaseStore):
             "refresh_on_read": settings.ttl.refresh_on_read,
             "sweep_interval_minutes": int(settings.ttl.sweep_interval_minutes),
         }
-        self.index = VectorIndex(embedder.dims) if embedder else None
+        self.index = VectorIndex(embedder.dims, embedder.coarse_dims) if embedder else None
         self._sync_lock = asyncio.Lock()
 
     async def aclose(self) -> None:

@@ -15,20 +15,26 @@ import numpy as np
 import numpy.typing as npt
 
 ItemKey = tuple[str, str]
+COARSE_MIN_ROWS = 20_000  # smaller scans are exact
+COARSE_POOL = 1_000  # rows scored exactly after the first pass (at least 20 per result)
 Floats = npt.NDArray[np.float32]
 
 
 class VectorIndex:
     """Vectors of store items (several per item: one per embedded field), by namespace."""
 
-    def __init__(self, dims: int) -> None:
+    def __init__(self, dims: int, coarse_dims: int | None = None) -> None:
         self.dims = dims
+        # Columns [0, split) and [split, dims) are kept apart, so that a Matryoshka model's
+        # leading columns can rank a large scan first (a quarter to half of the memory read).
+        self.split = coarse_dims if coarse_dims and coarse_dims < dims else dims
         self.clear()
 
     def clear(self) -> None:
         self.seq = 0  # the store_clock sequence this index has caught up to
         self.loaded = False
-        self._matrix: Floats = np.zeros((1024, self.dims), dtype=np.float32)
+        self._head: Floats = np.zeros((1024, self.split), dtype=np.float32)
+        self._tail: Floats = np.zeros((1024, self.dims - self.split), dtype=np.float32)
         self._size = 0
         self._alive = np.zeros(1024, dtype=bool)
         self._ns = np.zeros(1024, dtype=np.int32)  # namespace id per row
@@ -47,9 +53,10 @@ class VectorIndex:
         if vectors.shape != (len(items), self.dims):
             raise ValueError(f"vectors of shape {vectors.shape}, index has {self.dims} dims")
         start = self._size
-        if start + len(items) > len(self._matrix):
+        if start + len(items) > len(self._head):
             self._grow(start + len(items))
-        self._matrix[start : start + len(items)] = vectors
+        self._head[start : start + len(items)] = vectors[:, : self.split]
+        self._tail[start : start + len(items)] = vectors[:, self.split :]
         self._alive[start : start + len(items)] = True
         ids, rows = self._ns_ids, self._rows
         namespaces: list[int] = []
@@ -91,18 +98,44 @@ class VectorIndex:
             return []
         mask = self._eligible(prefix)
         rows = np.flatnonzero(mask)
-        if rows.size * 4 < n:  # a small namespace: score only its rows
-            scores = self._matrix[rows] @ query
-        else:
-            scores = self._matrix[:n] @ query
-            scores[~mask] = -np.inf
-            rows = np.arange(n)
         total = skip + want
+        if rows.size * 4 < n:  # a small namespace: score only its rows
+            return self._ranked(self._score(rows, query), rows, total)[skip:]
+        if self.split < self.dims and rows.size >= COARSE_MIN_ROWS:
+            found = self._two_stage(query, mask, int(rows.size), total)
+            if len(found) == total:
+                return found[skip:]
+        scores = self._score(slice(0, n), query)
+        scores[~mask] = -np.inf
+        return self._ranked(scores, np.arange(n), total)[skip:]
+
+    def _two_stage(
+        self, query: Floats, mask: npt.NDArray[np.bool_], eligible: int, total: int
+    ) -> list[tuple[ItemKey, float]]:
+        """Rank by the leading columns, then score the best `pool` rows exactly."""
+        coarse = self._head[: self._size] @ query[: self.split]
+        coarse[~mask] = -np.inf
+        pool = min(eligible, max(COARSE_POOL, 20 * total))
+        rows = np.argpartition(-coarse, pool - 1)[:pool] if pool < len(coarse) else np.arange(
+            len(coarse)
+        )
+        return self._ranked(self._score(rows, query), rows, total)
+
+    def _score(self, rows: npt.NDArray[np.intp] | slice, query: Floats) -> Floats:
+        scores: Floats = self._head[rows] @ query[: self.split]
+        if self.split < self.dims:
+            scores += self._tail[rows] @ query[self.split :]
+        return scores
+
+    def _ranked(
+        self, scores: Floats, rows: npt.NDArray[np.intp], total: int
+    ) -> list[tuple[ItemKey, float]]:
+        """The best `total` items among `rows` (scored by `scores`)."""
         k = min(len(scores), max(4 * total, 64))
         while True:
             found = self._best_items(scores, rows, k, total)
             if len(found) >= total or k >= len(scores):
-                return found[skip:]
+                return found
             k = min(len(scores), k * 4)
 
     def _best_items(
@@ -150,19 +183,22 @@ class VectorIndex:
 
     def _grow(self, needed: int) -> None:
         """Room for `needed` rows: exactly that many when loading, else double (amortised)."""
-        cap = max(needed, len(self._matrix) * 2) if self._size else needed
+        cap = max(needed, len(self._head) * 2) if self._size else needed
         n = self._size
-        matrix = np.empty((cap, self.dims), dtype=np.float32)
-        matrix[:n] = self._matrix[:n]
+        head = np.empty((cap, self.split), dtype=np.float32)
+        head[:n] = self._head[:n]
+        tail = np.empty((cap, self.dims - self.split), dtype=np.float32)
+        tail[:n] = self._tail[:n]
         alive = np.zeros(cap, dtype=bool)
         alive[:n] = self._alive[:n]
         ns = np.zeros(cap, dtype=np.int32)
         ns[:n] = self._ns[:n]
-        self._matrix, self._alive, self._ns = matrix, alive, ns
+        self._head, self._tail, self._alive, self._ns = head, tail, alive, ns
 
     def _compact(self) -> None:
         entries = [(item, r, s) for item, rows in self._rows.items() for r, s in rows]
-        vectors = self._matrix[[r for _, r, _ in entries]]
+        kept = [r for _, r, _ in entries]
+        vectors = np.hstack([self._head[kept], self._tail[kept]])
         seq = self.seq
         self.clear()
         self.seq, self.loaded = seq, True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keel.vectors import Floats, ItemKey, VectorIndex
+from keel.vectors import COARSE_MIN_ROWS, Floats, ItemKey, VectorIndex
 
 DIMS = 16
 
@@ -73,3 +73,28 @@ def test_vectors_of_another_width_are_skipped_on_load() -> None:
     good = np.full(DIMS, 0.25, dtype=np.float32)  # unit length at 16 dims
     index.load([(("a", "x"), good.tobytes(), 1), (("a", "y"), good[:8].tobytes(), 1)])
     assert [item for item, _ in index.search(good, "a", 5)] == [("a", "x")]
+
+
+def test_two_stage_search_scores_exactly_and_finds_the_best() -> None:
+    """Past COARSE_MIN_ROWS eligible rows, a Matryoshka index shortlists by its leading
+    columns; the shortlist is scored in full, so scores are exact dot products."""
+    rng = np.random.default_rng(3)
+    n = COARSE_MIN_ROWS + 500
+    vectors = unit(rng, n)
+    vectors[:, 8:] *= 0.1  # later columns matter less, as in a Matryoshka model
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(DIMS, coarse_dims=8)
+    items = [(f"ns.u{i % 3}", f"k{i}") for i in range(n)]
+    index.add_many([(item, 1) for item in items], vectors)
+    exact = VectorIndex(DIMS)
+    exact.add_many([(item, 1) for item in items], vectors)
+    hits = 0
+    for query in unit(rng, 20):
+        got = index.search(query, "ns", 10)
+        for item, score in got:
+            assert abs(score - float(vectors[int(item[1][1:])] @ query)) < 1e-5
+        want = {item for item, _ in exact.search(query, "ns", 10)}
+        hits += len(want & {item for item, _ in got})
+        small = index.search(query, "ns.u1", 10)  # a third of the rows: scored exactly
+        assert [i for i, _ in small] == [i for i, _ in exact.search(query, "ns.u1", 10)]
+    assert hits / 200 >= 0.95
