@@ -1,6 +1,11 @@
-"""`python -m bench`: see bench/harness.py."""
+"""`python -m bench`: see bench/harness.py; `python -m bench store`: see bench/store.py."""
 
 import sys
+
+if sys.argv[1:2] == ["store"]:
+    from bench.store import main as store_main
+
+    sys.exit(store_main(sys.argv[2:]))
 
 from bench.harness import main
 

@@ -1,10 +1,11 @@
-"""`VectorIndex`: a process's in-memory copy of the store's vectors, searched exactly.
+"""`VectorIndex`: a process's in-memory copy of the store's vectors, scanned with numpy.
 
-Exact search: one matrix-vector product over every vector (float32, rows L2-normalised, so the
-product is the cosine similarity) and a partial sort. At 100,000 x 256 that is ~4 ms on one core,
-with recall 1.0 by construction; approximate indexes (HNSW in sqlite-vec or pgvector) were slower
-or lost recall at this size (see docs/memory.md). The database stays the source of truth: the
-index follows it through `store_clock` (see `keel/store.py`).
+A scan is a matrix-vector product (float32, rows L2-normalised, so the product is the cosine
+similarity) and a partial sort: ~3.5 ms at 100,000 x 256 here, exact. For a Matryoshka model a
+scan of many rows first ranks by the leading columns and scores a shortlist in full (~2.5 ms);
+approximate indexes (HNSW in sqlite-vec or pgvector) were slower or lost recall at this size
+(see docs/memory.md). The database stays the source of truth: the index follows it through
+`store_clock` (see `keel/store.py`).
 """
 
 from __future__ import annotations
