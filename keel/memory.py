@@ -8,7 +8,7 @@ from typing import Any, Literal
 from langgraph.store.base import NOT_PROVIDED, Item, NotProvided, PutOp, SearchItem
 
 from keel.errors import InvalidInput
-from keel.store import OFF, KeelStore, check_filter, check_op
+from keel.store import OFF, KeelStore, check_filter, check_op, encode_value
 
 Namespace = tuple[str, ...]
 
@@ -57,6 +57,7 @@ class MemoryService:
         ttl: float | NotProvided | None = NOT_PROVIDED,
     ) -> None:
         check_op(PutOp(namespace, key, value, index))
+        encode_value(value)  # refused here, before it joins other requests' batch
         if isinstance(index, list) and self.store.embedder is None:
             raise InvalidInput(f"index: {OFF}")
         await self.store.aput(namespace, key, value, index=index, ttl=ttl)
@@ -82,7 +83,7 @@ class MemoryService:
     ) -> list[dict[str, Any]]:
         if query and self.store.embedder is None:
             raise InvalidInput(f"query: {OFF}")
-        check_filter(filter)
+        check_filter(filter, self.store.storage.dialect)
         items = await self.store.asearch(
             prefix,
             query=query,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +42,8 @@ from keel import clock
 from keel.errors import InvalidInput
 from keel.serde import loads
 from keel.settings import StoreSettings
-from keel.storage.queries.base import Row, j
-from keel.storage.queries.store import COMPARATORS
+from keel.storage.queries.base import Dialect, Row, j
+from keel.storage.queries.store import filter_sql
 from keel.vectors import Floats, VectorIndex
 
 if TYPE_CHECKING:
@@ -84,28 +84,24 @@ def to_item(row: Row) -> Item:
     )
 
 
-def check_filter(filt: Any) -> None:
+def check_filter(filt: Any, dialect: Dialect) -> None:
     """Raise `InvalidInput` for a filter the store's SQL cannot express."""
     if filt is None:
         return
     if not isinstance(filt, dict):
         raise InvalidInput("filter: must be an object")
-    for key, want in filt.items():
+    for key in filt:
         if any(c in key for c in "\"'\\") or not key:
             raise InvalidInput(f"filter: unsupported field name {key!r}")
-        if isinstance(want, dict) and any(str(k).startswith("$") for k in want):
-            for op, operand in want.items():
-                if op not in ("$eq", "$ne", *COMPARATORS):
-                    raise InvalidInput(f"filter: unknown operator {op!r} on {key!r}")
-                if op in COMPARATORS and (
-                    isinstance(operand, bool) or not isinstance(operand, (int, float, str))
-                ):
-                    raise InvalidInput(f"filter: {op} on {key!r} needs a number or a string")
+    try:
+        filter_sql(dialect, filt)
+    except ValueError as exc:
+        raise InvalidInput(f"filter: {exc}") from exc
 
 
 def check_op(op: Op) -> None:
     """LangGraph's namespace rules (ops handed to `batch` directly skip `BaseStore`'s checks),
-    plus what neither database can hold: NUL characters in keys and values."""
+    plus a key neither database can hold (NUL characters; values: `encode_value`)."""
     try:
         validate_op_namespace(op)
     except InvalidNamespaceError as exc:
@@ -115,8 +111,14 @@ def check_op(op: Op) -> None:
             raise InvalidInput(f"namespace: {list(op.namespace)!r} is empty or reserved")
         if "\x00" in op.key:
             raise InvalidInput("key: must not contain NUL characters")
-        if op.value is not None and "\\u0000" in j(op.value):
-            raise InvalidInput("value: strings must not contain NUL characters (\\u0000)")
+
+
+def encode_value(value: Mapping[str, Any]) -> str:
+    """An item's value as the JSON text stored; refused if it holds a NUL character."""
+    text = j(value)
+    if "\\u0000" in text:
+        raise InvalidInput("value: strings must not contain NUL characters (\\u0000)")
+    return text
 
 
 def matches(ns: tuple[str, ...], cond: MatchCondition) -> bool:
@@ -160,6 +162,11 @@ class KeelStore(AsyncBatchedBaseStore):
         ops = list(ops)
         for op in ops:
             check_op(op)
+        # Every value is encoded (and checked) before any operation runs.
+        encoded = [
+            encode_value(op.value) if isinstance(op, PutOp) and op.value is not None else None
+            for op in ops
+        ]
         results: list[Result] = [None] * len(ops)
         start = 0
         while start < len(ops):
@@ -168,7 +175,8 @@ class KeelStore(AsyncBatchedBaseStore):
             while end < len(ops) and isinstance(ops[end], PutOp) == writing:
                 end += 1
             if writing:
-                await self._write([op for op in ops[start:end] if isinstance(op, PutOp)])
+                puts = [(op, encoded[i]) for i, op in enumerate(ops[start:end], start)]
+                await self._write([(op, text) for op, text in puts if isinstance(op, PutOp)])
             else:
                 await self._read(ops, start, end, results)
             start = end
@@ -311,20 +319,21 @@ class KeelStore(AsyncBatchedBaseStore):
         return self.fields if op.index is None else op.index
 
     # ------------------------------------------------------------------ writes
-    async def _write(self, ops: list[PutOp]) -> None:
-        latest = {(ns_text(op.namespace), op.key): op for op in ops}  # the last put wins
-        vectors = await self._embed(latest.values())
+    async def _write(self, puts: list[tuple[PutOp, str | None]]) -> None:
+        """Puts with their encoded values (None: a delete)."""
+        latest = {(ns_text(op.namespace), op.key): (op, text) for op, text in puts}  # last wins
+        vectors = await self._embed(op for op, _ in latest.values())
         now = clock.now()
         stamp = clock.iso(now)
         rows = [
-            (p, k, op.value, stamp, *_expiry(op, self.settings.ttl.default_ttl, now))
-            for (p, k), op in latest.items()
-            if op.value is not None
+            (p, k, text, stamp, *_expiry(op, self.settings.ttl.default_ttl, now))
+            for (p, k), (op, text) in latest.items()
+            if text is not None
         ]
         async with self.storage.tx() as tx:
             seq = await tx.tick_store_clock()
             await tx.drop_store_vectors(list(latest), seq, now)
-            await tx.delete_store_items([k for k, op in latest.items() if op.value is None])
+            await tx.delete_store_items([k for k, (_, text) in latest.items() if text is None])
             await tx.put_store_items(rows)
             await tx.put_store_vectors(vectors, seq)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keel.storage.queries.base import Queries, Row, j
+from keel.storage.queries.base import Dialect, Queries, Row
 
 ITEM_COLS = "prefix, key, value, created_at, updated_at, expires_at, ttl_minutes"
 COMPARATORS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -44,35 +44,37 @@ def chunks(keys: Sequence[ItemKey]) -> list[Sequence[ItemKey]]:
     return [keys[i : i + KEYS_PER_QUERY] for i in range(0, len(keys), KEYS_PER_QUERY)]
 
 
-class StoreQueries(Queries):
-    # ------------------------------------------------------------------ filters
-    def value_filter(self, filt: Row | None) -> tuple[str, list[Any]]:
-        """SQL for LangGraph's store filter: top-level keys AND-ed; a value is an exact match
-        (objects match partially) or `{"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": operand}`."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for key, want in (filt or {}).items():
-            if isinstance(want, dict) and any(str(k).startswith("$") for k in want):
-                for op, operand in want.items():
-                    sql, args = self._operator([key], op, operand)
-                    clauses.append(sql)
-                    params.extend(args)
-            else:
-                sql, args = self.dialect.containment("value", {key: want})
+def filter_sql(dialect: Dialect, filt: Row | None) -> tuple[str, list[Any]]:
+    """SQL for LangGraph's store filter: top-level keys AND-ed; a value is an exact match
+    (objects match partially) or `{"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": operand}`.
+    Raises `ValueError` for a filter it cannot express."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for key, want in (filt or {}).items():
+        if isinstance(want, dict) and any(str(k).startswith("$") for k in want):
+            for op, operand in want.items():
+                sql, args = _operator(dialect, key, op, operand)
                 clauses.append(sql)
                 params.extend(args)
-        return (" AND ".join(clauses) or "1=1"), params
+        else:
+            sql, args = dialect.containment("value", {key: want})
+            clauses.append(sql)
+            params.extend(args)
+    return (" AND ".join(clauses) or "1=1"), params
 
-    def _operator(self, path: list[str], op: str, operand: Any) -> tuple[str, list[Any]]:
-        if op in ("$eq", "$ne"):
-            sql, args = self.dialect.containment("value", {path[0]: operand})
-            return (sql, args) if op == "$eq" else (f"NOT COALESCE(({sql}), FALSE)", args)
-        if op not in COMPARATORS:
-            raise ValueError(f"unsupported filter operator {op!r}")
-        if isinstance(operand, bool) or not isinstance(operand, (int, float, str)):
-            raise ValueError(f"{op} needs a number or a string, got {operand!r}")
-        return self.dialect.json_compare("value", path, COMPARATORS[op], operand)
 
+def _operator(dialect: Dialect, key: str, op: str, operand: Any) -> tuple[str, list[Any]]:
+    if op in ("$eq", "$ne"):
+        sql, args = dialect.containment("value", {key: operand})
+        return (sql, args) if op == "$eq" else (f"NOT COALESCE(({sql}), FALSE)", args)
+    if op not in COMPARATORS:
+        raise ValueError(f"unknown operator {op!r} on {key!r}")
+    if isinstance(operand, bool) or not isinstance(operand, (int, float, str)):
+        raise ValueError(f"{op} on {key!r} needs a number or a string, got {operand!r}")
+    return dialect.json_compare("value", [key], COMPARATORS[op], operand)
+
+
+class StoreQueries(Queries):
     # ------------------------------------------------------------------ items
     async def get_store_items(self, keys: Sequence[ItemKey], now: float) -> list[Row]:
         return await self.filter_store_items(keys, None, now)
@@ -117,7 +119,7 @@ class StoreQueries(Queries):
         )
 
     def _search_where(self, prefix: str, filt: Row | None, now: float) -> tuple[str, list[Any]]:
-        parts = [prefix_clause(prefix), live_clause(now), self.value_filter(filt)]
+        parts = [prefix_clause(prefix), live_clause(now), filter_sql(self.dialect, filt)]
         return " AND ".join(p[0] for p in parts), [x for p in parts for x in p[1]]
 
     async def store_namespaces(self, prefix: str, now: float) -> list[str]:
@@ -130,13 +132,13 @@ class StoreQueries(Queries):
         return [r["prefix"] for r in rows]
 
     async def put_store_items(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Upsert (prefix, key, value, now, expires_at, ttl_minutes) rows."""
+        """Upsert (prefix, key, value as JSON text, now, expires_at, ttl_minutes) rows."""
         await self.many(
             f"INSERT INTO store_items ({ITEM_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (prefix, key) DO UPDATE SET value = excluded.value, "
             "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
             "ttl_minutes = excluded.ttl_minutes",
-            [(p, k, j(v), now, now, exp, ttl) for p, k, v, now, exp, ttl in rows],
+            [(p, k, v, now, now, exp, ttl) for p, k, v, now, exp, ttl in rows],
         )
 
     async def delete_store_items(self, keys: Sequence[ItemKey]) -> None:
