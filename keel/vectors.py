@@ -11,6 +11,7 @@ approximate indexes (HNSW in sqlite-vec or pgvector) were slower or lost recall 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -186,15 +187,14 @@ class VectorIndex:
         """Room for `needed` rows: exactly that many when loading, else double (amortised)."""
         cap = max(needed, len(self._head) * 2) if self._size else needed
         n = self._size
-        head = np.empty((cap, self.split), dtype=np.float32)
-        head[:n] = self._head[:n]
-        tail = np.empty((cap, self.dims - self.split), dtype=np.float32)
-        tail[:n] = self._tail[:n]
-        alive = np.zeros(cap, dtype=bool)
-        alive[:n] = self._alive[:n]
-        ns = np.zeros(cap, dtype=np.int32)
-        ns[:n] = self._ns[:n]
-        self._head, self._tail, self._alive, self._ns = head, tail, alive, ns
+
+        def resized(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+            out[:n] = a[:n]
+            return out
+
+        self._head, self._tail = resized(self._head), resized(self._tail)
+        self._alive, self._ns = resized(self._alive), resized(self._ns)
 
     def _compact(self) -> None:
         entries = [(item, r, s) for item, rows in self._rows.items() for r, s in rows]
