@@ -562,6 +562,22 @@ def run_client_module(module: str, spec: dict[str, Any], timeout: float) -> dict
     return result
 
 
+def raise_file_limit() -> None:
+    """Hundreds of concurrent clients need more than the default 1,024 descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+
+
+def run_meta(mode: str, program: str, argv: list[str]) -> dict[str, Any]:
+    """What every results file records about its run: mode, command line, date, machine."""
+    return {
+        "mode": mode,
+        "command": (program + " " + shlex.join(argv)).strip(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+    }
+
+
 def machine() -> dict[str, Any]:
     meminfo = Path("/proc/meminfo").read_text().split("\n")[0].split()
     model = ""
@@ -624,17 +640,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     scaling = args.scaling if args.scaling is not None else mode != "smoke"
     worker_kill = args.worker_kill if args.worker_kill is not None else mode != "smoke"
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
-    command = "python -m bench" + (" " + shlex.join(argv if argv is not None else sys.argv[1:]))
+    raise_file_limit()
     started = time.perf_counter()
     results: dict[str, Any] = {
-        "meta": {
-            "mode": mode,
-            "command": command.strip(),
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(),
-        },
+        "meta": run_meta(mode, "python -m bench", argv if argv is not None else sys.argv[1:]),
         "contenders": {},
     }
     with tempfile.TemporaryDirectory(prefix="keel-bench-") as tmp:

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import resource
-import shlex
 import sys
 import tempfile
 import time
@@ -33,7 +30,7 @@ from typing import Any
 
 from bench import procfs
 from bench.contenders import ROOT, Server, venv_versions
-from bench.harness import machine, run_client_module
+from bench.harness import raise_file_limit, run_client_module, run_meta
 from bench.store_corpus import (
     Corpus,
     Query,
@@ -352,21 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     if any(b not in ("sqlite", "postgres") for b in cfg["backends"]):
         print(f"unknown backends {cfg['backends']}; choose from sqlite,postgres", file=sys.stderr)
         return 2
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
-    command = "python -m bench store " + shlex.join(argv if argv is not None else sys.argv[2:])
+    raise_file_limit()
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "meta": {
-            "mode": mode,
-            "command": command.strip(),
-            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": machine(),
-            "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-            "machine_busy_at_start": procfs.machine_cpu_seconds()[0],
-        },
-        "keel": {},
-    }
+    meta = run_meta(mode, "python -m bench store", argv if argv is not None else sys.argv[2:])
+    meta["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+    meta["machine_busy_at_start"] = procfs.machine_cpu_seconds()[0]
+    results: dict[str, Any] = {"meta": meta, "keel": {}}
     with tempfile.TemporaryDirectory(prefix="keel-bench-store-") as tmp:
         bench = StoreBench(cfg, Path(tmp))
         try:
