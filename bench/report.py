@@ -502,6 +502,14 @@ def worker_kill_section(data: dict[str, Any]) -> list[str]:
     return out
 
 
+def failures(name: str, part: dict[str, Any]) -> list[str]:
+    """A measurement's error and failed requests, as footnote lines."""
+    out = [f"{name}: {part['error']}"] if "error" in part else []
+    if part.get("errors"):
+        out.append(f"{name}: {part['errors']} failed requests, first: {part.get('first_error')}")
+    return out
+
+
 def problems(entry: dict[str, Any]) -> list[str]:
     """Errors and saturation worth a footnote."""
     out: list[str] = []
@@ -515,12 +523,7 @@ def problems(entry: dict[str, Any]) -> list[str]:
         for name, value in data.items():
             if not isinstance(value, dict):
                 continue
-            if "error" in value:
-                out.append(f"{name}: {value['error']}")
-            if value.get("errors"):
-                out.append(
-                    f"{name}: {value['errors']} failed requests, first: {value.get('first_error')}"
-                )
+            out.extend(failures(name, value))
             rest = dig(value, "cpu_split", "rest of the machine", "cores")
             if isinstance(rest, float) and rest > NOISE_CORES:
                 noisy.append(f"{name} {rest:.2f}")

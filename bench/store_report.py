@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.report import dig, fmt
+from bench.report import dig, failures, fmt
 from bench.report import ratio as _ratio
 
 Value = float | str | None
@@ -325,14 +325,8 @@ def problems(entry: dict[str, Any], planned: int | None = None) -> list[str]:
         out.append(f"error: {entry['error']}")
     for name in ("inproc", "http_search", "http_put"):
         part = entry.get(name)
-        if not isinstance(part, dict):
-            continue
-        if "error" in part:
-            out.append(f"{name}: {part['error']}")
-        if part.get("errors"):
-            out.append(
-                f"{name}: {part['errors']} failed requests, first: {part.get('first_error')}"
-            )
+        if isinstance(part, dict):
+            out.extend(failures(name, part))
     for name in ("inproc.search", "http_search"):
         done = dig(entry, *name.split("."), "all", "n")
         if planned and isinstance(done, int) and done < planned:
