@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.postgres import PgCluster
+from tests.support.reference import ReferenceServer, reference_requested
 from tests.support.server import KeelServer
 
 GRAPHS_CONFIG = Path(__file__).parent / "graphs" / "keel.json"
-BACKENDS = ("sqlite", "postgres")
+# KEEL_TEST_REFERENCE=1: the e2e tests run against the reference server (`langgraph dev`) instead,
+# to check once that their expectations encode the reference (tests/support/reference.py).
+BACKENDS = ("reference",) if reference_requested() else ("sqlite", "postgres")
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +47,14 @@ def server(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KeelServer]:
     workdir = tmp_path_factory.mktemp(f"keel-{backend}")
+    if backend == "reference":
+        ref = ReferenceServer(GRAPHS_CONFIG, workdir, env={"KEEL_MODEL": ""})
+        ref.start()
+        try:
+            yield ref  # type: ignore[misc]
+        finally:
+            ref.stop()
+        return
     # No model configured, whatever the environment says: the chat example must explain itself.
     srv = KeelServer(
         GRAPHS_CONFIG,
