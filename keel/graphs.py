@@ -56,6 +56,7 @@ class LoadedGraph:
         self._obj = obj
         self.is_factory = not isinstance(obj, Pregel)
         self._bound: tuple[BaseCheckpointSaver[Any] | None, BaseStore, Graph] | None = None
+        self._context_cache: dict[Any, frozenset[str]] = {}
         if self.is_factory and not callable(obj):
             raise GraphLoadError(
                 f"graph {spec.graph_id!r}: {type(obj).__name__} is neither a compiled graph "
@@ -94,6 +95,28 @@ class LoadedGraph:
         runtime = server_runtime(access, store, context)
         async with self._instantiate(cast(RunnableConfig, config), runtime) as graph:
             yield graph.copy(update={"checkpointer": checkpointer, "store": store})
+
+    def run_context(self, graph: Graph, context: Any) -> Any:
+        """The context a run passes to the graph: the run's own (an empty one too, so LangGraph
+        builds a context schema's defaults), without keys the graph's context schema lacks."""
+        if not isinstance(context, dict) or not context:
+            return context
+        known = self._context_keys(graph)
+        if not known:
+            return context
+        return {key: value for key, value in context.items() if key in known}
+
+    def _context_keys(self, graph: Graph) -> frozenset[str]:
+        """Property names of the graph's context schema (none when it has no usable schema),
+        computed once per schema type."""
+        schema_type = getattr(graph, "context_schema", None)
+        if schema_type is None:
+            return frozenset()
+        if schema_type not in self._context_cache:
+            schema = _schema(graph.get_context_jsonschema)
+            properties = schema.get("properties") if isinstance(schema, dict) else None
+            self._context_cache[schema_type] = frozenset(properties or ())
+        return self._context_cache[schema_type]
 
     @contextlib.asynccontextmanager
     async def _instantiate(

@@ -307,8 +307,10 @@ class RunService:
             await tx.set_thread_status(thread_id, status, now)
 
     # ------------------------------------------------------------------ wait
-    async def wait(self, run: Row) -> Any:
-        """Block until the run is terminal; return its wait/join body."""
+    async def wait(self, run: Row, *, joined: bool = False) -> Any:
+        """Block until the run is terminal; return its wait/join body. A join finding the run
+        already finished answers from the thread (as the reference does); otherwise the body
+        is the one the run produced."""
         run_id, thread_id = run["run_id"], run["thread_id"]
         while True:
             ch = await live_channel(self.storage, self.hub, run_id, thread_id)
@@ -319,7 +321,7 @@ class RunService:
                 if current is None:
                     raise NotFound("Run not found")
                 if current["status"] in TERMINAL:
-                    return final_body(current, thread)
+                    return final_body(current, thread, joined)
                 # Handed back to the queue: wait for its next attempt.
                 ch = self.hub.watch(run_id, thread_id, 1)
             await ch.closed()
@@ -347,16 +349,20 @@ async def live_channel(
     return hub.watch(run_id, thread_id, last + 1)
 
 
-def final_body(run: Row, thread: Row | None) -> Any:
-    if run.get("result") is not None:
+def final_body(run: Row, thread: Row | None, joined: bool = False) -> Any:
+    """The body for a finished run: the one it produced, or for a join (and for a run that
+    produced none) its thread's: the error, else the pending interrupts, else the values."""
+    if (not joined or thread is None) and run.get("result") is not None:
         return run["result"]
     if thread is None:
         return {}
-    values = thread.get("values") or {}
-    if thread.get("interrupts"):
-        merged = [i for items in thread["interrupts"].values() for i in items]
-        return {**values, "__interrupt__": merged} if isinstance(values, dict) else values
-    return values
+    if thread.get("status") == "error" and thread.get("error") is not None:
+        return {"__error__": thread["error"]}
+    if thread.get("status") == "interrupted":
+        merged = [i for items in (thread.get("interrupts") or {}).values() for i in items]
+        if merged:
+            return {"__interrupt__": merged}
+    return thread.get("values") or {}
 
 
 async def run_events(

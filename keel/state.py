@@ -10,7 +10,7 @@ from langgraph_sdk.runtime import AccessContext
 
 from keel import clock
 from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
-from keel.execution import thread_interrupts
+from keel.execution import interrupts_view, thread_interrupts
 from keel.graphs import GraphRegistry
 from keel.runs import THREAD_CHANNEL
 from keel.serde import dumps, jsonable
@@ -54,7 +54,7 @@ def _task(task: Any) -> Row:
         "name": task.name,
         "path": list(task.path) if getattr(task, "path", None) else [],
         "error": None if task.error is None else repr(task.error),
-        "interrupts": jsonable(list(task.interrupts)),
+        "interrupts": interrupts_view(task.interrupts),
         "checkpoint": checkpoint_of(state) if isinstance(state, dict) else None,
         "state": snapshot_view(state) if isinstance(state, StateSnapshot) else None,
         "result": jsonable(getattr(task, "result", None)),
@@ -74,7 +74,7 @@ def snapshot_view(s: StateSnapshot) -> Row:
         "metadata": jsonable(metadata) if s.metadata is not None else None,
         "created_at": s.created_at,
         "parent_checkpoint": parent,
-        "interrupts": jsonable(list(s.interrupts)),
+        "interrupts": interrupts_view(s.interrupts),
         "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
         "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
     }

@@ -16,8 +16,10 @@ from keel import clock
 from keel.errors import Conflict, Unavailable
 from keel.execution import (
     StreamTranslator,
-    build_command,
     error_payload,
+    fallback_body,
+    run_input,
+    server_metadata,
     stream_run,
     thread_interrupts,
 )
@@ -273,7 +275,7 @@ class WorkerPool:
             timed_out = isinstance(exc, TimeoutError) and deadline.expired()
             await self._finish(run, ch, flusher, "timeout" if timed_out else "error", exc=exc)
             return
-        result = translator.finish(state, status == "interrupted")
+        result = translator.result.body(lambda: fallback_body(state, bool(run["temporary"])))
         await self._finish(run, ch, flusher, status, state=state, result=result)
 
     async def _first_seq(self, run: Row) -> int:
@@ -299,6 +301,8 @@ class WorkerPool:
         await self._finish(run, ch, flusher, "interrupted", cancel=action)
 
     async def _run_graph(self, run: Row, translator: StreamTranslator) -> tuple[StateSnapshot, str]:
+        """Execute the graph; returns the thread's state afterwards and the run's status, which
+        is `success` even when the run stopped at an interrupt (the thread says `interrupted`)."""
         kwargs = run["kwargs"]
         resumed = False
         if run["attempt"] > 1:  # a recovered run continues from its last checkpoint, if any
@@ -306,31 +310,24 @@ class WorkerPool:
                 resumed = await tx.run_has_checkpoint(run["thread_id"], run["run_id"])
         config = jsonable(kwargs["config"])
         config["metadata"]["run_attempt"] = run["attempt"]
+        config["metadata"].update(server_metadata())
         configurable = config["configurable"]
-        if resumed:
-            # Recovery: continue from this run's last checkpoint, not from the request.
-            for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
-                configurable.pop(key, None)
-            graph_input: Any = None
-        elif kwargs.get("command"):
-            graph_input = build_command(kwargs["command"])
-        else:
-            graph_input = kwargs.get("input")
+        graph_input = run_input(kwargs, configurable, resumed)
         entry = self.graphs.get(configurable["graph_id"])
         storage = self.storage
+        context = kwargs.get("context")
         async with entry.build(
-            config,
-            storage.checkpointer,
-            storage.store,
-            "threads.create_run",
-            kwargs.get("context") or None,
+            config, storage.checkpointer, storage.store, "threads.create_run", context
         ) as graph:
-            await stream_run(graph, graph_input, config, kwargs, translator)
+            if run["attempt"] == 1:  # the root run's id is the run's (events, traces)
+                config = {**config, "run_id": uuid.UUID(run["run_id"])}
+            context = entry.run_context(graph, context)
+            await stream_run(graph, graph_input, config, kwargs, context, translator)
             state = translator.final_state()
-            if state is None:  # interrupted, or nothing streamed: ask the checkpointer
+            if state is None:  # stopped early, or nothing streamed: ask the checkpointer
                 state_config = {"configurable": {"thread_id": run["thread_id"]}}
                 state = await graph.aget_state(state_config)  # type: ignore[arg-type]
-        return state, ("interrupted" if state.next else "success")
+        return state, "success"
 
     async def _finish(
         self,

@@ -79,12 +79,17 @@ def _cancel_soon(s: Services, run: Row) -> None:
 
 
 async def _wait_response(
-    s: Services, run: Row, cancel_on_disconnect: bool, location: str, content_location: str
+    s: Services,
+    run: Row,
+    cancel_on_disconnect: bool,
+    location: str,
+    content_location: str,
+    joined: bool = False,
 ) -> Response:
     """The run's final body; sent at once if it finishes within one heartbeat interval,
     otherwise streamed as whitespace heartbeats followed by the JSON."""
     headers = {"Location": location, "Content-Location": content_location}
-    task = asyncio.ensure_future(s.runs.wait(run))
+    task = asyncio.ensure_future(s.runs.wait(run, joined=joined))
     done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
     if done:
         return Response(dumps(task.result()), media_type="application/json", headers=headers)
@@ -182,7 +187,7 @@ async def join_run(request: Request, thread_id: str, run_id: str) -> Any:
     run = await _get_run(s, thread_id, run_id)
     cancel = query_bool(request, "cancel_on_disconnect")
     base = _run_path(run)
-    return await _wait_response(s, run, cancel, base + "/join", base)
+    return await _wait_response(s, run, cancel, base + "/join", base, joined=True)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")

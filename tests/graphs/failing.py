@@ -17,6 +17,10 @@ class SecretError(Exception):
     """Not on the safe list: its message must be hidden from clients."""
 
 
+class QuotaError(RuntimeError):
+    """A subclass of a safe exception type: its message reaches clients."""
+
+
 def ok(state: State) -> State:
     return {"value": "ok ran"}
 
@@ -26,6 +30,10 @@ def boom(state: State) -> State:
         raise SecretError("internal password is hunter2")
     if state.get("kind") == "timeout":
         raise TimeoutError("the graph's own call timed out")
+    if state.get("kind") == "subclass":
+        raise QuotaError("quota of 3 calls used up")
+    if state.get("kind") == "assert":
+        raise AssertionError("invariant broken: token abc123")
     raise ValueError(f"boom after {state.get('value')}")
 
 
