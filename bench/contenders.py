@@ -204,7 +204,7 @@ class KeelServer(Server):
 
     @staticmethod
     def versions(python: Path) -> dict[str, str]:
-        return venv_versions(python, ["keel", "langgraph", "langgraph-sdk", "uvicorn"])
+        return venv_versions(python, ["keel-runtime", "langgraph", "langgraph-sdk", "uvicorn"])
 
 
 class KeelPgServer(Server):
@@ -285,7 +285,8 @@ class KeelPgServer(Server):
     @staticmethod
     def versions(python: Path) -> dict[str, str]:
         return venv_versions(
-            python, ["keel", "langgraph", "langgraph-checkpoint-postgres", "psycopg", "uvicorn"]
+            python,
+            ["keel-runtime", "langgraph", "langgraph-checkpoint-postgres", "psycopg", "uvicorn"],
         )
 
 

@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["seconds"] = round(time.perf_counter() - started, 1)
     results["meta"]["machine"]["load_avg_at_end"] = os.getloadavg()
     results["meta"]["versions"] = venv_versions(
-        Path(sys.executable), ["keel", "langgraph", "numpy", "tokenizers", "psycopg"]
+        Path(sys.executable), ["keel-runtime", "langgraph", "numpy", "tokenizers", "psycopg"]
     )
     args.out.mkdir(parents=True, exist_ok=True)
     name = "store" if mode == "full" else f"store-{mode}"

@@ -87,11 +87,13 @@ def _check_port(host: str, port: int) -> None:
 
 
 def app_from_env() -> Any:
-    """Factory for uvicorn's reloader: settings travel in KEEL_SETTINGS_JSON."""
+    """Factory for uvicorn's reloader: settings travel in KEEL_SETTINGS_JSON. The parent has
+    reported the config's warnings already: this process, started again on every reload, is
+    quiet about them."""
     from keel.http.app import create_app
 
     raw = json.loads(os.environ["KEEL_SETTINGS_JSON"])
-    settings = load_settings(Path(raw.pop("config")), **raw)
+    settings = load_settings(Path(raw.pop("config")), quiet=True, **raw)
     return create_app(settings)
 
 
@@ -101,35 +103,37 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     from keel.http.app import create_app
 
     _check_port(settings.host, settings.port)
-    print(f"Keel listening on http://{settings.host}:{settings.port}", flush=True)
+    url = f"http://{settings.host}:{settings.port}{settings.http.mount_prefix}"
     if args.command == "dev":
-        os.environ["KEEL_SETTINGS_JSON"] = json.dumps(
-            {
-                "config": str(_find_config(args.config).resolve()),
-                "database": settings.database,
-                "host": settings.host,
-                "port": settings.port,
-                "workers": settings.workers,
-                "dev_mode": True,
-            }
-        )
-        uvicorn.run(
-            "keel.cli:app_from_env",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            reload=True,
-            reload_dirs=[str(settings.base_dir)],
-            log_level="info",
-        )
+        _dev(args, settings, url)
         return
+    app = create_app(settings)  # a broken custom app (http.app) fails here, before "listening"
+    print(f"Keel listening on {url}", flush=True)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=os.environ.get("KEEL_LOG_LEVEL", "warning"),
         timeout_graceful_shutdown=10,
     )
+
+
+def _dev(args: argparse.Namespace, settings: Settings, url: str) -> None:
+    """Serve from a child process that uvicorn's reloader restarts on code change."""
+    from keel.devreload import run_dev
+
+    print(f"Keel listening on {url}", flush=True)
+    os.environ["KEEL_SETTINGS_JSON"] = json.dumps(
+        {
+            "config": str(_find_config(args.config).resolve()),
+            "database": settings.database,
+            "host": settings.host,
+            "port": settings.port,
+            "workers": settings.workers,
+            "dev_mode": True,
+        }
+    )
+    run_dev(settings, "keel.cli:app_from_env")
 
 
 async def _worker(settings: Settings) -> None:

@@ -46,7 +46,7 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, 
 
 
 def run_config(
-    body: Row, assistant: Row, thread: Row, tid: str, run_id: str
+    body: Row, assistant: Row, thread: Row, tid: str, run_id: str, headers: Row | None = None
 ) -> tuple[Row, Row]:
     """The graph's config (assistant < thread < request) and the checkpoint to start from."""
     body_config = body.get("config") or {}
@@ -59,6 +59,7 @@ def run_config(
         checkpoint["checkpoint_id"] = body["checkpoint_id"]
     configurable = config.setdefault("configurable", {})
     configurable.update(checkpoint)
+    configurable.update(headers or {})  # http.configurable_headers: over the body's values
     configurable.update(
         run_id=run_id,
         thread_id=tid,
@@ -153,7 +154,7 @@ class RunService:
             raise NotFound(f"Assistant '{assistant_id}' not found")
         return assistant
 
-    async def create(self, body: Row, thread_id: str | None) -> Row:
+    async def create(self, body: Row, thread_id: str | None, headers: Row | None = None) -> Row:
         """Insert a pending run (and its thread when needed) in one transaction."""
         stateless = thread_id is None
         strategy = body.get("multitask_strategy") or "enqueue"
@@ -171,7 +172,7 @@ class RunService:
                     "different multitask strategy."
                 )
             self._check_resume(body, thread, active, stateless)
-            run = self._build_run(body, assistant, thread, tid, run_id, now_ts, strategy)
+            run = self._build_run(body, assistant, thread, tid, run_id, now_ts, strategy, headers)
             run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
             run["kwargs"]["temporary"] = stateless
             await tx.insert_run(run)
@@ -233,8 +234,9 @@ class RunService:
         run_id: str,
         now_ts: float,
         strategy: str,
+        headers: Row | None = None,
     ) -> Row:
-        config, checkpoint = run_config(body, assistant, thread, tid, run_id)
+        config, checkpoint = run_config(body, assistant, thread, tid, run_id, headers)
         created = clock.iso(now_ts + float(body.get("after_seconds") or 0))
         return {
             "run_id": run_id,

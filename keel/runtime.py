@@ -24,10 +24,15 @@ from keel.worker import WorkerPool
 log = logging.getLogger("keel")
 
 
+def export_env(settings: Settings) -> None:
+    """The config's `env` into the process environment; variables already set win."""
+    for key, value in settings.env.items():
+        os.environ.setdefault(key, value)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
-        for key, value in settings.env.items():
-            os.environ.setdefault(key, value)
+        export_env(settings)
         self.settings = settings
         self.graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
         self.storage: Storage = make_storage(settings)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ log = logging.getLogger("keel.settings")
 
 # Keys of langgraph.json that Keel honours.
 SUPPORTED_KEYS = {"graphs", "dependencies", "env", "http", "store"}
+# Editor metadata (the JSON schema of langgraph.json): accepted without a word.
+SILENT_KEYS = {"$schema"}
 # Build/Docker concerns: harmless to ignore, so a warning names them.
 IGNORED_KEYS = {
     "python_version",
@@ -29,9 +34,23 @@ IGNORED_KEYS = {
     "api_version",
     "keep_pkg_tools",
     "source",
-    "$schema",
 }
-SUPPORTED_HTTP_KEYS = {"cors"}
+# `http.disable_<surface>`: the reference's surfaces. Keel has no webhooks, MCP, A2A or generative
+# UI routes yet, so disabling those is accepted and changes nothing.
+HTTP_SURFACES = ("assistants", "threads", "runs", "store", "meta", "webhooks", "mcp", "a2a", "ui")
+MIDDLEWARE_ORDERS = ("middleware_first", "auth_first")
+SUPPORTED_HTTP_KEYS = {
+    "app",
+    "cors",
+    "mount_prefix",
+    "configurable_headers",
+    "middleware_order",
+    "enable_custom_route_auth",
+    *(f"disable_{surface}" for surface in HTTP_SURFACES),
+}
+# Request headers never copied into a run's config, whatever `configurable_headers` says.
+NEVER_COPIED_HEADERS = frozenset({"x-api-key", "x-service-key", "x-tenant-id", "authorization"})
+MOUNT_PREFIX = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
 CORS_KEYS = {
     "allow_origins",
     "allow_methods",
@@ -77,6 +96,57 @@ class StoreSettings:
     ttl: TTLSettings = TTLSettings()
 
 
+@functools.lru_cache(maxsize=64)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for header-name globs: `*` is the only wildcard; matched whole, lower-case."""
+    if not patterns:
+        return None
+    parts = (".*".join(re.escape(piece) for piece in p.lower().split("*")) for p in patterns)
+    return re.compile("|".join(f"(?:{part})" for part in parts))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeaderRules:
+    """`http.configurable_headers`: which request headers a run sees in `config.configurable`.
+
+    None by default; a header is copied when its lower-cased name matches an `includes` glob and
+    no `excludes` glob. `NEVER_COPIED_HEADERS` (credentials, tenant) are never copied."""
+
+    includes: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+
+    def select(self, headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+        include, exclude = _globs(self.includes), _globs(self.excludes)
+        if include is None:
+            return {}
+        chosen = {}
+        for raw_name, value in headers:
+            name = raw_name.lower()
+            if name in NEVER_COPIED_HEADERS or not include.fullmatch(name):
+                continue
+            if exclude is None or not exclude.fullmatch(name):
+                chosen[name] = value
+        return chosen
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    """The `http` section: a user app merged into the server, a mount prefix, surfaces turned
+    off, CORS, and the request headers copied into runs."""
+
+    app: str | None = None  # "./file.py:app" or "package.module:app", a Starlette/FastAPI app
+    mount_prefix: str = ""  # "" or "/api": every route under it; /ok and / also at the root
+    disabled: frozenset[str] = frozenset()  # surfaces of HTTP_SURFACES turned off
+    cors: Mapping[str, Any] | None = None
+    configurable_headers: HeaderRules = HeaderRules()
+    # Accepted and kept for when authentication exists; Keel has no auth middleware yet.
+    middleware_order: str = "middleware_first"
+    enable_custom_route_auth: bool = False
+
+    def enabled(self, surface: str) -> bool:
+        return surface not in self.disabled
+
+
 @dataclasses.dataclass
 class Settings:
     """Everything a Keel process needs to know. Built by `load_settings` or directly in tests."""
@@ -94,7 +164,7 @@ class Settings:
     pool_size: int = 20
     poll_seconds: float = 1.0  # shared databases: fallback check for lost notifications
     sqlite_synchronous: str = "NORMAL"
-    cors: dict[str, Any] | None = None
+    http: HttpSettings = HttpSettings()
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     dependencies: list[str] = dataclasses.field(default_factory=list)
     store: StoreSettings = StoreSettings()
@@ -142,34 +212,98 @@ def _graph_specs(raw: Any) -> list[GraphSpec]:
     return specs
 
 
-def _env(raw: Any, base_dir: Path) -> dict[str, str]:
+def _env(raw: Any, base_dir: Path, notes: list[str]) -> dict[str, str]:
     if raw is None:
         return {}
     if isinstance(raw, str):
-        path = base_dir / raw
+        path = (base_dir / raw).resolve()
         if not path.is_file():
-            raise ConfigError(f"env file {raw!r} not found")
+            # As the reference: a missing .env reads as empty (new projects ship without one).
+            notes.append(f"env file {str(path)!r} not found; starting without its variables")
+            return {}
         return {k: v for k, v in dotenv_values(path).items() if v is not None}
     if isinstance(raw, dict):
         return {str(k): str(v) for k, v in raw.items()}
     raise ConfigError("'env' must be an object or a path to a .env file")
 
 
-def _cors(http: Any) -> dict[str, Any] | None:
-    if http is None:
-        return None
-    if not isinstance(http, dict):
-        raise ConfigError("'http' must be an object")
-    unknown = set(http) - SUPPORTED_HTTP_KEYS
-    if unknown:
-        raise ConfigError(f"http keys not supported by Keel yet: {sorted(unknown)}")
-    cors = http.get("cors")
+def _cors(cors: Any) -> dict[str, Any] | None:
     if cors is None:
         return None
+    if not isinstance(cors, dict):
+        raise ConfigError("'http.cors' must be an object")
     bad = set(cors) - CORS_KEYS
     if bad:
         raise ConfigError(f"http.cors keys not supported: {sorted(bad)}")
     return dict(cors)
+
+
+def _globs_list(raw: Any, what: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(p, str) and p for p in raw):
+        raise ConfigError(f"{what} must be a list of header-name patterns")
+    return tuple(raw)
+
+
+def _header_rules(raw: Any) -> HeaderRules:
+    """`configurable_headers`: `includes` / `excludes` (or the reference's aliases `include` /
+    `exclude`), lists of globs."""
+    if raw is None:
+        return HeaderRules()
+    if not isinstance(raw, dict):
+        raise ConfigError("'http.configurable_headers' must be an object")
+    bad = set(raw) - {"includes", "excludes", "include", "exclude"}
+    if bad:
+        raise ConfigError(f"http.configurable_headers keys not supported: {sorted(bad)}")
+    what = "http.configurable_headers"
+    return HeaderRules(
+        includes=_globs_list(raw.get("includes") or raw.get("include"), f"{what}.includes"),
+        excludes=_globs_list(raw.get("excludes") or raw.get("exclude"), f"{what}.excludes"),
+    )
+
+
+def _mount_prefix(raw: Any) -> str:
+    if raw is None:
+        return ""
+    prefix = raw.rstrip("/") if isinstance(raw, str) else None
+    if prefix is None or not raw.startswith("/") or (prefix and not MOUNT_PREFIX.fullmatch(prefix)):
+        raise ConfigError(
+            f"http.mount_prefix must be a path such as '/api' or '/my-deployment/v1', got {raw!r}"
+        )
+    return prefix
+
+
+def _flag(http: dict[str, Any], key: str) -> bool:
+    value = http.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"http.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _http(raw: Any) -> HttpSettings:
+    if raw is None:
+        return HttpSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError("'http' must be an object")
+    unknown = set(raw) - SUPPORTED_HTTP_KEYS
+    if unknown:
+        raise ConfigError(f"http keys not supported by Keel yet: {sorted(unknown)}")
+    app = raw.get("app")
+    if app is not None and (not isinstance(app, str) or ":" not in app):
+        raise ConfigError(f"http.app must be './file.py:app' or 'package.module:app', got {app!r}")
+    order = raw.get("middleware_order") or "middleware_first"
+    if order not in MIDDLEWARE_ORDERS:
+        raise ConfigError(f"http.middleware_order must be one of {list(MIDDLEWARE_ORDERS)}")
+    return HttpSettings(
+        app=app,
+        mount_prefix=_mount_prefix(raw.get("mount_prefix")),
+        disabled=frozenset(s for s in HTTP_SURFACES if _flag(raw, f"disable_{s}")),
+        cors=_cors(raw.get("cors")),
+        configurable_headers=_header_rules(raw.get("configurable_headers")),
+        middleware_order=order,
+        enable_custom_route_auth=_flag(raw, "enable_custom_route_auth"),
+    )
 
 
 def _number(raw: Any, what: str, minimum: float = 0.0) -> float:
@@ -235,8 +369,8 @@ def store_settings(raw: Any) -> StoreSettings:
     return StoreSettings(index=index, ttl=_ttl(raw.get("ttl")))
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """Parse and validate a keel.json / langgraph.json file."""
+def read_config(path: Path, notes: list[str] | None = None) -> dict[str, Any]:
+    """Parse and validate a keel.json / langgraph.json file; warnings are added to `notes`."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -245,17 +379,50 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError("config file must hold a JSON object")
-    for key in sorted(set(data) - SUPPORTED_KEYS):
+    for key in sorted(set(data) - SUPPORTED_KEYS - SILENT_KEYS):
         if key in IGNORED_KEYS:
-            log.warning("config key %r is a build concern; Keel ignores it", key)
+            if notes is not None:
+                notes.append(f"config key {key!r} is a build concern; Keel ignores it")
         else:
             raise ConfigError(f"config key {key!r} is not supported by Keel yet")
     return data
 
 
-def load_settings(config: Path, **overrides: Any) -> Settings:
-    """Settings from a config file, then KEEL_* environment, then explicit overrides."""
-    data = read_config(config)
+ENVIRONMENT = {
+    "KEEL_DATABASE": ("database", str),
+    "KEEL_WORKERS": ("workers", int),
+    "KEEL_LEASE_SECONDS": ("lease_seconds", float),
+    "KEEL_MAX_ATTEMPTS": ("max_attempts", int),
+    "KEEL_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str),
+    "KEEL_RUN_TIMEOUT_SECONDS": ("run_timeout_seconds", float),
+    "KEEL_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
+    "KEEL_PG_POOL_SIZE": ("pool_size", int),
+    "KEEL_POLL_SECONDS": ("poll_seconds", float),
+}
+
+
+def _apply_environment(settings: Settings) -> None:
+    for var, (field, cast) in ENVIRONMENT.items():
+        if var in os.environ:
+            setattr(settings, field, cast(os.environ[var]))
+
+
+def _check(settings: Settings) -> None:
+    settings.backend  # noqa: B018 - validates the URL early, with a clear error
+    if settings.lease_seconds <= 0 or settings.workers < 0 or settings.pool_size < 2:
+        raise ConfigError("lease must be > 0 s, workers >= 0 and the pool size >= 2")
+    settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
+    if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ConfigError(f"sqlite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
+
+
+def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Settings:
+    """Settings from a config file, then KEEL_* environment, then explicit overrides.
+
+    Warnings about the file are logged once, unless `quiet` (a process that re-reads a file its
+    parent has already reported on: the reloading child of `keel dev`)."""
+    notes: list[str] = []
+    data = read_config(config, notes)
     base_dir = config.resolve().parent
     deps = data.get("dependencies", [])
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
@@ -263,32 +430,17 @@ def load_settings(config: Path, **overrides: Any) -> Settings:
     settings = Settings(
         graphs=_graph_specs(data.get("graphs", {})),
         base_dir=base_dir,
-        env=_env(data.get("env"), base_dir),
-        cors=_cors(data.get("http")),
+        env=_env(data.get("env"), base_dir, notes),
+        http=_http(data.get("http")),
         dependencies=deps,
         store=store_settings(data.get("store")),
     )
-    env_map = {
-        "KEEL_DATABASE": ("database", str),
-        "KEEL_WORKERS": ("workers", int),
-        "KEEL_LEASE_SECONDS": ("lease_seconds", float),
-        "KEEL_MAX_ATTEMPTS": ("max_attempts", int),
-        "KEEL_SQLITE_SYNCHRONOUS": ("sqlite_synchronous", str),
-        "KEEL_RUN_TIMEOUT_SECONDS": ("run_timeout_seconds", float),
-        "KEEL_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
-        "KEEL_PG_POOL_SIZE": ("pool_size", int),
-        "KEEL_POLL_SECONDS": ("poll_seconds", float),
-    }
-    for var, (field, cast) in env_map.items():
-        if var in os.environ:
-            setattr(settings, field, cast(os.environ[var]))
+    if not quiet:
+        for note in notes:
+            log.warning(note)
+    _apply_environment(settings)
     for key, value in overrides.items():
         if value is not None:
             setattr(settings, key, value)
-    settings.backend  # noqa: B018 - validates the URL early, with a clear error
-    if settings.lease_seconds <= 0 or settings.workers < 0 or settings.pool_size < 2:
-        raise ConfigError("lease must be > 0 s, workers >= 0 and the pool size >= 2")
-    settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
-    if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
-        raise ConfigError(f"sqlite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
+    _check(settings)
     return settings

@@ -18,7 +18,7 @@ HELP = (
     "No model is configured. Set KEEL_MODEL to an init_chat_model string, e.g. "
     "KEEL_MODEL=openai:gpt-4o-mini (with OPENAI_API_KEY), or point it at a local "
     "OpenAI-compatible server: KEEL_MODEL=openai:<model> OPENAI_BASE_URL=http://127.0.0.1:8000/v1 "
-    "OPENAI_API_KEY=none. Install the provider package (pip install 'keel[models]' "
+    "OPENAI_API_KEY=none. Install the provider package (pip install 'keel-runtime[models]' "
     "langchain-openai) and restart Keel."
 )
 

@@ -5,24 +5,37 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from types import ModuleType
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from keel.errors import KeelError
 from keel.runtime import Runtime
 from keel.settings import Settings
 
 from . import assistants, crons, meta, runs, state, store, threads
+from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
 from .responses import JSON
 
 log = logging.getLogger("keel.http")
 
 EXPOSE = ["content-location", "x-pagination-total", "x-pagination-next", "location"]
+# The API surfaces `http.disable_<surface>` turns off, in route order (as the reference groups
+# them: thread state under threads; crons and runs on a thread under runs).
+SURFACES: tuple[tuple[str, ModuleType], ...] = (
+    ("assistants", assistants),
+    ("threads", threads),
+    ("threads", state),
+    ("runs", crons),
+    ("runs", runs),
+    ("store", store),
+)
 
 
 def _lifespan(
@@ -45,15 +58,39 @@ def _lifespan(
     return lifespan
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The ASGI app. Nothing is opened until the lifespan starts."""
+def create_app(settings: Settings) -> ASGIApp:
+    """The ASGI app. Nothing is opened until the lifespan starts; a custom app (`http.app`) is
+    imported here, so a broken one fails the start."""
+    http = settings.http
+    user = load_user_app(settings)
+    meta_on = http.enabled("meta")  # off: no /, /info, /docs, /redoc, /openapi.json
     app = FastAPI(
         title="Keel",
         version=_version(),
-        lifespan=_lifespan(settings),
+        lifespan=combined_lifespan(_lifespan(settings), user),
         default_response_class=JSON,
+        openapi_url="/openapi.json" if meta_on else None,
+        docs_url="/docs" if meta_on else None,
+        redoc_url="/redoc" if meta_on else None,
     )
-    cors = settings.cors or {}
+    _add_cors(app, settings)
+    _install_error_handlers(app)
+    # Routes are tried in order: the docs and /ok, then the custom app's, then Keel's others.
+    if meta_on:
+        app.include_router(meta.health)
+    if user is not None:
+        adopt_user_app(app, user)
+    app.include_router(meta.router if meta_on else meta.disabled)
+    for surface, module in SURFACES:
+        if http.enabled(surface):
+            app.include_router(module.router)
+    if http.mount_prefix:
+        return mounted(app, http.mount_prefix, meta.ok)
+    return app
+
+
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    cors = settings.http.cors or {}
     app.add_middleware(
         CORSMiddleware,
         allow_origins=cors.get("allow_origins", ["*"]),
@@ -64,10 +101,6 @@ def create_app(settings: Settings) -> FastAPI:
         expose_headers=cors.get("expose_headers", EXPOSE),
         max_age=cors.get("max_age", 600),
     )
-    _install_error_handlers(app)
-    for module in (meta, assistants, threads, state, crons, runs, store):
-        app.include_router(module.router)
-    return app
 
 
 def _version() -> str:

@@ -1,4 +1,9 @@
-"""Meta routes: health and server info."""
+"""Meta routes: health and server info.
+
+`health` (`/ok`) is never replaced by a custom app (`http.app`); `router` (`/`, `/info`) may be.
+With `http.disable_meta`, only `disabled` is served: a plain `/ok` (no database check), which a
+custom app may replace, as in the reference.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,19 @@ from keel import __version__
 from .deps import query_bool, services
 from .responses import JSON
 
+health = APIRouter(tags=["meta"])
 router = APIRouter(tags=["meta"])
+disabled = APIRouter(tags=["meta"])
 
 
-@router.get("/ok")
-@router.get("/")
+@health.get("/ok")
 async def ok(request: Request) -> Any:
     if query_bool(request, "check_db"):
         await services(request).storage.ping(within=2.0)
     return JSON({"ok": True})
+
+
+router.add_api_route("/", ok, methods=["GET"])
 
 
 @router.get("/info")
@@ -34,3 +43,8 @@ async def info(request: Request) -> Any:
             "host": {"kind": "self-hosted", "database": services(request).storage.dialect.name},
         }
     )
+
+
+@disabled.get("/ok")
+async def ok_plain() -> Any:
+    return JSON({"ok": True})

@@ -27,8 +27,13 @@ router = APIRouter(tags=["runs"])
 async def _create(request: Request, thread_id: str | None) -> tuple[Services, Row]:
     s = services(request)
     parsed = await body(request, RunCreate)
-    run = await s.runs.create(parsed.normalized(thread_id is None), thread_id)
+    run = await s.runs.create(parsed.normalized(thread_id is None), thread_id, _headers(s, request))
     return s, run
+
+
+def _headers(s: Services, request: Request) -> dict[str, str]:
+    """The request headers `http.configurable_headers` copies into the run's configurable."""
+    return s.settings.http.configurable_headers.select(request.headers.items())
 
 
 def _run_path(run: Row, stateless: bool = False) -> str:
@@ -254,7 +259,8 @@ async def batch(request: Request) -> Any:
     if not isinstance(payload, list):
         raise InvalidInput("body: expected an array of run-create objects")
     bodies = [validate(RunCreate, item).normalized(True) for item in payload]
-    runs = [run_view(await s.runs.create(b, None)) for b in bodies]
+    headers = _headers(s, request)
+    runs = [run_view(await s.runs.create(b, None, headers)) for b in bodies]
     return JSON(runs)
 
 

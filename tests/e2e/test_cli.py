@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import GRAPHS_CONFIG
+from tests.support.reference import ROOT
 from tests.support.server import KeelServer, free_port
 
 
@@ -112,7 +115,8 @@ graph = builder.compile()
 
 def _answer(url: str) -> str | None:
     try:
-        res = httpx.post(url + "/runs/wait", json={"assistant_id": "g", "input": {}}, timeout=10.0)
+        body = {"assistant_id": "agent", "input": {}}
+        res = httpx.post(url + "/runs/wait", json=body, timeout=10.0)
     except httpx.HTTPError:
         return None
     if res.status_code != 200:
@@ -130,32 +134,81 @@ def _poll_answer(url: str, want: str, seconds: float) -> bool:
     return False
 
 
-def test_dev_reloads_on_code_change(tmp_path: Path) -> None:
-    graph_file = tmp_path / "agent.py"
+# What `langgraph new --template new-langgraph-project-python` writes: a `$schema` for editors, a
+# `.env` it does not ship, a build key.
+TEMPLATE_CONFIG = {
+    "$schema": "https://langgra.ph/schema.json",
+    "dependencies": ["."],
+    "graphs": {"agent": "./src/agent/graph.py:graph"},
+    "env": ".env",
+    "image_distro": "wolfi",
+}
+
+
+def test_dev_runs_the_template_project_and_reloads_on_code_only(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    graph_file = project / "src" / "agent" / "graph.py"
+    graph_file.parent.mkdir(parents=True)
     graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "first"))
-    (tmp_path / "keel.json").write_text(json.dumps({"graphs": {"g": "./agent.py:graph"}}))
+    (project / "langgraph.json").write_text(json.dumps(TEMPLATE_CONFIG))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keel.cli",
-            "dev",
-            "--port",
-            str(port),
-            "--database",
-            f"sqlite:///{tmp_path / 'k.db'}",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = tmp_path / "dev.log"  # outside the watched folder
+    with log.open("wb") as out:
+        # The default database: .keel/keel.db inside the project, under the file watcher.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "keel.cli", "dev", "--port", str(port)],
+            cwd=project,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        assert _poll_answer(url, "first", 30), "dev server never answered"
+        assert _poll_answer(url, "first", 30), f"dev server never answered:\n{log.read_text()}"
+        for _ in range(3):  # runs write the database, its -wal and -shm files
+            assert _answer(url) == "first"
         graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "second"))
         assert _poll_answer(url, "second", 30), "dev server did not reload the changed graph"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
+    text = log.read_text()
+    assert "Reloading..." in text, text
+    # The graph file is the one change the watcher reported before reloading: the database
+    # writes of the runs before it were not reported (they were, as "N changes detected").
+    reported = re.findall(r"(\d+) changes? detected", text.split("Reloading...")[0])
+    assert reported == ["1"], text
+    # The config's warnings are printed once: not by the reloading child, not after the reload.
+    assert text.count(f"env file {str(project / '.env')!r} not found") == 1, text
+    assert text.count("'image_distro' is a build concern") == 1, text
+    assert "$schema" not in text, text
+
+
+def test_scripts_dev_checks_the_port_before_installing(tmp_path: Path) -> None:
+    scripts = tmp_path / "scripts"  # a copy: its .venv would land in tmp_path
+    scripts.mkdir()
+    for name in ("dev", "_venv.sh"):
+        shutil.copy2(ROOT / "scripts" / name, scripts / name)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        done = subprocess.run(
+            [str(scripts / "dev"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"127.0.0.1:{port}" in done.stderr and "--port" in done.stderr, done.stderr
+    assert not (tmp_path / ".venv").exists(), "installed before checking the port"
+
+
+def test_broken_custom_app_stops_the_start_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("app = 42\n")
+    cfg = tmp_path / "langgraph.json"
+    cfg.write_text(json.dumps({"graphs": {}, "http": {"app": "./app.py:app"}}))
+    db = f"sqlite:///{tmp_path / 'k.db'}"
+    done = keel("serve", "--config", str(cfg), "--port", str(free_port()), "--database", db)
+    assert done.returncode == 2
+    assert "http.app" in done.stderr and "not a Starlette or FastAPI application" in done.stderr

@@ -70,8 +70,8 @@ class ReferenceServer:
             LANGGRAPH_CLI_NO_ANALYTICS="1",
             PYTHONPATH=str(ROOT),
             PATH=f"{binary.parent}:{env.get('PATH', '')}",
-            **self.extra_env,
         )
+        env.update(self.extra_env)  # may replace the above (PYTHONPATH)
         cmd = [str(binary), "dev", "--config", str(config), "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port), "--no-browser", "--no-reload"]
         with self.log_path.open("ab") as log:

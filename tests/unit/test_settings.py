@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from keel.errors import ConfigError
-from keel.settings import IndexSettings, StoreSettings, TTLSettings, load_settings
+from keel.settings import (
+    HeaderRules,
+    HttpSettings,
+    IndexSettings,
+    StoreSettings,
+    TTLSettings,
+    load_settings,
+)
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -34,7 +42,7 @@ def test_graphs_env_dict_and_cors(tmp_path: Path) -> None:
         ("b", "pkg.mod:g", "B"),
     ]
     assert s.env == {"X": "1"}
-    assert s.cors == {"allow_origins": ["https://example.com"]}
+    assert s.http.cors == {"allow_origins": ["https://example.com"]}
     assert s.base_dir == tmp_path.resolve()
 
 
@@ -44,9 +52,29 @@ def test_env_file(tmp_path: Path) -> None:
     assert s.env == {"A": "1", "B": "two"}
 
 
-def test_missing_env_file_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"nope\.env"):
-        load_settings(write(tmp_path, {"graphs": {}, "env": "nope.env"}))
+def test_missing_env_file_reads_as_empty_with_a_warning_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The new-langgraph-project template names a .env it does not ship; the reference starts.
+    with caplog.at_level(logging.WARNING, logger="keel.settings"):
+        s = load_settings(write(tmp_path, {"graphs": {}, "env": ".env"}))
+    assert s.env == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"env file {str(tmp_path.resolve() / '.env')!r} not found; starting without its variables"
+    ]
+
+
+def test_schema_key_is_silent_and_quiet_reports_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = write(tmp_path, {"$schema": "https://langgra.ph/schema.json", "graphs": {}})
+    with caplog.at_level(logging.DEBUG, logger="keel.settings"):
+        load_settings(cfg)
+    assert caplog.records == []
+    noisy = write(tmp_path, {"graphs": {}, "env": ".env", "image_distro": "wolfi"})
+    with caplog.at_level(logging.DEBUG, logger="keel.settings"):
+        load_settings(noisy, quiet=True)  # the reloading child of `keel dev`
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize("key", ["auth", "checkpointer", "webhooks", "ui", "nonsense"])
@@ -56,8 +84,73 @@ def test_unsupported_key_is_an_error_naming_it(tmp_path: Path, key: str) -> None
 
 
 def test_unsupported_http_key_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="app"):
-        load_settings(write(tmp_path, {"graphs": {}, "http": {"app": "./x.py:app"}}))
+    with pytest.raises(ConfigError, match="logging_headers"):
+        load_settings(write(tmp_path, {"graphs": {}, "http": {"logging_headers": {}}}))
+
+
+def test_http_section(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, {"graphs": {}})).http == HttpSettings()
+    http = {
+        "app": "./app.py:app",
+        "mount_prefix": "/my-deployment/api/",
+        **{f"disable_{s}": True for s in ("assistants", "webhooks", "mcp", "a2a", "ui")},
+        "disable_threads": False,
+        "configurable_headers": {"include": ["x-*"], "exclude": ["x-secret"]},
+        "middleware_order": "auth_first",
+        "enable_custom_route_auth": True,
+    }
+    s = load_settings(write(tmp_path, {"graphs": {}, "http": http})).http
+    assert (s.app, s.mount_prefix) == ("./app.py:app", "/my-deployment/api")
+    assert s.disabled == {"assistants", "webhooks", "mcp", "a2a", "ui"}
+    assert s.enabled("threads") and not s.enabled("assistants")
+    assert s.configurable_headers == HeaderRules(("x-*",), ("x-secret",))
+    assert (s.middleware_order, s.enable_custom_route_auth) == ("auth_first", True)
+
+
+@pytest.mark.parametrize(
+    ("http", "match"),
+    [
+        ({"app": "./app.py"}, "http.app"),
+        ({"app": 3}, "http.app"),
+        ({"mount_prefix": "api"}, "mount_prefix"),
+        ({"mount_prefix": "/a b"}, "mount_prefix"),
+        ({"disable_threads": "yes"}, "disable_threads"),
+        ({"disable_everything": True}, "disable_everything"),
+        ({"middleware_order": "sometimes"}, "middleware_order"),
+        ({"enable_custom_route_auth": 1}, "enable_custom_route_auth"),
+        ({"configurable_headers": {"includes": "x-*"}}, "includes"),
+        ({"configurable_headers": {"only": ["x-*"]}}, "only"),
+        ({"cors": {"allow_everything": True}}, "allow_everything"),
+        ([], "http"),
+    ],
+)
+def test_bad_http_section_is_an_error_naming_it(tmp_path: Path, http: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_settings(write(tmp_path, {"graphs": {}, "http": http}))
+
+
+def test_configurable_headers_select() -> None:
+    headers = [
+        ("x-user-id", "u"),
+        ("X-Tenant-Name", "t"),  # matched lower-cased, patterns too
+        ("x-user-secret", "s"),
+        ("user-agent", "ua"),
+        ("authorization", "Bearer x"),
+        ("x-api-key", "k"),
+        ("x-service-key", "k"),
+        ("x-tenant-id", "t"),
+        ("accept", "*/*"),
+    ]
+    assert HeaderRules().select(headers) == {}  # nothing is copied by default
+    rules = HeaderRules(includes=("X-User-*", "x-tenant*", "*-agent", "authorization", "x-*-key"))
+    assert rules.select(headers) == {
+        "x-user-id": "u",
+        "x-tenant-name": "t",
+        "x-user-secret": "s",
+        "user-agent": "ua",
+    }
+    assert HeaderRules(("x-user-*",), ("*secret",)).select(headers) == {"x-user-id": "u"}
+    assert HeaderRules(("x-user-[a-z]d",)).select([("x-user-id", "u")]) == {}  # `*` only
 
 
 def test_build_keys_only_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -99,7 +192,8 @@ def test_database_urls_sqlite_or_postgres(tmp_path: Path) -> None:
 
 
 def test_bad_process_settings_are_refused(tmp_path: Path) -> None:
-    for bad in ({"lease_seconds": 0}, {"workers": -1}, {"pool_size": 1}):
+    bads: list[dict[str, Any]] = [{"lease_seconds": 0}, {"workers": -1}, {"pool_size": 1}]
+    for bad in bads:
         with pytest.raises(ConfigError, match="lease"):
             load_settings(write(tmp_path, {"graphs": {}}), **bad)
 
