@@ -13,6 +13,7 @@ from keel.graphs import GraphRegistry, system_assistant_id
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import TERMINAL, Event, RunChannel, StreamHub, parse_last_event_id
+from keel.threads import run_thread_config
 
 STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 # Notification channels between processes sharing a database (see keel/relay.py).
@@ -52,7 +53,9 @@ def run_config(
     body_config = body.get("config") or {}
     if (body_config.get("configurable") or {}) and body.get("context"):
         raise BadRequest("Cannot specify both configurable and context. Prefer context.")
-    config = deep_merge(deep_merge(assistant["config"], thread.get("config") or {}), body_config)
+    # Of the thread's config (see keel.threads.run_thread_config) only `configurable` carries over.
+    thread_conf = {"configurable": (thread.get("config") or {}).get("configurable") or {}}
+    config = deep_merge(deep_merge(assistant["config"], thread_conf), body_config)
     checkpoint = dict(body.get("checkpoint") or {})
     checkpoint.pop("thread_id", None)
     if body.get("checkpoint_id"):
@@ -177,7 +180,9 @@ class RunService:
             await tx.insert_run(run)
             meta = {**thread["metadata"], "graph_id": assistant["graph_id"]}
             meta["assistant_id"] = assistant["assistant_id"]
-            await tx.mark_thread_busy(tid, meta, now)
+            if thread["status"] != "busy":  # as the reference: a busy thread keeps its config
+                thread["config"] = run_thread_config(assistant, thread, body.get("config"))
+            await tx.mark_thread_busy(tid, meta, thread["config"], now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
             await tx.notify(RUNS_CHANNEL, self.origin)
@@ -206,7 +211,7 @@ class RunService:
             "created_at": now,
             "updated_at": now,
             "metadata": meta,
-            "config": {},
+            "config": run_thread_config(assistant, {}, body.get("config")),
             "status": "busy",
             "values": None,
             "interrupts": {},

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from keel.runs import thread_events
+from keel.state import StateService
 from keel.streams import HEARTBEAT, sse
 from keel.threads import ThreadService
 
@@ -29,11 +30,12 @@ def _svc(request: Request) -> ThreadService:
 async def create(request: Request) -> Any:
     parsed = await body(request, ThreadCreate)
     data = parsed.given()
-    if parsed.supersteps:
-        from keel.errors import InvalidInput
-
-        raise InvalidInput("supersteps: not supported yet")
-    return JSON(await _svc(request).create(data))
+    supersteps = parsed.superstep_rows()
+    if not supersteps:
+        return JSON(await _svc(request).create(data))
+    s = services(request)
+    state = StateService(s.storage, s.graphs, s.hub)
+    return JSON(await state.create_thread(_svc(request), data, supersteps))
 
 
 @router.post("/threads/search")
