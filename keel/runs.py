@@ -102,14 +102,32 @@ def run_kwargs(body: Row, config: Row, context: Row, checkpoint: Row) -> Row:
         "temporary": False,
         "subgraphs": bool(body.get("stream_subgraphs")),
         "resumable": bool(body.get("stream_resumable")),
+        "checkpoint_during": body.get("checkpoint_during", True),
         "durability": body.get("durability") or "async",
         "on_disconnect": body.get("on_disconnect") or "continue",
         "checkpoint": checkpoint or None,
     }
 
 
+def run_metadata(body: Row, assistant: Row, thread: Row) -> Row:
+    """A run's metadata as the reference keeps it: the assistant's, the thread's, the request's."""
+    return {
+        **assistant["metadata"],
+        **thread["metadata"],
+        **((body.get("config") or {}).get("metadata") or {}),
+        **(body.get("metadata") or {}),
+        "assistant_id": assistant["assistant_id"],
+    }
+
+
+# Kept in a run's kwargs for the worker, not part of the reference's Run object.
+PRIVATE_KWARGS = ("checkpoint", "on_disconnect")
+
+
 def run_view(run: Row) -> Row:
-    """The Run object as the API returns it."""
+    """The Run object as the API returns it (the reference's keys)."""
+    kwargs = {k: v for k, v in run["kwargs"].items() if k not in PRIVATE_KWARGS}
+    kwargs.setdefault("checkpoint_during", True)
     return {
         "run_id": run["run_id"],
         "thread_id": run["thread_id"],
@@ -118,8 +136,9 @@ def run_view(run: Row) -> Row:
         "updated_at": run["updated_at"],
         "status": run["status"],
         "metadata": run["metadata"],
-        "kwargs": run["kwargs"],
+        "kwargs": kwargs,
         "multitask_strategy": run["multitask_strategy"],
+        "langsmith_session_name": None,
     }
 
 
@@ -174,15 +193,12 @@ class RunService:
                     "different multitask strategy."
                 )
             self._check_resume(body, thread, active, stateless)
+            thread = self._taken(thread, body, assistant)
             run = self._build_run(body, assistant, thread, tid, run_id, now_ts, strategy)
             run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
             run["kwargs"]["temporary"] = stateless
             await tx.insert_run(run)
-            meta = {**thread["metadata"], "graph_id": assistant["graph_id"]}
-            meta["assistant_id"] = assistant["assistant_id"]
-            if thread["status"] != "busy":  # as the reference: a busy thread keeps its config
-                thread["config"] = run_thread_config(assistant, thread, body.get("config"))
-            await tx.mark_thread_busy(tid, meta, thread["config"], now)
+            await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
             await tx.notify(RUNS_CHANNEL, self.origin)
@@ -220,6 +236,20 @@ class RunService:
         return thread, tid
 
     @staticmethod
+    def _taken(thread: Row, body: Row, assistant: Row) -> Row:
+        """The thread as a new run leaves it: its graph and assistant in the metadata and, unless
+        it is busy (as the reference), the config the run brings (`run_thread_config`)."""
+        meta = {
+            **thread["metadata"],
+            "graph_id": assistant["graph_id"],
+            "assistant_id": assistant["assistant_id"],
+        }
+        config = thread.get("config") or {}
+        if thread["status"] != "busy":
+            config = run_thread_config(assistant, thread, body.get("config"))
+        return {**thread, "metadata": meta, "config": config}
+
+    @staticmethod
     def _check_resume(body: Row, thread: Row, active: list[Row], stateless: bool) -> None:
         command = body.get("command") or {}
         if "resume" not in command:
@@ -248,7 +278,7 @@ class RunService:
             "created_at": created,
             "updated_at": created,
             "status": "pending",
-            "metadata": body.get("metadata") or {},
+            "metadata": run_metadata(body, assistant, thread),
             "kwargs": run_kwargs(body, config, run_context(body, assistant), checkpoint),
             "multitask_strategy": strategy,
         }

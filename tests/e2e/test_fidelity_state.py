@@ -321,3 +321,57 @@ async def test_thread_search_validation(http: httpx.AsyncClient) -> None:
     for body, status in cases:
         res = await http.post("/threads/search", json=body)
         assert res.status_code == status and res.json()["detail"], (body, res.text)
+
+
+RUN_KEYS = {
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "created_at",
+    "updated_at",
+    "status",
+    "metadata",
+    "kwargs",
+    "multitask_strategy",
+    "langsmith_session_name",
+}
+RUN_KWARGS = {
+    "input",
+    "command",
+    "config",
+    "context",
+    "stream_mode",
+    "interrupt_before",
+    "interrupt_after",
+    "webhook",
+    "feedback_keys",
+    "temporary",
+    "subgraphs",
+    "resumable",
+    "checkpoint_during",
+    "durability",
+}
+
+
+async def test_run_objects_carry_the_references_keys(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    tid = (await client.threads.create(metadata={"a": 1}))["thread_id"]
+    run = await client.runs.create(tid, "pipeline", input={"topic": "x"}, metadata={"m": 2})
+    await client.runs.join(tid, run["run_id"])
+    listed = await client.runs.list(tid)
+    for shown in (run, await client.runs.get(tid, run["run_id"]), *listed):
+        assert set(shown) == RUN_KEYS and shown["langsmith_session_name"] is None
+        assert set(shown["kwargs"]) == RUN_KWARGS and shown["kwargs"]["checkpoint_during"]
+        assert shown["metadata"] == {
+            "created_by": "system",
+            "a": 1,
+            "graph_id": "pipeline",
+            "assistant_id": system_id("pipeline"),
+            "m": 2,
+        }
+        assert shown["kwargs"]["config"]["metadata"]["graph_id"] == "pipeline"
+    body = {"assistant_id": "pipeline", "input": {"topic": "y"}, "checkpoint_during": False}
+    later = (await http.post(f"/threads/{tid}/runs", json=body)).json()
+    assert later["kwargs"]["checkpoint_during"] is False
+    await client.runs.join(tid, later["run_id"])
