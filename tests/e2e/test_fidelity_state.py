@@ -375,3 +375,12 @@ async def test_run_objects_carry_the_references_keys(
     later = (await http.post(f"/threads/{tid}/runs", json=body)).json()
     assert later["kwargs"]["checkpoint_during"] is False
     await client.runs.join(tid, later["run_id"])
+
+
+async def test_thread_stream_refuses_unknown_stream_modes(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    tid = (await client.threads.create())["thread_id"]
+    for modes in ("nope", ["run_modes", "values"]):
+        res = await http.get(f"/threads/{tid}/stream", params={"stream_modes": modes})
+        assert res.status_code == 422 and "Invalid stream mode" in res.json()["detail"]
