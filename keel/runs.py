@@ -13,6 +13,7 @@ from keel.graphs import GraphRegistry, system_assistant_id
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import TERMINAL, Event, RunChannel, StreamHub, parse_last_event_id
+from keel.threads import run_thread_config
 
 STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 # Notification channels between processes sharing a database (see keel/relay.py).
@@ -52,7 +53,9 @@ def run_config(
     body_config = body.get("config") or {}
     if (body_config.get("configurable") or {}) and body.get("context"):
         raise BadRequest("Cannot specify both configurable and context. Prefer context.")
-    config = deep_merge(deep_merge(assistant["config"], thread.get("config") or {}), body_config)
+    # Of the thread's config (see keel.threads.run_thread_config) only `configurable` carries over.
+    thread_conf = {"configurable": (thread.get("config") or {}).get("configurable") or {}}
+    config = deep_merge(deep_merge(assistant["config"], thread_conf), body_config)
     checkpoint = dict(body.get("checkpoint") or {})
     checkpoint.pop("thread_id", None)
     if body.get("checkpoint_id"):
@@ -100,14 +103,32 @@ def run_kwargs(body: Row, config: Row, context: Row, checkpoint: Row) -> Row:
         "temporary": False,
         "subgraphs": bool(body.get("stream_subgraphs")),
         "resumable": bool(body.get("stream_resumable")),
+        "checkpoint_during": body.get("checkpoint_during", True),
         "durability": body.get("durability") or "async",
         "on_disconnect": body.get("on_disconnect") or "continue",
         "checkpoint": checkpoint or None,
     }
 
 
+def run_metadata(body: Row, assistant: Row, thread: Row) -> Row:
+    """A run's metadata as the reference keeps it: the assistant's, the thread's, the request's."""
+    return {
+        **assistant["metadata"],
+        **thread["metadata"],
+        **((body.get("config") or {}).get("metadata") or {}),
+        **(body.get("metadata") or {}),
+        "assistant_id": assistant["assistant_id"],
+    }
+
+
+# Kept in a run's kwargs for the worker, not part of the reference's Run object.
+PRIVATE_KWARGS = ("checkpoint", "on_disconnect")
+
+
 def run_view(run: Row) -> Row:
-    """The Run object as the API returns it."""
+    """The Run object as the API returns it (the reference's keys)."""
+    kwargs = {k: v for k, v in run["kwargs"].items() if k not in PRIVATE_KWARGS}
+    kwargs.setdefault("checkpoint_during", True)
     return {
         "run_id": run["run_id"],
         "thread_id": run["thread_id"],
@@ -116,8 +137,9 @@ def run_view(run: Row) -> Row:
         "updated_at": run["updated_at"],
         "status": run["status"],
         "metadata": run["metadata"],
-        "kwargs": run["kwargs"],
+        "kwargs": kwargs,
         "multitask_strategy": run["multitask_strategy"],
+        "langsmith_session_name": None,
     }
 
 
@@ -172,13 +194,12 @@ class RunService:
                     "different multitask strategy."
                 )
             self._check_resume(body, thread, active, stateless)
+            thread = self._taken(thread, body, assistant)
             run = self._build_run(body, assistant, thread, tid, run_id, now_ts, strategy, headers)
             run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
             run["kwargs"]["temporary"] = stateless
             await tx.insert_run(run)
-            meta = {**thread["metadata"], "graph_id": assistant["graph_id"]}
-            meta["assistant_id"] = assistant["assistant_id"]
-            await tx.mark_thread_busy(tid, meta, now)
+            await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
             await tx.notify(RUNS_CHANNEL, self.origin)
@@ -207,13 +228,27 @@ class RunService:
             "created_at": now,
             "updated_at": now,
             "metadata": meta,
-            "config": {},
+            "config": run_thread_config(assistant, {}, body.get("config")),
             "status": "busy",
             "values": None,
             "interrupts": {},
         }
         await tx.insert_thread(thread)
         return thread, tid
+
+    @staticmethod
+    def _taken(thread: Row, body: Row, assistant: Row) -> Row:
+        """The thread as a new run leaves it: its graph and assistant in the metadata and, unless
+        it is busy (as the reference), the config the run brings (`run_thread_config`)."""
+        meta = {
+            **thread["metadata"],
+            "graph_id": assistant["graph_id"],
+            "assistant_id": assistant["assistant_id"],
+        }
+        config = thread.get("config") or {}
+        if thread["status"] != "busy":
+            config = run_thread_config(assistant, thread, body.get("config"))
+        return {**thread, "metadata": meta, "config": config}
 
     @staticmethod
     def _check_resume(body: Row, thread: Row, active: list[Row], stateless: bool) -> None:
@@ -245,7 +280,7 @@ class RunService:
             "created_at": created,
             "updated_at": created,
             "status": "pending",
-            "metadata": body.get("metadata") or {},
+            "metadata": run_metadata(body, assistant, thread),
             "kwargs": run_kwargs(body, config, run_context(body, assistant), checkpoint),
             "multitask_strategy": strategy,
         }

@@ -1,23 +1,28 @@
-"""Thread state: read, update and history, from the thread's checkpoints."""
+"""Thread state: read, update, bulk update and history, from the thread's checkpoints."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.types import StateSnapshot
+from langgraph.errors import EmptyInputError, InvalidUpdateError
+from langgraph.types import StateSnapshot, StateUpdate
 from langgraph_sdk.runtime import AccessContext
 
 from keel import clock
 from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
-from keel.execution import interrupts_view, thread_interrupts
-from keel.graphs import GraphRegistry
+from keel.execution import build_command, interrupts_view, thread_interrupts
+from keel.graphs import Graph, GraphRegistry
 from keel.runs import THREAD_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.storage.base import Storage
 from keel.storage.tx import Row
 from keel.streams import StreamHub
-from keel.threads import get_thread
+from keel.threads import ThreadService, get_thread
 
 EMPTY_STATE: Row = {
     "values": {},
@@ -31,20 +36,29 @@ EMPTY_STATE: Row = {
     "checkpoint_id": None,
     "parent_checkpoint_id": None,
 }
+# What LangGraph raises when an update does not fit the graph: values of the wrong shape or type
+# (also from the graph's own reducers), a node or subgraph it does not have.
+UPDATE_ERRORS = (InvalidUpdateError, EmptyInputError, ValueError, KeyError, TypeError)
 
 
-def checkpoint_of(config: RunnableConfig | dict[str, Any] | None) -> Row | None:
-    if not config:
+def checkpoint_view(config: RunnableConfig | dict[str, Any] | None) -> Row | None:
+    """A snapshot's checkpoint as the API shows it: null unless it names a checkpoint."""
+    c = (config or {}).get("configurable") or {}
+    if not c.get("thread_id") or not c.get("checkpoint_id"):
         return None
-    c = config.get("configurable", {})
-    out = {
-        "thread_id": c.get("thread_id"),
-        "checkpoint_ns": c.get("checkpoint_ns", ""),
-        "checkpoint_id": c.get("checkpoint_id"),
-    }
-    if c.get("checkpoint_map"):
-        out["checkpoint_map"] = c["checkpoint_map"]
+    out = {"thread_id": c["thread_id"]}
+    if "checkpoint_ns" in c:
+        out["checkpoint_ns"] = c["checkpoint_ns"] or ""
+    out["checkpoint_id"] = c["checkpoint_id"]
+    if "checkpoint_map" in c:
+        out["checkpoint_map"] = jsonable(c["checkpoint_map"])
     return out
+
+
+def _error_text(error: Any) -> str | None:
+    if error is None or isinstance(error, str):
+        return error
+    return repr(error)
 
 
 def _task(task: Any) -> Row:
@@ -52,10 +66,11 @@ def _task(task: Any) -> Row:
     return {
         "id": task.id,
         "name": task.name,
-        "path": list(task.path) if getattr(task, "path", None) else [],
-        "error": None if task.error is None else repr(task.error),
+        "path": jsonable(list(task.path)) if getattr(task, "path", None) else [],
+        "error": _error_text(task.error),
         "interrupts": interrupts_view(task.interrupts),
-        "checkpoint": checkpoint_of(state) if isinstance(state, dict) else None,
+        # A subgraph task read without subgraphs=true: the subgraph's config, as LangGraph has it.
+        "checkpoint": jsonable(state.get("configurable")) if isinstance(state, dict) else None,
         "state": snapshot_view(state) if isinstance(state, StateSnapshot) else None,
         "result": jsonable(getattr(task, "result", None)),
     }
@@ -63,9 +78,10 @@ def _task(task: Any) -> Row:
 
 def snapshot_view(s: StateSnapshot) -> Row:
     metadata = dict(s.metadata or {})
-    metadata.pop("checkpoint_ns", None)
-    checkpoint = checkpoint_of(s.config)
-    parent = checkpoint_of(s.parent_config)
+    if metadata.get("checkpoint_ns") == "":
+        metadata.pop("checkpoint_ns")
+    checkpoint = checkpoint_view(s.config)
+    parent = checkpoint_view(s.parent_config)
     return {
         "values": jsonable(s.values),
         "next": list(s.next),
@@ -75,21 +91,55 @@ def snapshot_view(s: StateSnapshot) -> Row:
         "created_at": s.created_at,
         "parent_checkpoint": parent,
         "interrupts": interrupts_view(s.interrupts),
-        "checkpoint_id": checkpoint["checkpoint_id"] if checkpoint else None,
+        "checkpoint_id": (s.config or {}).get("configurable", {}).get("checkpoint_id"),
         "parent_checkpoint_id": parent["checkpoint_id"] if parent else None,
     }
 
 
-def _before(before: Any, thread_id: str) -> RunnableConfig | None:
-    if before is None:
-        return None
-    if isinstance(before, str):
-        return {"configurable": {"thread_id": thread_id, "checkpoint_id": before}}
+def check_checkpoint_id(value: Any, what: str = "checkpoint_id") -> str:
+    """Checkpoint ids are the UUIDs LangGraph makes; anything else cannot name one (422)."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidInput(f"Invalid {what}: '{value}' is not a valid UUID") from None
+    return str(value)
+
+
+def checkpoint_selector(checkpoint: Row | None, thread_id: str) -> Row:
+    """The `configurable` naming a thread's checkpoint (the root namespace unless it says
+    otherwise; LangGraph echoes it back); `thread_id` is always the path's."""
+    conf = {k: v for k, v in (checkpoint or {}).items() if v is not None and k != "thread_id"}
+    if conf.get("checkpoint_id") == "":
+        del conf["checkpoint_id"]
+    if "checkpoint_id" in conf:
+        check_checkpoint_id(conf["checkpoint_id"])
+    return {"thread_id": thread_id, "checkpoint_ns": "", **conf}
+
+
+def _before(before: Any, thread_id: str, ns: str) -> Row | None:
+    """`before` as a checkpoint id, `{"configurable": {...}}` or a flat checkpoint dict."""
     if isinstance(before, dict):
         conf = before.get("configurable", before)
-        if isinstance(conf, dict) and conf.get("checkpoint_id"):
-            return {"configurable": {"thread_id": thread_id, **conf}}
-    raise InvalidInput("before: expected a checkpoint id or a checkpoint object")
+        before = conf.get("checkpoint_id") if isinstance(conf, dict) else None
+    if before is None or before == "":
+        return None  # the reference ignores a `before` that names no checkpoint
+    if not isinstance(before, str):
+        raise InvalidInput("before: expected a checkpoint id or a checkpoint object")
+    check_checkpoint_id(before, "before")
+    return {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": before}
+
+
+def superstep_updates(supersteps: list[Row]) -> list[list[StateUpdate]]:
+    """`threads.create(supersteps=...)` updates as LangGraph's `StateUpdate`s (a `command`
+    replaces the values, as in the reference)."""
+    out = []
+    for step in supersteps:
+        updates = []
+        for u in step.get("updates") or []:
+            values: Any = build_command(u["command"]) if u.get("command") else u.get("values")
+            updates.append(StateUpdate(values, u.get("as_node")))
+        out.append(updates)
+    return out
 
 
 class StateService:
@@ -102,74 +152,147 @@ class StateService:
         async with self.storage.read() as tx:
             return await get_thread(tx, thread_id)
 
-    def _graph(self, thread: Row, access: AccessContext = "threads.read") -> Any:
-        graph_id = thread["metadata"].get("graph_id")
-        if graph_id is None or graph_id not in self.graphs:
+    def graph_id(self, metadata: Row) -> str | None:
+        """The thread's graph id (None before its first run); 404 when no longer deployed."""
+        graph_id = metadata.get("graph_id")
+        if graph_id is None:
             return None
-        config = {"configurable": {"thread_id": thread["thread_id"], "graph_id": graph_id}}
+        if str(graph_id) not in self.graphs:
+            raise NotFound(f"Graph '{graph_id}' not found. Expected one of: {self.graphs.ids()}")
+        return str(graph_id)
+
+    @contextlib.asynccontextmanager
+    async def _graph(
+        self, thread: Row, graph_id: str, access: AccessContext
+    ) -> AsyncIterator[Graph]:
+        """The thread's graph, a factory built with the thread's config (its assistant's)."""
+        config = copy.deepcopy(thread.get("config") or {})
+        config["configurable"] = {
+            **(config.get("configurable") or {}),
+            "thread_id": thread["thread_id"],
+            "graph_id": graph_id,
+        }
         storage = self.storage
-        return self.graphs.get(graph_id).build(
+        async with self.graphs.get(graph_id).build(
             config, storage.checkpointer, storage.store, access
-        )
+        ) as graph:
+            yield graph
+
+    async def _require(self, conf: Row) -> None:
+        """404 unless the checkpoint `conf` names exists (only checked when it names one)."""
+        if conf.get("checkpoint_id") is None:
+            return
+        config: Any = {"configurable": conf}
+        if await self.storage.checkpointer.aget_tuple(config) is None:
+            raise NotFound(f"Checkpoint '{conf['checkpoint_id']}' not found")
 
     async def get(
         self, thread_id: str, checkpoint: Row | None = None, subgraphs: bool = False
     ) -> Row:
         thread = await self._thread(thread_id)
-        ctx = self._graph(thread)
-        if ctx is None:
-            if checkpoint:
-                raise NotFound("Checkpoint not found")
+        conf = checkpoint_selector(checkpoint, thread_id)
+        graph_id = self.graph_id(thread["metadata"])
+        if graph_id is None:
+            if conf.get("checkpoint_id"):
+                raise NotFound(f"Checkpoint '{conf['checkpoint_id']}' not found")
             return dict(EMPTY_STATE)
-        config = {"configurable": {"thread_id": thread_id, **(checkpoint or {})}}
-        async with ctx as graph:
-            snap = await graph.aget_state(config, subgraphs=subgraphs)
-        if checkpoint and snap.created_at is None:  # LangGraph echoes the config back
-            raise NotFound(f"Checkpoint '{checkpoint.get('checkpoint_id')}' not found")
+        await self._require(conf)
+        async with self._graph(thread, graph_id, "threads.read") as graph:
+            try:
+                snap = await graph.aget_state({"configurable": conf}, subgraphs=subgraphs)
+            except ValueError as exc:  # e.g. "Subgraph x not found"
+                raise BadRequest(str(exc)) from exc
+        if snap.created_at is None:  # no checkpoint yet: LangGraph echoes the config back
+            return dict(EMPTY_STATE)
         return snapshot_view(snap)
 
     async def history(self, thread_id: str, q: Row) -> list[Row]:
         thread = await self._thread(thread_id)
-        ctx = self._graph(thread)
-        if ctx is None:
+        conf = checkpoint_selector(q.get("checkpoint"), thread_id)
+        before = _before(q.get("before"), thread_id, conf["checkpoint_ns"])
+        graph_id = self.graph_id(thread["metadata"])
+        if graph_id is None:
             return []
-        config = {"configurable": {"thread_id": thread_id, **(q.get("checkpoint") or {})}}
-        async with ctx as graph:
+        await self._require(conf)
+        if before is not None:
+            await self._require(before)
+        async with self._graph(thread, graph_id, "threads.read") as graph:
             return [
                 snapshot_view(s)
                 async for s in graph.aget_state_history(
-                    config,
+                    {"configurable": conf},
                     filter=q.get("metadata") or None,
-                    before=_before(q.get("before"), thread_id),
+                    before={"configurable": before} if before else None,
                     limit=q.get("limit", 10),
                 )
             ]
 
-    async def update(self, thread_id: str, data: Row) -> Row:
+    async def _updatable(self, thread_id: str) -> tuple[Row, str]:
         thread = await self._thread(thread_id)
         async with self.storage.read() as tx:
             if await tx.active_runs(thread_id):
                 raise Conflict("Thread is busy: a run is pending or running")
-        ctx = self._graph(thread, "threads.update")
-        if ctx is None:
-            raise BadRequest(f"Thread '{thread_id}' has no graph yet: run it once first")
+        graph_id = self.graph_id(thread["metadata"])
+        if graph_id is None:
+            raise BadRequest(
+                f"Thread '{thread_id}' has no graph yet: run it once first, or create it with "
+                "metadata.graph_id"
+            )
+        return thread, graph_id
+
+    async def update(self, thread_id: str, data: Row) -> Row:
+        thread, graph_id = await self._updatable(thread_id)
         checkpoint = dict(data.get("checkpoint") or {})
         if data.get("checkpoint_id"):
             checkpoint["checkpoint_id"] = data["checkpoint_id"]
-        checkpoint.pop("thread_id", None)
-        # LangGraph needs checkpoint_ns next to a checkpoint_id; clients often omit the root "".
-        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", **checkpoint}}
-        async with ctx as graph:
+        conf = checkpoint_selector(checkpoint, thread_id)
+        await self._require(conf)
+        update: Any = {"configurable": {**conf, "graph_id": graph_id}}  # metadata has it
+        async with self._graph(thread, graph_id, "threads.update") as graph:
             try:
                 new_config = await graph.aupdate_state(
-                    config, data.get("values"), as_node=data.get("as_node")
+                    update, data.get("values"), as_node=data.get("as_node")
                 )
-            except (ValueError, KeyError) as exc:
+            except UPDATE_ERRORS as exc:
                 raise BadRequest(str(exc)) from exc
             snap = await graph.aget_state({"configurable": {"thread_id": thread_id}})
         await self._record(thread_id, snap)
-        cp = checkpoint_of(new_config)
-        return {"checkpoint": cp, "configurable": cp, "checkpoint_id": cp and cp["checkpoint_id"]}
+        cp = jsonable(new_config["configurable"])
+        return {"checkpoint": cp, "configurable": cp, "checkpoint_id": cp["checkpoint_id"]}
+
+    async def bulk_update(self, thread_id: str, supersteps: list[Row]) -> None:
+        """Apply supersteps of updates, each one checkpoint, as LangGraph's bulk update does."""
+        thread, graph_id = await self._updatable(thread_id)
+        config: Any = {
+            "configurable": {"thread_id": thread_id, "checkpoint_ns": "", "graph_id": graph_id}
+        }
+        async with self._graph(thread, graph_id, "threads.update") as graph:
+            try:
+                await graph.abulk_update_state(config, superstep_updates(supersteps))
+            except UPDATE_ERRORS as exc:
+                raise BadRequest(str(exc)) from exc
+            snap = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+        await self._record(thread_id, snap)
+
+    async def create_thread(self, threads: ThreadService, data: Row, supersteps: list[Row]) -> Row:
+        """A new thread whose state is built by `supersteps` (copying a thread from elsewhere).
+
+        The graph is `metadata.graph_id` (the SDKs' `graph_id`). All or nothing: when an update
+        fails the new thread is deleted again. An existing thread (`if_exists=do_nothing`) is
+        returned untouched.
+        """
+        if self.graph_id(data.get("metadata") or {}) is None:
+            raise BadRequest("supersteps: the thread needs metadata.graph_id (the SDK's graph_id)")
+        thread, created = await threads.create_new(data)
+        if not created:
+            return thread
+        try:
+            await self.bulk_update(thread["thread_id"], supersteps)
+        except BaseException:
+            async with self.storage.tx() as tx:
+                await tx.delete_thread(thread["thread_id"])
+            raise
+        return await threads.get(thread["thread_id"])
 
     async def _record(self, thread_id: str, snap: StateSnapshot) -> None:
         now = clock.iso()

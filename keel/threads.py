@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keel import clock
-from keel.errors import Conflict, InvalidInput, NotFound
+from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 
@@ -30,6 +30,8 @@ def ttl_view(thread: Row) -> Row | None:
 
 
 def view(t: Row, include_ttl: bool = False) -> Row:
+    """The Thread object. `error` and `interrupts` appear once a run or a state update has
+    recorded the thread's state, as in the reference; `ttl` only when asked for and set."""
     out = {
         "thread_id": t["thread_id"],
         "created_at": t["created_at"],
@@ -39,12 +41,29 @@ def view(t: Row, include_ttl: bool = False) -> Row:
         "status": t["status"],
         "config": t.get("config") or {},
         "values": t.get("values"),
-        "interrupts": t.get("interrupts") or {},
-        "error": t.get("error"),
     }
-    if include_ttl:
-        out["ttl"] = ttl_view(t)
+    if t.get("state_updated_at"):
+        out["error"] = t.get("error")
+        out["interrupts"] = t.get("interrupts") or {}
+    ttl = ttl_view(t) if include_ttl else None
+    if ttl is not None:
+        out["ttl"] = ttl
     return out
+
+
+def run_thread_config(assistant: Row, thread: Row, body_config: Row | None) -> Row:
+    """The config a run leaves on its thread, as the reference keeps it: the assistant's config,
+    the thread's, the run's, with `configurable` only from the assistant and the thread (the
+    run's own configurable stays on the run). State reads and updates build graphs with it."""
+    return {
+        **(assistant.get("config") or {}),
+        **(thread.get("config") or {}),
+        **(body_config or {}),
+        "configurable": {
+            **((assistant.get("config") or {}).get("configurable") or {}),
+            **((thread.get("config") or {}).get("configurable") or {}),
+        },
+    }
 
 
 def extract_path(thread: Row, path: str) -> Any:
@@ -73,6 +92,11 @@ class ThreadService:
         self.storage = storage
 
     async def create(self, data: Row) -> Row:
+        return (await self.create_new(data))[0]
+
+    async def create_new(self, data: Row) -> tuple[Row, bool]:
+        """Create the thread; with `if_exists=do_nothing` an existing one is returned instead
+        (then the flag is False)."""
         now = clock.iso()
         thread_id = str(data.get("thread_id") or uuid.uuid4())
         thread: Row = {
@@ -90,10 +114,10 @@ class ThreadService:
             existing = await tx.get_thread(thread_id)
             if existing is not None:
                 if data.get("if_exists") == "do_nothing":
-                    return view(existing)
+                    return view(existing), False
                 raise Conflict(f"Thread '{thread['thread_id']}' already exists")
             await tx.insert_thread(thread)
-        return view(thread)
+        return view(thread), True
 
     async def get(self, thread_id: str, include_ttl: bool = False) -> Row:
         async with self.storage.read() as tx:
@@ -128,8 +152,9 @@ class ThreadService:
             clauses.append("status=?")
             params.append(q["status"])
         if q.get("ids"):
-            clauses.append(f"thread_id IN ({','.join('?' * len(q['ids']))})")
-            params.extend(q["ids"])
+            ids = _thread_ids(q["ids"])
+            clauses.append(f"thread_id IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
         return " AND ".join(clauses), params
 
     async def search(self, q: Row) -> tuple[list[Row], bool]:
@@ -184,6 +209,16 @@ class ThreadService:
                     await tx.keep_latest_checkpoint(thread_id)
             pruned += 1
         return pruned
+
+
+def _thread_ids(ids: list[str]) -> list[str]:
+    out = []
+    for thread_id in ids:
+        try:
+            out.append(str(uuid.UUID(str(thread_id))))
+        except ValueError:
+            raise BadRequest(f"Invalid thread ID {thread_id}") from None
+    return out
 
 
 async def get_thread(tx: Tx, thread_id: str) -> Row:

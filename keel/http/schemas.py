@@ -103,9 +103,13 @@ class RunCreate(Body):
         if self.strict_resume:
             raise InvalidInput("strict_resume: not supported yet")
         if stateless:
-            for name in ("checkpoint", "checkpoint_id", "multitask_strategy", "if_not_exists"):
+            for name in ("checkpoint", "checkpoint_id"):
                 if data.get(name) is not None:
                     raise InvalidInput(f"{name}: not allowed on a stateless run")
+            # Meaningless on the run's own new thread, sent anyway (RemoteGraph sends
+            # if_not_exists="create"): accepted and ignored, as the reference does.
+            data.pop("if_not_exists", None)
+            data.pop("multitask_strategy", None)
         elif self.on_completion is not None:
             raise InvalidInput("on_completion: only allowed on stateless runs")
         modes = data.get("stream_mode")
@@ -177,12 +181,31 @@ class Ttl(BaseModel):
     strategy: Literal["delete", "keep_latest"] = "delete"
 
 
+class SuperstepUpdate(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    values: dict[str, Any] | list[dict[str, Any]] | None = None
+    command: Command | None = None
+    as_node: str
+
+
+class Superstep(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    updates: list[SuperstepUpdate]
+
+
 class ThreadCreate(Body):
     thread_id: str | None = None
     metadata: dict[str, Any] | None = None
     if_exists: Literal["raise", "do_nothing"] | None = None
     ttl: Ttl | None = None
-    supersteps: list[dict[str, Any]] | None = None
+    supersteps: list[Superstep] | None = None
+
+    def superstep_rows(self) -> list[dict[str, Any]]:
+        """The supersteps as plain dicts (commands with only the fields the client sent)."""
+        return [
+            {"updates": [u.model_dump(exclude_unset=True) for u in step.updates]}
+            for step in self.supersteps or []
+        ]
 
     @field_validator("thread_id")
     @classmethod
@@ -195,7 +218,23 @@ class ThreadPatch(Body):
     ttl: Ttl | None = None
 
 
+ThreadField = Literal[
+    "thread_id",
+    "created_at",
+    "updated_at",
+    "state_updated_at",
+    "metadata",
+    "config",
+    "status",
+    "values",
+    "interrupts",
+]
+HISTORY_LIMIT = 1000  # the reference's maximum for history and thread search
+
+
 class ThreadSearch(Search):
+    limit: int = Field(default=10, ge=1, le=HISTORY_LIMIT)
+    select: list[ThreadField] | None = None  # type: ignore[assignment]
     ids: list[str] | None = None
     values: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
@@ -203,11 +242,6 @@ class ThreadSearch(Search):
         Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None
     ) = None
     extract: dict[str, str] | None = None
-
-    @field_validator("ids")
-    @classmethod
-    def _ids(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [str(_uuid(v)) for v in value]
 
 
 class Prune(Body):
@@ -233,7 +267,7 @@ class StateAt(Body):
 
 
 class HistoryQuery(Body):
-    limit: int = Field(default=1, ge=1, le=10_000)
+    limit: int = Field(default=1, ge=1, le=HISTORY_LIMIT)
     before: str | dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     checkpoint: dict[str, Any] | None = None

@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from keel.errors import InvalidInput
 from keel.state import StateService
 
 from .deps import body, check_uuid, query_bool, query_int, query_list, services
 from .responses import JSON
-from .schemas import HistoryQuery, StateAt, StateUpdate
+from .schemas import HISTORY_LIMIT, HistoryQuery, StateAt, StateUpdate
 
 router = APIRouter(tags=["state"])
 
@@ -36,11 +37,8 @@ async def get_state_at(request: Request, thread_id: str, checkpoint_id: str) -> 
 @router.post("/threads/{thread_id}/state/checkpoint")
 async def post_state_at(request: Request, thread_id: str) -> Any:
     q = await body(request, StateAt)
-    cp = {k: v for k, v in q.checkpoint.model_dump().items() if v not in (None, "")}
-    cp.pop("thread_id", None)
-    return JSON(
-        await _svc(request).get(check_uuid(thread_id, "thread_id"), cp, bool(q.subgraphs))
-    )
+    cp = q.checkpoint.model_dump()
+    return JSON(await _svc(request).get(check_uuid(thread_id, "thread_id"), cp, bool(q.subgraphs)))
 
 
 @router.post("/threads/{thread_id}/state")
@@ -48,9 +46,7 @@ async def update_state(request: Request, thread_id: str) -> Any:
     data = await body(request, StateUpdate)
     given = data.given()
     if data.checkpoint is not None:
-        given["checkpoint"] = {
-            k: v for k, v in data.checkpoint.model_dump().items() if v not in (None, "")
-        }
+        given["checkpoint"] = data.checkpoint.model_dump()
     return JSON(await _svc(request).update(check_uuid(thread_id, "thread_id"), given))
 
 
@@ -64,5 +60,8 @@ async def history(request: Request, thread_id: str) -> Any:
 @router.get("/threads/{thread_id}/history")
 async def history_get(request: Request, thread_id: str) -> Any:
     before = query_list(request, "before")
-    q = {"limit": query_int(request, "limit", 10), "before": before[-1] if before else None}
+    limit = query_int(request, "limit", 10)
+    if not 1 <= limit <= HISTORY_LIMIT:
+        raise InvalidInput(f"limit: must be between 1 and {HISTORY_LIMIT}")
+    q = {"limit": limit, "before": before[-1] if before else None}
     return JSON(await _svc(request).history(check_uuid(thread_id, "thread_id"), q))

@@ -8,7 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from keel.errors import InvalidInput
 from keel.runs import thread_events
+from keel.state import StateService
 from keel.streams import HEARTBEAT, sse
 from keel.threads import ThreadService
 
@@ -29,11 +31,12 @@ def _svc(request: Request) -> ThreadService:
 async def create(request: Request) -> Any:
     parsed = await body(request, ThreadCreate)
     data = parsed.given()
-    if parsed.supersteps:
-        from keel.errors import InvalidInput
-
-        raise InvalidInput("supersteps: not supported yet")
-    return JSON(await _svc(request).create(data))
+    supersteps = parsed.superstep_rows()
+    if not supersteps:
+        return JSON(await _svc(request).create(data))
+    s = services(request)
+    state = StateService(s.storage, s.graphs, s.hub)
+    return JSON(await state.create_thread(_svc(request), data, supersteps))
 
 
 @router.post("/threads/search")
@@ -102,8 +105,13 @@ async def thread_stream(request: Request, thread_id: str) -> Any:
     s = services(request)
     thread_id = check_uuid(thread_id, "thread_id")
     await _svc(request).get(thread_id)
-    modes = set(query_list(request, "stream_modes") + query_list(request, "stream_mode"))
-    keep = _thread_mode_filter((modes & THREAD_MODES) or {"run_modes"})
+    modes = set(query_list(request, "stream_modes"))
+    if modes - THREAD_MODES:
+        raise InvalidInput(f"Invalid stream mode: {', '.join(sorted(modes - THREAD_MODES))}")
+    # The Python SDK names the parameter `stream_mode` (the reference ignores it): honoured
+    # where it names a thread stream mode.
+    modes |= set(query_list(request, "stream_mode")) & THREAD_MODES
+    keep = _thread_mode_filter(modes or {"run_modes"})
     queue = s.hub.subscribe_thread(thread_id)
     last = request.headers.get("last-event-id")
 

@@ -30,8 +30,25 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 
+def with_thread_id(config: RunnableConfig, metadata: CheckpointMetadata) -> CheckpointMetadata:
+    """Checkpoint metadata naming its thread, as the reference's checkpoints do (LangGraph's
+    savers leave `thread_id` out); a thread copy rewrites it to the copy's id."""
+    if "thread_id" in metadata:
+        return metadata
+    return {**metadata, "thread_id": config["configurable"]["thread_id"]}  # type: ignore[typeddict-unknown-key]
+
+
 class KeelSqliteSaver(SqliteSaver):
     """`SqliteSaver` with its async interface served inline (no thread pool)."""
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return super().put(config, checkpoint, with_thread_id(config, metadata), new_versions)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self.get_tuple(config)
@@ -127,7 +144,7 @@ class KeelPostgresSaver(AsyncPostgresSaver):
             checkpoint["id"],
             conf.get("checkpoint_id"),
             Jsonb({**checkpoint, "channel_values": inline}),
-            Jsonb(get_serializable_checkpoint_metadata(config, metadata)),
+            Jsonb(get_serializable_checkpoint_metadata(config, with_thread_id(config, metadata))),
         )
         async with self._cursor(pipeline=True) as cur:
             if blob_rows:

@@ -116,11 +116,16 @@ class PostgresTx(Tx):
             await self.run(f"DELETE FROM {table} WHERE thread_id=?", [thread_id])
 
     async def copy_checkpoints(self, source: str, target: str) -> None:
+        # The metadata's `thread_id` (see checkpointer.py) names the copy.
+        await self.run(
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+            "checkpoint_id, parent_checkpoint_id, type, checkpoint, CASE WHEN "
+            "metadata->>'thread_id' IS NULL THEN metadata ELSE jsonb_set(metadata, "
+            "'{thread_id}', to_jsonb(?::text)) END FROM checkpoints WHERE thread_id=?",
+            [target, target, source],
+        )
         for table, cols in (
-            (
-                "checkpoints",
-                "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata",
-            ),
             ("checkpoint_blobs", "checkpoint_ns, channel, version, type, blob"),
             (
                 "checkpoint_writes",

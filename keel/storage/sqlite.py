@@ -53,12 +53,15 @@ class SqliteTx(Tx):
         await self.run("DELETE FROM writes WHERE thread_id=?", [thread_id])
 
     async def copy_checkpoints(self, source: str, target: str) -> None:
+        # The metadata's `thread_id` (see checkpointer.py) names the copy.
         await self.run(
             "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
             "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
-            "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
-            "WHERE thread_id=?",
-            [target, source],
+            "checkpoint_id, parent_checkpoint_id, type, checkpoint, "
+            "CASE WHEN json_extract(CAST(metadata AS TEXT), '$.thread_id') IS NULL THEN metadata "
+            "ELSE CAST(json_set(CAST(metadata AS TEXT), '$.thread_id', ?) AS BLOB) END "
+            "FROM checkpoints WHERE thread_id=?",
+            [target, target, source],
         )
         await self.run(
             "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, "

@@ -49,10 +49,12 @@ async def test_interrupt_shows_everywhere(client: Client) -> None:
     state = await client.threads.get_state(tid)
     assert state["next"] == ["ask_human"]
     assert state["tasks"][0]["name"] == "ask_human"
-    assert state["tasks"][0]["interrupts"] == [intr]
-    assert state["interrupts"] == [intr]
+    # State objects carry {id, value} (no `response_schema: null`, as the reference).
+    in_state = {"id": intr["id"], "value": intr["value"]}
+    assert state["tasks"][0]["interrupts"] == [in_state]
+    assert state["interrupts"] == [in_state]
     history = await client.threads.get_history(tid, limit=1)
-    assert history[0]["tasks"][0]["interrupts"] == [intr]
+    assert history[0]["tasks"][0]["interrupts"] == [in_state]
     assert [
         t["thread_id"] for t in await client.threads.search(ids=[tid], status="interrupted")
     ] == [tid]

@@ -43,7 +43,15 @@ async def test_create_join_get_list_delete(client: Client) -> None:
     assert created == [{"run_id": run["run_id"], "thread_id": tid}]
     assert run["status"] in ("pending", "running")
     assert run["assistant_id"] == system_id("pipeline")
-    assert run["thread_id"] == tid and run["metadata"] == {"purpose": "test"}
+    assert run["thread_id"] == tid
+    # The assistant's, the thread's and the request's metadata, as the reference merges them.
+    assert run["metadata"] == {
+        "created_by": "system",
+        "who": "me",
+        "graph_id": "pipeline",
+        "assistant_id": system_id("pipeline"),
+        "purpose": "test",
+    }
     assert run["multitask_strategy"] == "enqueue"
     assert run["kwargs"]["input"] == {"topic": "bg"}
     result = await client.runs.join(tid, run["run_id"])

@@ -38,10 +38,11 @@ class ThreadQueries(Queries):
             [j(metadata), None if ttl is None else j(ttl), now, thread_id],
         )
 
-    async def mark_thread_busy(self, thread_id: str, metadata: Row, now: str) -> None:
+    async def mark_thread_busy(self, thread_id: str, metadata: Row, config: Row, now: str) -> None:
         await self.run(
-            "UPDATE threads SET status='busy', metadata=?, updated_at=? WHERE thread_id=?",
-            [j(metadata), now, thread_id],
+            "UPDATE threads SET status='busy', metadata=?, config=?, updated_at=? "
+            "WHERE thread_id=?",
+            [j(metadata), j(config), now, thread_id],
         )
 
     async def set_thread_status(self, thread_id: str, status: str, now: str) -> None:
