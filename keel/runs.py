@@ -238,7 +238,10 @@ class RunService:
             return
         if stateless:
             raise BadRequest("You must provide a thread_id when resuming.")
-        if not active and thread["status"] != "interrupted" and not thread.get("interrupts"):
+        # A thread left `error` by a failed resume still has its interrupt (in its checkpoint):
+        # it may be answered again.
+        waiting = thread["status"] in ("interrupted", "error") or thread.get("interrupts")
+        if not active and not waiting:
             raise BadRequest("Cannot resume: the thread has no pending interrupt.")
 
     def _build_run(

@@ -209,6 +209,48 @@ async def test_agent_failed_resume_leaves_no_pending_interrupt(client: Client) -
     [task] = state["tasks"]
     assert state["next"] == [REVIEW_NODE] and len(task["interrupts"]) == 1
     assert "Number of human decisions" in task["error"]
+    # A new answer is accepted, but LangGraph kept the failed one for that interrupt.
+    command = {"resume": {"decisions": [{"type": "approve"}]}}
+    out = await client.runs.wait(tid, "hitl_agent", command=command, raise_error=False)
+    assert out == {"__error__": error}
+
+
+async def test_agent_per_call_review(client: Client) -> None:
+    """`interrupt_mode="per_call"`: one interrupt per tool call, with a response schema that
+    LangGraph checks the answer against; an invalid answer fails the run and may be retried."""
+    tid = (await client.threads.create())["thread_id"]
+    parts = await collect(
+        client.runs.stream(
+            tid, "hitl_per_call", input=human("weather, then mail bob"), stream_mode="values"
+        )
+    )
+    [intr] = events_named(parts, "values")[-1]["__interrupt__"]
+    assert intr["value"] == {
+        "type": "tool_approval",
+        "name": "send_email",
+        "args": EMAIL,
+        "tool_call_id": "call_email",
+        "description": review_request("send_email", EMAIL)["action_requests"][0]["description"],
+    }
+    schema = intr["response_schema"]
+    assert schema["discriminator"]["propertyName"] == "type" and len(schema["oneOf"]) == 4
+    thread = await client.threads.get(tid)
+    assert list(thread["interrupts"].values()) == [[intr]]  # the schema is kept
+    state = await client.threads.get_state(tid)
+    assert state["next"] == ["tools"] and state["interrupts"] == [intr]
+    assert state["tasks"][0]["path"] == ["__pregel_push", 0, False]
+    bad = {"type": "edit", "edited_action": {"name": "send_email", "args": {"to": 5}}}
+    out = await client.runs.wait(
+        tid, "hitl_per_call", command={"resume": {intr["id"]: bad}}, raise_error=False
+    )
+    assert out["__error__"]["error"] == "ValidationError"
+    assert out["__error__"]["message"].startswith("2 validation errors for")
+    thread = await client.threads.get(tid)
+    assert (thread["status"], thread["interrupts"]) == ("error", {})
+    good = {intr["id"]: {"type": "approve"}}
+    out = await client.runs.wait(tid, "hitl_per_call", command={"resume": good})
+    assert out["messages"][-1]["content"].startswith("Done: sent to bob")
+    assert (await client.threads.get(tid))["status"] == "idle"
 
 
 # ------------------------------------------------------------------ deep agent

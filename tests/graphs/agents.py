@@ -212,3 +212,15 @@ deep_agent = create_deep_agent(
     interrupt_on={"publish": True},
     name="deep_agent",
 )
+
+
+PER_CALL: list[AgentMiddleware[Any, Caller]] = [
+    HumanInTheLoopMiddleware(interrupt_on={"send_email": True}, interrupt_mode="per_call")
+]
+hitl_per_call = create_agent(
+    ScriptedChatModel(script=hitl_script),
+    tools=[get_weather, send_email],
+    context_schema=Caller,
+    middleware=PER_CALL,
+    name="hitl_per_call",
+)
