@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from keel import clock
-from keel.errors import Conflict, InvalidInput, NotFound
+from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
 from keel.graphs import GraphRegistry
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
@@ -92,6 +92,20 @@ async def _insert_system_assistants(storage: Storage, graphs: GraphRegistry) -> 
             )
 
 
+def synced(data: Row) -> Row:
+    """An assistant's config and context as the reference keeps them: given one of
+    `config.configurable` and `context`, the other mirrors it; both at once is a 400."""
+    config, context = data.get("config"), data.get("context")
+    configurable = (config or {}).get("configurable")
+    if configurable and context:
+        raise BadRequest("Cannot specify both configurable and context. Prefer context.")
+    if configurable:
+        context = dict(configurable)
+    elif context:
+        config = {**(config or {}), "configurable": dict(context)}
+    return {**data, "config": config, "context": context}
+
+
 class AssistantService:
     def __init__(self, storage: Storage, graphs: GraphRegistry) -> None:
         self.storage = storage
@@ -103,6 +117,7 @@ class AssistantService:
 
     async def create(self, data: Row) -> Row:
         self._check_graph(data["graph_id"])
+        data = synced(data)
         now = clock.iso()
         record = {
             "assistant_id": data.get("assistant_id") or str(uuid.uuid4()),
@@ -138,6 +153,7 @@ class AssistantService:
     async def patch(self, assistant_id: str, data: Row) -> Row:
         if data.get("graph_id") is not None:
             self._check_graph(data["graph_id"])
+        data = synced(data)
         async with self.storage.tx() as tx:
             a = await self._get(tx, assistant_id)
             a = dict(a)

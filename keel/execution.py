@@ -269,7 +269,11 @@ def interrupts_view(interrupts: Any) -> list[Any]:
 
 
 def thread_interrupts(state: StateSnapshot) -> dict[str, Any]:
-    return {t.id: interrupts_view(t.interrupts) for t in state.tasks if t.interrupts}
+    """The pending interrupts a thread shows, by task. A task whose last attempt failed has
+    none (the reference takes a task's interrupts from its latest result, which has none)."""
+    return {
+        t.id: interrupts_view(t.interrupts) for t in state.tasks if t.interrupts and not t.error
+    }
 
 
 def _split(chunk: Any, subgraphs: bool) -> tuple[tuple[str, ...], str, Any]:

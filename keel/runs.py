@@ -21,6 +21,8 @@ RUNS_CHANNEL = "keel_runs"  # a run became claimable
 CANCEL_CHANNEL = "keel_cancel"  # "<run_id> <action>": cancel a running run
 EVENTS_CHANNEL = "keel_events"  # "<run_id> <thread_id> <first seq>|done": new events logged
 THREAD_CHANNEL = "keel_thread"  # "<thread_id> <event_id>": a thread-level event was stored
+# Marks a run whose `configurable` mirrors the request's `context` (see run_config).
+CONTEXT_MIRRORED = "__context_provided__"
 
 
 def new_run_id() -> str:
@@ -61,6 +63,10 @@ def run_config(
     if body.get("checkpoint_id"):
         checkpoint["checkpoint_id"] = body["checkpoint_id"]
     configurable = config.setdefault("configurable", {})
+    if body.get("context"):
+        # As the reference: the request's context is also the run's `configurable`, for graphs
+        # that read it there; the worker drops what the context schema drops (unmirror_context).
+        configurable.update(copy.deepcopy(body["context"]), **{CONTEXT_MIRRORED: True})
     configurable.update(checkpoint)
     configurable.update(headers or {})  # http.configurable_headers: over the body's values
     configurable.update(
@@ -82,10 +88,21 @@ def run_config(
 
 
 def run_context(body: Row, assistant: Row) -> Row:
-    """Runtime context: the assistant's, updated by the request's (or its `configurable`)."""
-    context = deep_merge(assistant.get("context") or {}, body.get("context"))
+    """Runtime context: the assistant's, updated by the request's context or, when it sends
+    none, by its `configurable`."""
     configurable = (body.get("config") or {}).get("configurable")
-    return context if context or not configurable else dict(configurable)
+    return deep_merge(assistant.get("context") or {}, body.get("context") or configurable)
+
+
+def unmirror_context(configurable: Row, context: Any, kept: Any) -> None:
+    """Remove from a run's `configurable` the context keys the graph's context schema dropped
+    (`context` as requested, `kept` as filtered), where it still holds the mirrored value."""
+    if not isinstance(context, dict):
+        return
+    dropped = set(context) - set(kept if isinstance(kept, dict) else ())
+    for key in dropped:
+        if key in configurable and configurable[key] == context[key]:
+            del configurable[key]
 
 
 def run_kwargs(body: Row, config: Row, context: Row, checkpoint: Row) -> Row:
@@ -257,7 +274,10 @@ class RunService:
             return
         if stateless:
             raise BadRequest("You must provide a thread_id when resuming.")
-        if not active and thread["status"] != "interrupted" and not thread.get("interrupts"):
+        # A thread left `error` by a failed resume still has its interrupt (in its checkpoint):
+        # it may be answered again.
+        waiting = thread["status"] in ("interrupted", "error") or thread.get("interrupts")
+        if not active and not waiting:
             raise BadRequest("Cannot resume: the thread has no pending interrupt.")
 
     def _build_run(

@@ -24,7 +24,7 @@ from keel.execution import (
     thread_interrupts,
 )
 from keel.graphs import GraphRegistry
-from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
+from keel.runs import CONTEXT_MIRRORED, EVENTS_CHANNEL, RUNS_CHANNEL, unmirror_context
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
@@ -312,6 +312,7 @@ class WorkerPool:
         config["metadata"]["run_attempt"] = run["attempt"]
         config["metadata"].update(server_metadata())
         configurable = config["configurable"]
+        mirrored = configurable.pop(CONTEXT_MIRRORED, False)
         graph_input = run_input(kwargs, configurable, resumed)
         entry = self.graphs.get(configurable["graph_id"])
         storage = self.storage
@@ -321,7 +322,10 @@ class WorkerPool:
         ) as graph:
             if run["attempt"] == 1:  # the root run's id is the run's (events, traces)
                 config = {**config, "run_id": uuid.UUID(run["run_id"])}
-            context = entry.run_context(graph, context)
+            kept = entry.run_context(graph, context)
+            if mirrored:
+                unmirror_context(configurable, context, kept)
+            context = kept
             await stream_run(graph, graph_input, config, kwargs, context, translator)
             state = translator.final_state()
             if state is None:  # stopped early, or nothing streamed: ask the checkpointer

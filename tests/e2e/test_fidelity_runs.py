@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
+from langgraph_sdk.errors import BadRequestError
 
 from keel import __version__
 from tests.e2e.helpers import Client, collect, events_named
@@ -43,6 +45,38 @@ async def test_run_without_context_gets_the_schema_defaults(client: Client) -> N
         context={"user": "ann", "unknown": 1},
     )
     assert out == {"name": "n", "reply": "hello ann (n)"}
+
+
+async def test_context_and_configurable_mirror_each_other(client: Client) -> None:
+    async def reply(assistant: str, **body: Any) -> str:
+        tid = await _thread(client)
+        out = await client.runs.wait(tid, assistant, input={"name": "n"}, **body)
+        return str(out["reply"])
+
+    graph = "context_configurable"
+    # The request's context is the run's configurable too, less keys the schema lacks.
+    context = {"user": "ann", "unknown": 1}
+    assert await reply(graph, context=context) == "context hello ann; configurable ann None None"
+    # A request with configurable only: it is the context too, and keeps every key.
+    config = {"configurable": {"user": "bob", "unknown": 2}}
+    assert await reply(graph, config=config) == "context hello bob; configurable bob None 2"
+    # An assistant's context is its configurable too (and the other way round); a run merges
+    # the request's into both.
+    assistant = await client.assistants.create(graph, context={"greeting": "hey"})
+    assert assistant["config"] == {"configurable": {"greeting": "hey"}}
+    aid = assistant["assistant_id"]
+    assert await reply(aid, config=config) == "context hey bob; configurable bob hey 2"
+    assert await reply(aid, context=context) == "context hey ann; configurable ann hey None"
+    other = await client.assistants.create(graph, config={"configurable": {"greeting": "yo"}})
+    assert other["context"] == {"greeting": "yo"}
+    assert await reply(other["assistant_id"]) == "context yo anonymous; configurable None yo None"
+    patched = await client.assistants.update(aid, context={"user": "cy"})
+    assert (patched["config"], patched["context"]) == (
+        {"configurable": {"user": "cy"}},
+        {"user": "cy"},
+    )
+    with pytest.raises(BadRequestError):
+        await client.assistants.create(graph, config=config, context=context)
 
 
 async def test_values_hold_the_output_schema_only(client: Client) -> None:

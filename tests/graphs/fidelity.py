@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypedDict
 
+from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -44,6 +45,21 @@ _dc.add_node("greet", greet_dataclass)
 _dc.add_edge(START, "greet")
 _dc.add_edge("greet", END)
 context_dataclass = _dc.compile(name="context_dataclass")
+
+
+def echo_configurable(state: Greeting, runtime: Runtime[Settings]) -> Greeting:
+    """What the node sees of the context in both places: its runtime and `configurable`."""
+    conf = get_config().get("configurable") or {}
+    ctx = runtime.context
+    seen = [conf.get(key) for key in ("user", "greeting", "unknown")]
+    return {"reply": f"context {ctx.greeting} {ctx.user}; configurable {' '.join(map(str, seen))}"}
+
+
+_cc = StateGraph(Greeting, context_schema=Settings)
+_cc.add_node("echo", echo_configurable)
+_cc.add_edge(START, "echo")
+_cc.add_edge("echo", END)
+context_configurable = _cc.compile(name="context_configurable")
 
 _td = StateGraph(Greeting, context_schema=Optional)
 _td.add_node("greet", greet_typeddict)
