@@ -9,6 +9,7 @@ from typing import Any
 
 from keel import clock
 from keel.errors import BadRequest, Conflict, NotFound
+from keel.faults import Faults
 from keel.graphs import GraphRegistry, system_assistant_id
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
@@ -131,6 +132,7 @@ class RunService:
         wake_workers: Callable[[], None],
         cancel_local: Callable[[str, str], bool],
         origin: str = "",
+        faults: Faults | None = None,
     ) -> None:
         self.storage = storage
         self.graphs = graphs
@@ -138,6 +140,7 @@ class RunService:
         self.wake_workers = wake_workers
         self.cancel_local = cancel_local
         self.origin = origin  # this process's id in notifications (its own are ignored)
+        self.faults = faults or Faults.from_env()
 
     # ----------------------------------------------------------------- create
     async def resolve_assistant(self, tx: Tx, assistant_id: str) -> Row:
@@ -249,23 +252,25 @@ class RunService:
         }
 
     # ----------------------------------------------------------------- cancel
-    async def _cancel_in_tx(self, tx: Tx, runs: list[Row], action: str, now: str) -> list[Row]:
-        """Cancel pending runs at once; flag running ones for their worker. Returns the latter."""
-        running = []
+    async def _cancel_in_tx(
+        self, tx: Tx, runs: list[Row], action: str, now: str, delete_pending: bool = True
+    ) -> list[Row]:
+        """End pending runs at once (rolled back: deleted, unless `delete_pending` is False);
+        flag running ones, and pending ones a worker claimed since they were read, for their
+        worker. Returns the runs with their new status ('deleted', or 'running': flagged)."""
+        touched = []
         for run in runs:
-            if run["status"] == "running":
+            ended = None
+            if run["status"] == "pending":
+                ended = await _end_pending(tx, run["run_id"], action, now, delete_pending)
+            if ended is None:
                 await tx.set_cancel(run["run_id"], action)
                 await tx.notify(CANCEL_CHANNEL, f"{run['run_id']} {action}")
-                running.append({**run, "cancel_action": action})
-            elif action == "rollback":
-                await tx.delete_run(run["run_id"])
-                running.append({**run, "status": "deleted"})
-            else:
-                await tx.finish_run(run["run_id"], "interrupted", None, now)
-                running.append({**run, "status": "interrupted"})
-            if run["status"] != "running":  # followers in other processes: it is over
+                touched.append({**run, "status": "running", "cancel_action": action})
+            else:  # followers in other processes: it is over
                 await tx.notify(EVENTS_CHANNEL, f"{run['run_id']} {run['thread_id']} done")
-        return running
+                touched.append({**run, "status": ended})
+        return touched
 
     def _after_cancel(self, runs: list[Row]) -> None:
         for run in runs:
@@ -275,7 +280,13 @@ class RunService:
                 self.hub.close(run["run_id"])
 
     async def cancel(
-        self, thread_id: str | None, run_ids: list[str] | None, status: str | None, action: str
+        self,
+        thread_id: str | None,
+        run_ids: list[str] | None,
+        status: str | None,
+        action: str,
+        *,
+        delete_pending: bool = True,
     ) -> int:
         """Cancel matching pending/running runs; returns how many were cancelled."""
         now = clock.iso()
@@ -289,7 +300,10 @@ class RunService:
             runs = [r for r in runs if r["status"] in ("pending", "running")]
             if not runs:
                 return 0
-            touched = await self._cancel_in_tx(tx, runs, action, now)
+            await self.faults.point("cancel-read", runs[0]["thread_id"], runs[0]["run_id"])
+            for tid in sorted({r["thread_id"] for r in runs}):
+                await tx.lock_thread(tid)
+            touched = await self._cancel_in_tx(tx, runs, action, now, delete_pending)
             for tid in {r["thread_id"] for r in touched if r["status"] != "running"}:
                 await self._settle_thread(tx, tid, now)
         self._after_cancel(touched)
@@ -345,6 +359,13 @@ async def live_channel(
     if run is None or run["status"] in TERMINAL or hub.is_finished(run_id):
         return None
     return hub.watch(run_id, thread_id, last + 1)
+
+
+async def _end_pending(tx: Tx, run_id: str, action: str, now: str, delete: bool) -> str | None:
+    """End a pending run: its new status, or None if a worker claimed it since it was read."""
+    if action == "rollback" and delete:
+        return "deleted" if await tx.delete_pending_run(run_id) else None
+    return "interrupted" if await tx.interrupt_pending(run_id, now) else None
 
 
 def final_body(run: Row, thread: Row | None) -> Any:
