@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from keel import clock
 from keel.errors import BadRequest, Conflict, NotFound
 from keel.faults import Faults
 from keel.graphs import GraphRegistry, system_assistant_id
+from keel.serde import loads
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import TERMINAL, Event, RunChannel, StreamHub, parse_last_event_id
@@ -320,6 +321,29 @@ class RunService:
             status = "interrupted" if thread.get("interrupts") else "idle"
             await tx.set_thread_status(thread_id, status, now)
 
+    async def cancel_and_wait(self, run: Row, action: str) -> Awaitable[Any] | None:
+        """`POST .../cancel?wait=1`: cancel one run and return what awaits its end (None if it
+        was not pending or running). As in the reference, the request listens to the run from
+        before the cancel: so a pending run is marked interrupted even when rolled back (not
+        deleted), and the answer is what the run published from then on (`cancel_body`)."""
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        ch = await live_channel(self.storage, self.hub, run_id, thread_id)
+        mark = ch.next_seq - 1 if ch is not None else 0
+        if not await self.cancel(thread_id, [run_id], None, action, delete_pending=False):
+            return None
+        return self._events_until_end(run, ch, mark)
+
+    async def _events_until_end(self, run: Row, ch: RunChannel | None, mark: int) -> Any:
+        """Follow a run until it is finished or gone; the cancel body of its events after
+        `mark` (a run handed back to the queue meanwhile is followed into its next attempt)."""
+        events: list[Event] = []
+        while ch is not None:
+            await ch.closed()
+            events += [e for e in ch.events if e.seq > mark]
+            mark = max(mark, ch.next_seq - 1)
+            ch = await live_channel(self.storage, self.hub, run["run_id"], run["thread_id"])
+        return cancel_body(events)
+
     # ------------------------------------------------------------------ wait
     async def wait(self, run: Row) -> Any:
         """Block until the run is terminal; return its wait/join body."""
@@ -366,6 +390,31 @@ async def _end_pending(tx: Tx, run_id: str, action: str, now: str, delete: bool)
     if action == "rollback" and delete:
         return "deleted" if await tx.delete_pending_run(run_id) else None
     return "interrupted" if await tx.interrupt_pending(run_id, now) else None
+
+
+def cancel_body(events: list[Event]) -> Any:
+    """The reference's cancel-and-wait answer, from the run's events alone (no fallback to the
+    thread): its error if it failed last, else its interrupts (all of them when several chunks
+    carried some), else its last `values`, else {}. Subgraph events do not count."""
+    last: Any = None
+    interrupt_chunks: list[Any] = []
+    failed = False
+    for ev in events:
+        if ev.event == "error":
+            last, failed = {"__error__": loads(ev.data)}, True
+        elif ev.event in ("values", "updates"):
+            data = loads(ev.data)
+            found = data.get("__interrupt__") if isinstance(data, dict) else None
+            if isinstance(found, list) and found:
+                interrupt_chunks.append(data)
+                last = data
+            elif ev.event == "values":
+                last = data
+    if interrupt_chunks and not failed:
+        if len(interrupt_chunks) == 1:
+            return interrupt_chunks[0]
+        return {"__interrupt__": [i for c in interrupt_chunks for i in c["__interrupt__"]]}
+    return last if last is not None else {}
 
 
 def final_body(run: Row, thread: Row | None) -> Any:
