@@ -69,6 +69,11 @@ class Leases:
             )
         for row in rows:
             self._renewed(row, now)
+        for run_id in set(running) - {row["run_id"] for row in rows}:
+            # Deleted under its worker (its thread was deleted without cancelling it): nobody
+            # else can hold it, so stop it as cancelled; its end then cleans up after it.
+            self.secured[run_id] = now
+            self.pool.cancel_local(run_id, "interrupt")
 
     def _renewed(self, row: Row, now: float) -> None:
         run_id = row["run_id"]

@@ -330,6 +330,8 @@ class RunService:
         ch = await live_channel(self.storage, self.hub, run_id, thread_id)
         mark = ch.next_seq - 1 if ch is not None else 0
         if not await self.cancel(thread_id, [run_id], None, action, delete_pending=False):
+            if ch is not None and not ch.local:  # it ended meanwhile: nothing to follow
+                self.hub.close(run_id)
             return None
         return self._events_until_end(run, ch, mark)
 

@@ -213,10 +213,13 @@ async def test_deleting_the_thread_of_a_held_run_leaves_nothing(
 async def test_deleting_the_assistant_of_a_held_run(
     client: Client, keel: KeelServer, faults: FaultPoints, point: str, delete_threads: bool
 ) -> None:
+    """Deleting its threads deletes the run without cancelling it: its worker notices on its next
+    lease renewal and stops it (a long run would otherwise go on writing for a deleted thread)."""
     assistant = await client.assistants.create(SLOW)
     tid = (await client.threads.create())["thread_id"]
     faults.arm(point, tid)
-    run = await client.runs.create(tid, assistant["assistant_id"], input={"delay": 0.01})
+    delay = 30 if delete_threads and point != "before-record" else 0.01
+    run = await client.runs.create(tid, assistant["assistant_id"], input={"delay": delay})
     await faults.held(point, tid)
     await client.assistants.delete(assistant["assistant_id"], delete_threads=delete_threads)
     faults.release(point, tid)
