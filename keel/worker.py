@@ -23,9 +23,9 @@ from keel.execution import (
     thread_interrupts,
 )
 from keel.faults import Faults
-from keel.flusher import Flusher, event_rows
 from keel.graphs import GraphRegistry
 from keel.leases import LOST, Leases
+from keel.recording import Flusher, end_run, roll_back
 from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
@@ -237,9 +237,7 @@ class WorkerPool:
         translator = StreamTranslator(
             list(kwargs.get("stream_mode") or ["values"]), bool(kwargs.get("subgraphs")), publish
         )
-        if self.leases.stale(run_id):  # claimed too long ago: it may be someone else's now
-            self._cancel_requested.setdefault(run_id, LOST)
-        if run_id in self._cancel_requested:  # cancelled before its graph started
+        if self._stopped_before_graph(run_id):
             await self._cancelled(run, ch, flusher)
             return
         if run["attempt"] > self.settings.max_attempts:
@@ -250,9 +248,8 @@ class WorkerPool:
         try:
             state, status = await self._graph_phase(run, translator, deadline)
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and run_id in self._cancel_requested:
-                task.uncancel()  # handled: what follows (recording it) must not see it pending
+            if run_id in self._cancel_requested:
+                _uncancel()  # handled here: recording it must not see a cancel pending
             await self._cancelled(run, ch, flusher)
             return
         except Exception as exc:
@@ -268,6 +265,13 @@ class WorkerPool:
             return
         result = translator.finish(state, status == "interrupted")
         await self._finish(run, ch, flusher, status, state=state, result=result)
+
+    def _stopped_before_graph(self, run_id: str) -> bool:
+        """Whether the run is cancelled before its graph starts (or its lease went unrenewed so
+        long since the claim that it may be someone else's now)."""
+        if self.leases.stale(run_id):
+            self._cancel_requested.setdefault(run_id, LOST)
+        return run_id in self._cancel_requested
 
     async def _graph_phase(
         self, run: Row, translator: StreamTranslator, deadline: asyncio.Timeout
@@ -359,7 +363,7 @@ class WorkerPool:
                 log.error("run %s failed: %r", run_id, exc)
         flusher.cancel()
         if cancel == "rollback":
-            await self._roll_back(run)
+            await roll_back(self.storage, self.worker_id, run)
         if state is None and not run["temporary"]:
             state = await self._state_of(run)
         await self._point("before-record", run)
@@ -405,7 +409,7 @@ class WorkerPool:
         now = clock.iso()
         async with self.storage.tx() as tx:
             await tx.lock_thread(thread_id)
-            if not await self._end_run(tx, run, ch, status, result, now, cancel):
+            if not await end_run(tx, self.worker_id, run, ch, (status, result, now, cancel)):
                 return False
             if run["temporary"]:
                 await tx.delete_thread(thread_id, keep_runs=True)
@@ -413,39 +417,6 @@ class WorkerPool:
                 await tx.notify(RUNS_CHANNEL, self.worker_id)  # the thread's next run is due
             await tx.notify(EVENTS_CHANNEL, f"{run_id} {thread_id} done")
         return True
-
-    async def _end_run(
-        self,
-        tx: Tx,
-        run: Row,
-        ch: RunChannel,
-        status: str,
-        result: Any,
-        now: str,
-        cancel: str | None,
-    ) -> bool:
-        """Write the run's terminal status and last events (or, rolled back, delete it) if this
-        worker still holds it. A run deleted under its worker (its thread was deleted) leaves
-        nothing behind: no events, no checkpoints written after the deletion."""
-        run_id = run["run_id"]
-        if cancel == "rollback":
-            ended = await tx.delete_owned_run(run_id, self.worker_id)
-        else:
-            ended = await tx.finish_run(run_id, status, result, now, self.worker_id)
-            if ended:
-                await tx.append_events(event_rows(ch, ch.unflushed()))
-        if not ended and await tx.get_run(run_id) is None:
-            await tx.delete_run(run_id)
-            await tx.delete_run_checkpoints(run["thread_id"], run_id)
-        return ended
-
-    async def _roll_back(self, run: Row) -> None:
-        """Delete the checkpoints of a run being rolled back, while this worker holds it; the
-        run itself goes in its terminal transaction (a crash in between repeats the rollback)."""
-        async with self.storage.tx() as tx:
-            current = await tx.get_run(run["run_id"])
-            if current is not None and current["worker_id"] == self.worker_id:
-                await tx.delete_run_checkpoints(run["thread_id"], run["run_id"])
 
     async def _release(self, run: Row, ch: RunChannel | None, flusher: Flusher | None) -> None:
         """Shutdown: save the run's events and put it back to pending for the next worker."""
@@ -492,6 +463,12 @@ async def settle_thread(
         thread_id, status=thread_status, values=values, interrupts=interrupts, error=error, now=now
     )
     return busy
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:
