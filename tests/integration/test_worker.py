@@ -219,9 +219,9 @@ async def test_leases_are_renewed_while_shutdown_waits_for_runs(
     takes one over while it is still executing (and runs it a second time)."""
     if backend == "sqlite":
         pytest.skip("one worker pool per SQLite file: no other worker to take it over")
-    async with rig(database_url) as r:
+    async with rig(database_url, lease_seconds=2.0) as r:
         await r.pool.start()
-        run_id = await r.thread_run("slow", {"delay": 0.5})  # longer than the 0.5 s lease
+        run_id = await r.thread_run("slow", {"delay": 1.0})  # 3 s: longer than the lease
         await r.wait_status(run_id, "running")
         stopping = asyncio.create_task(r.pool.stop(grace=30))
         second = r.another_pool()
