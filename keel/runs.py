@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from keel import clock
 from keel.errors import BadRequest, Conflict, NotFound
+from keel.execution import RunResult
+from keel.faults import Faults
 from keel.graphs import GraphRegistry, system_assistant_id
+from keel.serde import loads
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import TERMINAL, Event, RunChannel, StreamHub, parse_last_event_id
@@ -171,6 +174,7 @@ class RunService:
         wake_workers: Callable[[], None],
         cancel_local: Callable[[str, str], bool],
         origin: str = "",
+        faults: Faults | None = None,
     ) -> None:
         self.storage = storage
         self.graphs = graphs
@@ -178,6 +182,7 @@ class RunService:
         self.wake_workers = wake_workers
         self.cancel_local = cancel_local
         self.origin = origin  # this process's id in notifications (its own are ignored)
+        self.faults = faults or Faults.from_env()
 
     # ----------------------------------------------------------------- create
     async def resolve_assistant(self, tx: Tx, assistant_id: str) -> Row:
@@ -306,23 +311,25 @@ class RunService:
         }
 
     # ----------------------------------------------------------------- cancel
-    async def _cancel_in_tx(self, tx: Tx, runs: list[Row], action: str, now: str) -> list[Row]:
-        """Cancel pending runs at once; flag running ones for their worker. Returns the latter."""
-        running = []
+    async def _cancel_in_tx(
+        self, tx: Tx, runs: list[Row], action: str, now: str, delete_pending: bool = True
+    ) -> list[Row]:
+        """End pending runs at once (rolled back: deleted, unless `delete_pending` is False);
+        flag running ones, and pending ones a worker claimed since they were read, for their
+        worker. Returns the runs with their new status ('deleted', or 'running': flagged)."""
+        touched = []
         for run in runs:
-            if run["status"] == "running":
+            ended = None
+            if run["status"] == "pending":
+                ended = await _end_pending(tx, run["run_id"], action, now, delete_pending)
+            if ended is None:
                 await tx.set_cancel(run["run_id"], action)
                 await tx.notify(CANCEL_CHANNEL, f"{run['run_id']} {action}")
-                running.append({**run, "cancel_action": action})
-            elif action == "rollback":
-                await tx.delete_run(run["run_id"])
-                running.append({**run, "status": "deleted"})
-            else:
-                await tx.finish_run(run["run_id"], "interrupted", None, now)
-                running.append({**run, "status": "interrupted"})
-            if run["status"] != "running":  # followers in other processes: it is over
+                touched.append({**run, "status": "running", "cancel_action": action})
+            else:  # followers in other processes: it is over
                 await tx.notify(EVENTS_CHANNEL, f"{run['run_id']} {run['thread_id']} done")
-        return running
+                touched.append({**run, "status": ended})
+        return touched
 
     def _after_cancel(self, runs: list[Row]) -> None:
         for run in runs:
@@ -332,7 +339,13 @@ class RunService:
                 self.hub.close(run["run_id"])
 
     async def cancel(
-        self, thread_id: str | None, run_ids: list[str] | None, status: str | None, action: str
+        self,
+        thread_id: str | None,
+        run_ids: list[str] | None,
+        status: str | None,
+        action: str,
+        *,
+        delete_pending: bool = True,
     ) -> int:
         """Cancel matching pending/running runs; returns how many were cancelled."""
         now = clock.iso()
@@ -346,7 +359,10 @@ class RunService:
             runs = [r for r in runs if r["status"] in ("pending", "running")]
             if not runs:
                 return 0
-            touched = await self._cancel_in_tx(tx, runs, action, now)
+            await self.faults.point("cancel-read", runs[0]["thread_id"], runs[0]["run_id"])
+            for tid in sorted({r["thread_id"] for r in runs}):
+                await tx.lock_thread(tid)
+            touched = await self._cancel_in_tx(tx, runs, action, now, delete_pending)
             for tid in {r["thread_id"] for r in touched if r["status"] != "running"}:
                 await self._settle_thread(tx, tid, now)
         self._after_cancel(touched)
@@ -362,6 +378,31 @@ class RunService:
         if thread is not None and thread["status"] == "busy":
             status = "interrupted" if thread.get("interrupts") else "idle"
             await tx.set_thread_status(thread_id, status, now)
+
+    async def cancel_and_wait(self, run: Row, action: str) -> Awaitable[Any] | None:
+        """`POST .../cancel?wait=1`: cancel one run and return what awaits its end (None if it
+        was not pending or running). As in the reference, the request listens to the run from
+        before the cancel: so a pending run is marked interrupted even when rolled back (not
+        deleted), and the answer is what the run published from then on (`cancel_body`)."""
+        run_id, thread_id = run["run_id"], run["thread_id"]
+        ch = await live_channel(self.storage, self.hub, run_id, thread_id)
+        mark = ch.next_seq - 1 if ch is not None else 0
+        if not await self.cancel(thread_id, [run_id], None, action, delete_pending=False):
+            if ch is not None and not ch.local:  # it ended meanwhile: nothing to follow
+                self.hub.close(run_id)
+            return None
+        return self._events_until_end(run, ch, mark)
+
+    async def _events_until_end(self, run: Row, ch: RunChannel | None, mark: int) -> Any:
+        """Follow a run until it is finished or gone; the cancel body of its events after
+        `mark` (a run handed back to the queue meanwhile is followed into its next attempt)."""
+        events: list[Event] = []
+        while ch is not None:
+            await ch.closed()
+            events += [e for e in ch.events if e.seq > mark]
+            mark = max(mark, ch.next_seq - 1)
+            ch = await live_channel(self.storage, self.hub, run["run_id"], run["thread_id"])
+        return cancel_body(events)
 
     # ------------------------------------------------------------------ wait
     async def wait(self, run: Row, *, joined: bool = False) -> Any:
@@ -404,6 +445,24 @@ async def live_channel(
     if run is None or run["status"] in TERMINAL or hub.is_finished(run_id):
         return None
     return hub.watch(run_id, thread_id, last + 1)
+
+
+async def _end_pending(tx: Tx, run_id: str, action: str, now: str, delete: bool) -> str | None:
+    """End a pending run: its new status, or None if a worker claimed it since it was read."""
+    if action == "rollback" and delete:
+        return "deleted" if await tx.delete_pending_run(run_id) else None
+    return "interrupted" if await tx.interrupt_pending(run_id, now) else None
+
+
+def cancel_body(events: list[Event]) -> Any:
+    """The reference's cancel-and-wait answer, from the run's events alone (no fallback to the
+    thread): its error if it failed, else what a wait would answer from those events, else {}."""
+    result = RunResult()
+    for ev in events:
+        if ev.event == "error":
+            return {"__error__": loads(ev.data)}
+        result.absorb(ev.event, loads(ev.data))
+    return result.body(dict)
 
 
 def final_body(run: Row, thread: Row | None, joined: bool = False) -> Any:

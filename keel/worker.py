@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -23,13 +24,16 @@ from keel.execution import (
     stream_run,
     thread_interrupts,
 )
+from keel.faults import Faults
 from keel.graphs import GraphRegistry
+from keel.leases import LOST, Leases
+from keel.recording import Flusher, end_run, roll_back
 from keel.runs import CONTEXT_MIRRORED, EVENTS_CHANNEL, RUNS_CHANNEL, unmirror_context
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
-from keel.streams import TERMINAL, RunChannel, StreamHub
+from keel.streams import RunChannel, StreamHub
 
 log = logging.getLogger("keel.worker")
 # Events reach the log this long after they are published; with a shared database other
@@ -37,11 +41,6 @@ log = logging.getLogger("keel.worker")
 FLUSH_DELAY = {False: 0.05, True: 0.01}
 CLAIM_RETRY = 1.0  # seconds before claiming again after a storage error
 ATTEMPT_SEQ_SPAN = 1 << 32  # event ids of attempt n start at (n - 1) * span + 1
-# A worker that could not renew a run's lease for this share of the lease stops executing it,
-# before any other process may take it over (the lease runs out).
-FENCE_SHARE = 0.75
-LOST = "lost"  # cancel action: the lease is (or may be) someone else's now
-TEMPORARY_RUN_RETENTION = 60.0  # seconds a finished stateless run stays readable
 FINISH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # seconds between attempts
 
 
@@ -49,20 +48,29 @@ class WorkerPool:
     """Executes up to `settings.workers` runs at once in this process."""
 
     def __init__(
-        self, settings: Settings, storage: Storage, graphs: GraphRegistry, hub: StreamHub
+        self,
+        settings: Settings,
+        storage: Storage,
+        graphs: GraphRegistry,
+        hub: StreamHub,
+        faults: Faults | None = None,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.graphs = graphs
         self.hub = hub
+        self.faults = faults or Faults.from_env()
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wakeup = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: dict[str, str] = {}
-        self._lease_ok: dict[str, float] = {}  # run id -> when its lease was last secured
-        self._background: list[asyncio.Task[None]] = []
+        # Cancels of runs with no task here (yet): a run claimed just now picks its cancel up.
+        self._early_cancels: dict[str, tuple[str, float]] = {}
+        self._cancellable: set[str] = set()  # runs whose task is running their graph
+        self.leases = Leases(settings, storage, self)
+        self._claimer: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         self._stopping = False
-        self._next_sweep = 0.0
 
     # -------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -73,36 +81,47 @@ class WorkerPool:
                 orphans = await tx.requeue_expired(clock.now(), clock.iso(), all_running=True)
             for run in orphans:
                 log.warning("re-queued run %s left running by a previous process", run["run_id"])
-        self._background = [
-            asyncio.create_task(self._heartbeat_loop(), name="keel-heartbeat"),
-        ]
+        self._beat = asyncio.create_task(self.leases.loop(), name="keel-heartbeat")
         if self.settings.workers > 0:
-            self._background.append(asyncio.create_task(self._claim_loop(), name="keel-claim"))
+            self._claimer = asyncio.create_task(self._claim_loop(), name="keel-claim")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; give in-flight runs `grace` seconds, then release them."""
+        """Stop claiming; give in-flight runs `grace` seconds, then hand them back. Their
+        leases are renewed until then, so no other process takes one over meanwhile."""
         self._stopping = True
         self._wakeup.set()
-        for task in self._background:
-            task.cancel()
+        await _cancel(self._claimer)
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=grace)
         for task in list(self._tasks.values()):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=grace)
+        await _cancel(self._beat)
 
     def notify(self) -> None:
         self._wakeup.set()
 
+    def executing(self) -> list[str]:
+        """The runs this pool's tasks execute right now."""
+        return list(self._tasks)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return run_id in self._cancel_requested
+
     def cancel_local(self, run_id: str, action: str) -> bool:
-        """Stop executing a run here (once: a second request changes nothing)."""
+        """Stop executing a run here (once: a second request changes nothing). Its task is
+        cancelled only while it runs the graph: a cancel that comes earlier ends the run
+        before its graph starts, one that comes later leaves the outcome being recorded."""
         task = self._tasks.get(run_id)
         if task is None:
+            if action != LOST:
+                self._remember_cancel(run_id, action)
             return False
         if run_id not in self._cancel_requested:
             self._cancel_requested[run_id] = action
-            task.cancel()
+            if run_id in self._cancellable:
+                task.cancel()
         return True
 
     # ----------------------------------------------------------------- loops
@@ -117,8 +136,8 @@ class WorkerPool:
                     run = await self._claim()
                     if run is None:
                         break
-                    task = asyncio.create_task(self._execute(run), name=f"run-{run['run_id']}")
-                    self._tasks[run["run_id"]] = task
+                    await self._point("after-claim", run)
+                    self._spawn(run)
                 timeout = await self._next_due_in(checked)
                 if self.storage.shared:  # in case a notification from another process is lost
                     timeout = min(timeout or self.settings.poll_seconds, self.settings.poll_seconds)
@@ -140,9 +159,47 @@ class WorkerPool:
             except Conflict:  # another process claimed a run of the same thread just now
                 continue
             if run is not None:
-                self._lease_ok[run["run_id"]] = now
+                self.leases.secured[run["run_id"]] = now
             return run
         return None
+
+    def _remember_cancel(self, run_id: str, action: str) -> None:
+        """Keep a cancel for a run with no task here, for a while: it may have been claimed just
+        now (its task is about to start). Most are other processes' runs, and are forgotten."""
+        now = clock.now()
+        stale = now - self.settings.lease_seconds
+        for other, (_, at) in list(self._early_cancels.items()):
+            if at < stale:
+                del self._early_cancels[other]
+        self._early_cancels[run_id] = (action, now)
+
+    def _spawn(self, run: Row) -> None:
+        """Start the task executing a claimed run. A cancel stored on the run (it was cancelled
+        before a restart or a hand-back) or received since the claim ends it before its graph."""
+        run_id = run["run_id"]
+        early = self._early_cancels.pop(run_id, None)
+        action = run.get("cancel_action") or (early[0] if early else None)
+        if action:
+            self._cancel_requested[run_id] = action
+        task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
+        self._tasks[run_id] = task
+        task.add_done_callback(functools.partial(self._forget, run_id))
+
+    def _forget(self, run_id: str, task: asyncio.Task[None]) -> None:
+        """Done callback of a run's task, however it ended (even cancelled before it ran)."""
+        if self._tasks.get(run_id) is not task:
+            return
+        del self._tasks[run_id]
+        self._cancel_requested.pop(run_id, None)
+        self.leases.secured.pop(run_id, None)
+        self._cancellable.discard(run_id)
+        ch = self.hub.get(run_id)
+        if ch is not None and ch.local:  # not recorded: subscribers look again
+            self.hub.close(run_id, finished=False)
+        self._wakeup.set()
+
+    async def _point(self, name: str, run: Row) -> None:
+        await self.faults.point(name, run["thread_id"], run["run_id"])
 
     async def _next_due_in(self, after: str) -> float | None:
         """Seconds until a pending run created for later than `after` becomes due, if any."""
@@ -152,98 +209,27 @@ class WorkerPool:
             return None
         return max(clock.parse(due) - clock.now(), 0.0) + 0.001
 
-    async def _heartbeat_loop(self) -> None:
-        failing = False
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
-            try:
-                await self._heartbeat()
-                if failing:
-                    log.warning("heartbeat recovered")
-                failing = False
-            except Exception as exc:
-                if not failing:
-                    log.warning("heartbeat failed: %s", exc)
-                failing = True
-            finally:
-                self._fence()
-
-    async def _heartbeat(self) -> None:
-        """Renew leases, pick up cancellations stored by any process, reap expired leases."""
-        await self._reap()
-        if not self._tasks:
-            return
-        now = clock.now()
-        async with self.storage.statements() as tx:
-            rows = await tx.renew_leases(
-                self.worker_id, list(self._tasks), now + self.settings.lease_seconds
-            )
-        for row in rows:
-            run_id = row["run_id"]
-            if row["status"] in TERMINAL:
-                continue  # this worker recorded its end just now; its task is ending
-            if row["worker_id"] != self.worker_id or row["status"] != "running":
-                log.warning("run %s: lease lost to another worker; stopping here", run_id)
-                self.cancel_local(run_id, LOST)
-            elif row["cancel_action"]:
-                self.cancel_local(run_id, row["cancel_action"])
-            else:
-                self._lease_ok[run_id] = now
-
-    def _fence(self) -> None:
-        """Stop runs whose lease could not be renewed in time (e.g. the database is away), so
-        that no two workers ever execute one run: the reaper elsewhere waits for the full lease."""
-        limit = clock.now() - self.settings.lease_seconds * FENCE_SHARE
-        for run_id in list(self._tasks):
-            if self._lease_ok.get(run_id, limit) < limit:
-                log.warning("run %s: lease not renewed in time; handing it back", run_id)
-                self.cancel_local(run_id, LOST)
-
-    async def _reap(self) -> None:
-        """Re-queue runs whose lease ran out (their executor died or lost track of them); now
-        and then forget finished stateless runs."""
-        now = clock.now()
-        if now >= self._next_sweep:
-            self._next_sweep = now + TEMPORARY_RUN_RETENTION / 2
-            async with self.storage.tx() as tx:
-                before = clock.iso(now - TEMPORARY_RUN_RETENTION)
-                await tx.sweep_temporary_runs(before)
-                await tx.sweep_thread_events(before)
-        async with self.storage.statements() as tx:
-            reaped = await tx.requeue_expired(
-                clock.now(), clock.iso(), all_running=False, keep=list(self._tasks)
-            )
-            if reaped:
-                await tx.notify(RUNS_CHANNEL, self.worker_id)
-        for run in reaped:
-            log.warning("re-queued run %s: its lease expired", run["run_id"])
-        if reaped:
-            self._wakeup.set()
-
     # -------------------------------------------------------------- execution
     async def _execute(self, run: Row) -> None:
-        run_id = run["run_id"]
+        """One attempt at a run, from its claim to its terminal state (or its hand-back)."""
+        ch: RunChannel | None = None
+        flusher: Flusher | None = None
         try:
-            await self._execute_inner(run)
+            await self._point("run-start", run)
+            ch = self.hub.open(run["run_id"], run["thread_id"], await self._first_seq(run))
+            flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared])
+            await self._execute_inner(run, ch, flusher)
         except asyncio.CancelledError:
-            if run_id not in self._cancel_requested:
-                raise  # shutdown
+            # Only shutdown cancels a run's task outside its graph: hand the run back.
+            await self._release(run, ch, flusher)
+            raise
         except Exception:
-            log.exception("run %s: bookkeeping failed; its lease will expire", run_id)
-        finally:
-            ch = self.hub.get(run_id)
-            if ch is not None and ch.local:  # not recorded: subscribers look again
-                self.hub.close(run_id, finished=False)
-            self._tasks.pop(run_id, None)
-            self._cancel_requested.pop(run_id, None)
-            self._lease_ok.pop(run_id, None)
-            self._wakeup.set()
+            log.exception("run %s: bookkeeping failed; its lease will expire", run["run_id"])
 
-    async def _execute_inner(self, run: Row) -> None:
+    async def _execute_inner(self, run: Row, ch: RunChannel, flusher: Flusher) -> None:
         run_id = run["run_id"]
-        ch = self.hub.open(run_id, run["thread_id"], await self._first_seq(run))
-        flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared])
         self.hub.publish(ch, "metadata", dumps({"run_id": run_id, "attempt": run["attempt"]}))
+        await self._point("channel-open", run)
         kwargs = run["kwargs"]
 
         def publish(name: str, data: Any) -> None:
@@ -253,15 +239,19 @@ class WorkerPool:
         translator = StreamTranslator(
             list(kwargs.get("stream_mode") or ["values"]), bool(kwargs.get("subgraphs")), publish
         )
+        if self._stopped_before_graph(run_id):
+            await self._cancelled(run, ch, flusher)
+            return
         if run["attempt"] > self.settings.max_attempts:
             exc = RuntimeError(f"run abandoned after {run['attempt'] - 1} attempts")
             await self._finish(run, ch, flusher, "error", exc=exc)
             return
         deadline = asyncio.timeout(self.settings.run_timeout_seconds)
         try:
-            async with deadline:
-                state, status = await self._run_graph(run, translator)
+            state, status = await self._graph_phase(run, translator, deadline)
         except asyncio.CancelledError:
+            if run_id in self._cancel_requested:
+                _uncancel()  # handled here: recording it must not see a cancel pending
             await self._cancelled(run, ch, flusher)
             return
         except Exception as exc:
@@ -278,6 +268,27 @@ class WorkerPool:
         result = translator.result.body(lambda: fallback_body(state, bool(run["temporary"])))
         await self._finish(run, ch, flusher, status, state=state, result=result)
 
+    def _stopped_before_graph(self, run_id: str) -> bool:
+        """Whether the run is cancelled before its graph starts (or its lease went unrenewed so
+        long since the claim that it may be someone else's now)."""
+        if self.leases.stale(run_id):
+            self._cancel_requested.setdefault(run_id, LOST)
+        return run_id in self._cancel_requested
+
+    async def _graph_phase(
+        self, run: Row, translator: StreamTranslator, deadline: asyncio.Timeout
+    ) -> tuple[StateSnapshot, str]:
+        """Build and run the graph: the only stretch in which a cancel cancels the task, so a
+        CancelledError can only come out of here (or from shutdown)."""
+        run_id = run["run_id"]
+        self._cancellable.add(run_id)
+        try:
+            async with deadline:
+                await self._point("before-graph", run)
+                return await self._run_graph(run, translator)
+        finally:
+            self._cancellable.discard(run_id)
+
     async def _first_seq(self, run: Row) -> int:
         """The first event id of this attempt: a recovered run continues its event ids."""
         if run["attempt"] <= 1:
@@ -289,10 +300,9 @@ class WorkerPool:
         return max(logged + 1, (int(run["attempt"]) - 1) * ATTEMPT_SEQ_SPAN + 1)
 
     async def _cancelled(self, run: Row, ch: RunChannel, flusher: Flusher) -> None:
-        """The run's task was cancelled: shutdown, a lost lease, or a user's cancel."""
+        """The run was cancelled: shutdown, a lost lease, or a user's cancel."""
         action = self._cancel_requested.get(run["run_id"])
-        if action is None:  # shutdown: hand the run back to the queue
-            await self._release(run, ch, flusher)
+        if action is None:  # shutdown: _execute hands the run back to the queue
             raise asyncio.CancelledError
         if action == LOST:  # not ours any more: write nothing, the next owner carries on
             flusher.cancel()
@@ -354,13 +364,12 @@ class WorkerPool:
                 log.error("run %s failed: %r", run_id, exc)
         flusher.cancel()
         if cancel == "rollback":
-            async with self.storage.tx() as tx:
-                await tx.delete_run_checkpoints(thread_id, run_id)
-                await tx.delete_run(run_id)
+            await roll_back(self.storage, self.worker_id, run)
         if state is None and not run["temporary"]:
             state = await self._state_of(run)
+        await self._point("before-record", run)
         if not await self._record(run, ch, status, state, result, error, cancel):
-            log.warning("run %s: finished after its lease was lost; not recorded", run_id)
+            log.warning("run %s: not recorded: its lease was lost or it was deleted", run_id)
             self.hub.close(run_id, finished=False)
             return
         ch.flushed = len(ch.events)
@@ -378,7 +387,7 @@ class WorkerPool:
         cancel: str | None,
     ) -> bool:
         """The terminal transaction: last events, status, thread. False if no longer ours.
-        Retried while the database is away, until the lease fence gives up on the run."""
+        Retried a few times (about 6 s in all) while the database is away."""
         for delay in FINISH_RETRIES:
             try:
                 return await self._record_once(run, ch, status, state, result, error, cancel)
@@ -400,10 +409,9 @@ class WorkerPool:
         run_id, thread_id = run["run_id"], run["thread_id"]
         now = clock.iso()
         async with self.storage.tx() as tx:
-            if cancel != "rollback":
-                await tx.append_events(event_rows(ch, ch.unflushed()))
-                if not await tx.finish_run(run_id, status, result, now, self.worker_id):
-                    return False
+            await tx.lock_thread(thread_id)
+            if not await end_run(tx, self.worker_id, run, ch, (status, result, now, cancel)):
+                return False
             if run["temporary"]:
                 await tx.delete_thread(thread_id, keep_runs=True)
             elif await settle_thread(tx, thread_id, status, state, error, now):
@@ -411,17 +419,19 @@ class WorkerPool:
             await tx.notify(EVENTS_CHANNEL, f"{run_id} {thread_id} done")
         return True
 
-    async def _release(self, run: Row, ch: RunChannel, flusher: Flusher) -> None:
+    async def _release(self, run: Row, ch: RunChannel | None, flusher: Flusher | None) -> None:
         """Shutdown: save the run's events and put it back to pending for the next worker."""
-        flusher.cancel()
         try:
-            await flusher.flush()
+            if flusher is not None:
+                flusher.cancel()
+                await flusher.flush()
             async with self.storage.tx() as tx:
                 await tx.release_run(run["run_id"], self.worker_id, clock.iso())
                 await tx.notify(RUNS_CHANNEL, self.worker_id)
         except Exception as exc:  # the lease runs out and the reaper re-queues it
             log.warning("run %s: not handed back (%s); its lease will expire", run["run_id"], exc)
-        self.hub.close(run["run_id"], finished=False)
+        if ch is not None:
+            self.hub.close(run["run_id"], finished=False)
 
     async def _state_of(self, run: Row) -> StateSnapshot | None:
         """The thread's current state, for runs that ended without producing one."""
@@ -456,43 +466,16 @@ async def settle_thread(
     return busy
 
 
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
-def event_rows(ch: RunChannel, events: list[Any]) -> list[tuple[str, int, str, str, bytes]]:
-    return [(ch.run_id, e.seq, ch.thread_id, e.event, e.data) for e in events]
-
-
-class Flusher:
-    """Writes a run's new events to the database shortly after they are published."""
-
-    def __init__(self, storage: Storage, ch: RunChannel, delay: float) -> None:
-        self.storage = storage
-        self.ch = ch
-        self.delay = delay
-        self._task: asyncio.Task[None] | None = None
-
-    def schedule(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._later())
-
-    async def _later(self) -> None:
-        await asyncio.sleep(self.delay)
-        try:
-            await self.flush()
-        except Exception as exc:  # kept in memory: the next flush or the finish writes them
-            log.warning("run %s: saving events failed: %s", self.ch.run_id, exc)
-
-    async def flush(self) -> None:
-        pending = self.ch.unflushed()
-        if not pending:
-            return
-        upto = self.ch.flushed + len(pending)
-        ch = self.ch
-        async with self.storage.tx() as tx:
-            await tx.append_events(event_rows(ch, pending))
-            await tx.notify(EVENTS_CHANNEL, f"{ch.run_id} {ch.thread_id} {pending[0].seq}")
-        self.ch.flushed = max(self.ch.flushed, upto)
-
-    def cancel(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task and wait until it has stopped."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -37,9 +37,14 @@ def database_for(backend: str, request: pytest.FixtureRequest, workdir: Path) ->
     return cluster.create_database()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`backend`: every backend (module-scoped), or those a test's `@pytest.mark.backends(...)`
+    names: a test that cannot apply to a backend is not generated for it, rather than skipped."""
+    if "backend" not in metafunc.fixturenames or "store_backend" in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    chosen = [b for b in BACKENDS if marker is None or b in marker.args or b == "reference"]
+    metafunc.parametrize("backend", chosen, scope="module")
 
 
 @pytest.fixture(scope="module")

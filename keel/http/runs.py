@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -90,11 +90,14 @@ async def _wait_response(
     location: str,
     content_location: str,
     joined: bool = False,
+    body_of: Awaitable[Any] | None = None,
 ) -> Response:
-    """The run's final body; sent at once if it finishes within one heartbeat interval,
-    otherwise streamed as whitespace heartbeats followed by the JSON."""
+    """The run's final body (or what `body_of` gives); sent at once if it comes within one
+    heartbeat interval, otherwise streamed as whitespace heartbeats followed by the JSON."""
     headers = {"Location": location, "Content-Location": content_location}
-    task = asyncio.ensure_future(s.runs.wait(run, joined=joined))
+    if body_of is None:
+        body_of = s.runs.wait(run, joined=joined)
+    task = asyncio.ensure_future(body_of)
     done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
     if done:
         return Response(dumps(task.result()), media_type="application/json", headers=headers)
@@ -212,13 +215,16 @@ async def cancel_run(request: Request, thread_id: str, run_id: str) -> Any:
     s = services(request)
     run = await _get_run(s, thread_id, run_id)
     action = _action(request)
-    n = await s.runs.cancel(run["thread_id"], [run["run_id"]], None, action)
-    if n == 0:
-        raise NotFound(f"No matching runs to cancel: run '{run_id}' is not pending or running")
+    missing = f"No matching runs to cancel: run '{run_id}' is not pending or running"
+    if not query_bool(request, "wait"):
+        if not await s.runs.cancel(run["thread_id"], [run["run_id"]], None, action):
+            raise NotFound(missing)
+        return Response(status_code=202)
+    body_of = await s.runs.cancel_and_wait(run, action)
+    if body_of is None:
+        raise NotFound(missing)
     base = _run_path(run)
-    if query_bool(request, "wait"):
-        return await _wait_response(s, run, False, base + "/join", base)
-    return Response(status_code=202, headers={"Location": base + "/join"})
+    return await _wait_response(s, run, False, base + "/join", base, body_of=body_of)
 
 
 def _action(request: Request) -> str:

@@ -43,6 +43,7 @@ def pg_sql(sql: str) -> str:
 class PostgresDialect(Dialect):
     name = "postgres"
     skip_locked = "FOR UPDATE SKIP LOCKED"
+    for_update = "FOR UPDATE"
 
     def containment(self, column: str, filt: Row, prefix: str = "$") -> tuple[str, list[Any]]:
         clauses: list[str] = []

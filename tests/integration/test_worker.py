@@ -1,5 +1,5 @@
 """Worker pool paths that need no HTTP: re-queue on start, lease reaper, timeout, attempt limit,
-graceful shutdown."""
+graceful shutdown, cancels that come before a run's task runs or before a restart."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 from keel import clock
 from keel.assistants import ensure_system_assistants
@@ -50,6 +52,15 @@ class Rig:
             await asyncio.sleep(0.05)
         raise AssertionError(f"run stayed {run['status']!r}, wanted {want!r}")
 
+    async def wait_gone(self, run_id: str) -> None:
+        deadline = clock.now() + 10
+        while clock.now() < deadline:
+            async with self.storage.read() as tx:
+                if await tx.get_run(run_id) is None:
+                    return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"run {run_id} still there")
+
     async def thread_run(self, graph: str, input_: dict[str, Any]) -> str:
         body = {"assistant_id": graph, "input": input_, "if_not_exists": "create"}
         return str((await self.runs.create(body, str(uuid.uuid4())))["run_id"])
@@ -70,7 +81,7 @@ class Rig:
 async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
     """Storage, graphs and a (not yet started) worker pool over a fresh database."""
     settings = load_settings(
-        GRAPHS_CONFIG, database=database_url, lease_seconds=0.5, **overrides
+        GRAPHS_CONFIG, database=database_url, **{"lease_seconds": 0.5, **overrides}
     )
     storage = make_storage(settings)
     await storage.open()
@@ -155,5 +166,66 @@ async def test_shutdown_hands_in_flight_runs_back_to_the_queue(database_url: str
         await second.start()
         try:
             await r.wait_status(run_id, "success")
+        finally:
+            await second.stop()
+
+
+async def test_a_cancel_before_the_runs_task_first_runs_ends_the_run(database_url: str) -> None:
+    """`Task.cancel()` on a task that has not started yet means its coroutine never runs (no
+    `finally` in it either): a cancel coming that early must still end the run, at once."""
+    async with rig(database_url, lease_seconds=5.0) as r:
+        run_id = await r.thread_run("slow", {"delay": 30})
+        run = await r.pool._claim()
+        assert run is not None and run["run_id"] == run_id
+        r.pool._spawn(run)
+        assert r.pool.cancel_local(run_id, "interrupt")  # its task has not run a line yet
+        done = await r.wait_status(run_id, "interrupted")
+        async with r.storage.read() as tx:
+            assert not await tx.run_has_checkpoint(done["thread_id"], run_id)
+            thread = await tx.get_thread(done["thread_id"])
+        assert thread is not None and thread["status"] == "idle"
+        if r.pool._tasks:  # its task may still be finishing
+            await asyncio.wait(list(r.pool._tasks.values()), timeout=10)
+        assert r.pool.executing() == []  # its slot is free again
+
+
+@pytest.mark.parametrize("action", ["interrupt", "rollback"])
+async def test_a_cancel_stored_on_a_requeued_run_ends_it_without_running_it(
+    database_url: str, action: str
+) -> None:
+    """A run cancelled while it ran and then re-queued (its process died, or shut down): the
+    next claim ends it as the cancel said; its graph does not run again."""
+    async with rig(database_url) as r:
+        run_id = await r.orphan(lease_until=clock.now() - 1)
+        async with r.storage.tx() as tx:
+            await tx.set_cancel(run_id, action)
+            thread_id = (await tx.get_run(run_id) or {})["thread_id"]
+        await r.pool.start()
+        if action == "interrupt":
+            run = await r.wait_status(run_id, "interrupted")
+            assert run["attempt"] == 2
+        else:
+            await r.wait_gone(run_id)
+        async with r.storage.read() as tx:
+            assert not await tx.run_has_checkpoint(thread_id, run_id)
+            thread = await tx.get_thread(thread_id)
+        assert thread is not None and thread["status"] == "idle"
+
+
+@pytest.mark.backends("postgres")  # one worker pool per SQLite file: no other to take over
+async def test_leases_are_renewed_while_shutdown_waits_for_runs(database_url: str) -> None:
+    """During the shutdown grace the pool still renews its runs' leases, so no other worker
+    takes one over while it is still executing (and runs it a second time)."""
+    async with rig(database_url, lease_seconds=2.0) as r:
+        await r.pool.start()
+        run_id = await r.thread_run("slow", {"delay": 1.0})  # 3 s: longer than the lease
+        await r.wait_status(run_id, "running")
+        stopping = asyncio.create_task(r.pool.stop(grace=30))
+        second = r.another_pool()
+        await second.start()
+        try:
+            await stopping
+            run = await r.run_row(run_id)
+            assert run["status"] == "success" and run["attempt"] == 1
         finally:
             await second.stop()

@@ -59,6 +59,9 @@ class Dialect:
     name = "sqlite"
     # Appended to the claim's candidate query: lets concurrent claimers pass each other.
     skip_locked = ""
+    # Appended to a SELECT to lock its rows until the transaction ends (SQLite: the whole
+    # database is locked by every write transaction already).
+    for_update = ""
 
     def containment(self, column: str, filt: Row, prefix: str = "$") -> tuple[str, list[Any]]:
         """SQL for "column's JSON object contains `filt`" (nested objects recurse)."""

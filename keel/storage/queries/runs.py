@@ -65,6 +65,33 @@ class RunQueries(Queries):
         await self.run("DELETE FROM run_events WHERE run_id=?", [run_id])
         return await self.run("DELETE FROM runs WHERE run_id=?", [run_id])
 
+    async def delete_pending_run(self, run_id: str) -> bool:
+        """Delete a run that is still pending (not if a worker claimed it meanwhile)."""
+        if await self.run("DELETE FROM runs WHERE run_id=? AND status='pending'", [run_id]) != 1:
+            return False
+        await self.run("DELETE FROM run_events WHERE run_id=?", [run_id])
+        return True
+
+    async def delete_owned_run(self, run_id: str, worker_id: str) -> bool:
+        """Delete a run (a rollback) while `worker_id` still executes it."""
+        deleted = await self.run(
+            "DELETE FROM runs WHERE run_id=? AND worker_id=? AND status='running'",
+            [run_id, worker_id],
+        )
+        if deleted != 1:
+            return False
+        await self.run("DELETE FROM run_events WHERE run_id=?", [run_id])
+        return True
+
+    async def interrupt_pending(self, run_id: str, now: str) -> bool:
+        """Mark a run that is still pending interrupted (not if a worker claimed it meanwhile)."""
+        changed = await self.run(
+            "UPDATE runs SET status='interrupted', updated_at=? "
+            "WHERE run_id=? AND status='pending'",
+            [now, run_id],
+        )
+        return changed == 1
+
     async def set_run_status(self, run_id: str, status: str, now: str) -> None:
         await self.run(
             "UPDATE runs SET status=?, updated_at=?, worker_id=NULL, lease_until=NULL "

@@ -74,10 +74,20 @@ class ThreadQueries(Queries):
             ],
         )
 
+    async def lock_thread(self, thread_id: str) -> None:
+        """Hold the thread's row until the transaction ends. Every transaction that decides a
+        thread's status from its runs takes this first (thread, then runs: no deadlock), so
+        two of them never decide on what the other is changing."""
+        await self.one(
+            f"SELECT thread_id FROM threads WHERE thread_id=? {self.dialect.for_update}",
+            [thread_id],
+        )
+
     async def delete_thread(self, thread_id: str, keep_runs: bool = False) -> int:
         """Delete a thread with everything on it; `keep_runs` leaves its runs and their event
         logs (a finished stateless run's result and events, for waiters in other processes,
         until `sweep_temporary_runs`)."""
+        await self.lock_thread(thread_id)
         if not keep_runs:
             await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
             await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
