@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import GRAPHS_CONFIG
 from tests.support.server import KeelServer, free_port
@@ -71,7 +72,7 @@ def test_broken_graph_path_is_reported(tmp_path: Path) -> None:
     cfg.write_text(json.dumps({"graphs": {"g": "./missing.py:graph"}}))
     srv = KeelServer(cfg, tmp_path / "srv")
     try:
-        srv.start(timeout=20)
+        srv.start(timeout=60)
         raise AssertionError("server started with a missing graph file")
     except RuntimeError as exc:
         assert "missing.py" in str(exc)
@@ -130,6 +131,7 @@ def _poll_answer(url: str, want: str, seconds: float) -> bool:
     return False
 
 
+@pytest.mark.timeout(240)  # two waits of at most 90 s each
 def test_dev_reloads_on_code_change(tmp_path: Path) -> None:
     graph_file = tmp_path / "agent.py"
     graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "first"))
@@ -153,9 +155,9 @@ def test_dev_reloads_on_code_change(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        assert _poll_answer(url, "first", 30), "dev server never answered"
+        assert _poll_answer(url, "first", 90), "dev server never answered"
         graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "second"))
-        assert _poll_answer(url, "second", 30), "dev server did not reload the changed graph"
+        assert _poll_answer(url, "second", 90), "dev server did not reload the changed graph"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
