@@ -1,6 +1,7 @@
 """Chaos: kill -9 the server again and again while runs are in flight.
 
-A real `keel serve` process (SQLite file in a temporary directory) executes runs of a six-step
+A `keel serve` process (SQLite file in a temporary directory; forked from a pre-imported zygote,
+tests/support/forkserver.py, so that two dozen starts cost little CPU) executes runs of a six-step
 graph (`recording_graph.py`) whose every node execution is committed to a side table before the
 node sleeps and returns. The test creates runs from separate client threads, kills the server with
 SIGKILL again and again (restarting it each time), then lets everything finish and checks the

@@ -160,4 +160,4 @@ def test_dev_reloads_on_code_change(tmp_path: Path) -> None:
         assert _poll_answer(url, "second", 90), "dev server did not reload the changed graph"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        proc.wait(60)

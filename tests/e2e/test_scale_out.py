@@ -290,6 +290,7 @@ def test_ok_checks_the_database_on_request(fleet: Fleet) -> None:
     assert info["host"]["database"] == "postgres"
 
 
+@pytest.mark.timeout(300)  # four interpreters importing LangGraph at once on two cores
 def test_processes_starting_together_migrate_once(pg_cluster: PgCluster) -> None:
     database = pg_cluster.create_database()
     cmd = [
@@ -305,7 +306,7 @@ def test_processes_starting_together_migrate_once(pg_cluster: PgCluster) -> None
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)
     ]
-    outs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    outs = [p.communicate(timeout=240)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
     with psycopg.connect(database) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM keel_migrations ORDER BY 1")]
@@ -357,6 +358,7 @@ async def test_database_restart_is_survived(tmp_path: Path) -> None:
         cluster.stop()
 
 
+@pytest.mark.timeout(300)  # three servers importing LangGraph at once on two cores
 def test_servers_starting_together_on_a_fresh_database_all_come_up(
     pg_cluster: PgCluster, tmp_path: Path
 ) -> None:
@@ -368,7 +370,7 @@ def test_servers_starting_together_on_a_fresh_database_all_come_up(
         cmd = serve_command(srv.config, srv.port, database)
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         for srv, proc in zip(servers, procs, strict=True):
             while True:
                 assert proc.poll() is None, proc.communicate()[0].decode()
@@ -385,7 +387,7 @@ def test_servers_starting_together_on_a_fresh_database_all_come_up(
     finally:
         for proc in procs:
             proc.terminate()
-            proc.communicate(timeout=30)
+            proc.communicate(timeout=60)
 
 
 @pytest.mark.usefixtures("sdk")

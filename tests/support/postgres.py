@@ -87,7 +87,7 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _wait_gone(pids: list[int], timeout: float = 10.0) -> None:
+def _wait_gone(pids: list[int], timeout: float = 60.0) -> None:
     """Until none of `pids` is alive (zombies count as gone: orphans are reaped by init)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -199,7 +199,7 @@ class PgCluster:
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        self.proc.wait(10)
+        self.proc.wait(60)
         _wait_gone(victims)
         self.proc = None
 
