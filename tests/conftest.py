@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.gate import Gate
 from tests.support.postgres import PgCluster
 from tests.support.reference import ReferenceServer, reference_requested
 from tests.support.server import KeelServer
@@ -78,3 +79,9 @@ def server(
 def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database per test, of the module's backend."""
     return database_for(backend, request, tmp_path)
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Gate:
+    """Holds runs of the slow graph at a step until the test opens it (tests/support/gate.py)."""
+    return Gate(tmp_path / "gate")

@@ -1,9 +1,10 @@
 """Chaos: kill -9 the server again and again while runs are in flight.
 
-A real `keel serve` process (SQLite file in a temporary directory) executes runs of a six-step
+A `keel serve` process (SQLite file in a temporary directory; forked from a pre-imported zygote,
+tests/support/forkserver.py, so that two dozen starts cost little CPU) executes runs of a six-step
 graph (`recording_graph.py`) whose every node execution is committed to a side table before the
 node sleeps and returns. The test creates runs from separate client threads, kills the server with
-SIGKILL at random moments (restarting it each time), then lets everything finish and checks the
+SIGKILL again and again (restarting it each time), then lets everything finish and checks the
 guarantees of DESIGN.md section 4 against the side table:
 
 - every accepted run reaches `success`, with exactly the six steps, in order, once each, in its
@@ -12,15 +13,21 @@ guarantees of DESIGN.md section 4 against the side table:
   a recovered attempt may re-execute at most the single step that was in flight when the previous
   attempt died (the last step that attempt recorded), never a step whose checkpoint was written;
   no step runs twice within one attempt;
-- a restarted server picks recovered runs up at once (not after a lease expiry).
+- a restarted server picks recovered runs up at once (not after a lease expiry: the lease here is
+  longer than the whole test).
 
-Set KEEL_CHAOS_SEED to replay a schedule.
+The kills are made to land mid-run: one run per window; the server lives a random while, then is
+killed as soon as the side table shows it in the middle of a step (every EAGER_EVERY-th window
+instead kills at once, so a kill may also cut a create request). A kill counts as a cut when, once
+the process is dead, that step still has no end; windows go on until there were KILLS kills and
+CUTS cuts (bounded in time), then a last wave of runs is created and cut.
+
+Set KEEL_CHAOS_SEED to replay a schedule (as far as the machine's timing allows).
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
 import json
 import os
 import random
@@ -40,19 +47,24 @@ import pytest
 from langgraph_sdk import get_sync_client
 
 from tests.chaos.recording_graph import SIDE_DB_ENV, STEPS
-from tests.support.server import KeelServer
+from tests.chaos.side_table import cut_attempts, in_step
+from tests.support.forkserver import ForkedKeel, ForkServer, restartable_port
 
 pytestmark = pytest.mark.chaos
 
 CONFIG = Path(__file__).parent / "keel.json"
-KILLS = 22  # kill -9 this many times
-LAST_WAVE = 3  # runs created in the last window before the final kill, so it lands mid-run
-N_RUNS = (KILLS - 1) + LAST_WAVE  # one run per earlier window, then the last wave
-UPTIME = (0.15, 0.7)  # seconds the server lives after a wave was accepted, before SIGKILL
-WAVE_WAIT = 3.0  # how long a window waits for its wave to be accepted
+KILLS = 22  # kill -9 at least this many times ...
+CUTS = KILLS // 2  # ... of which at least this many cut a step (the windows go on until then)
+LAST_WAVE = 3  # runs created in the last window, cut by the final kill
+UPTIME = (0.15, 0.7)  # seconds the server lives after a wave was accepted, before the kill
 EAGER_EVERY = 5  # every 5th window is killed 0-100 ms after it opens, accepted or not
-PICKUP_LIMIT = 1.0  # a restarted server must resume orphaned runs within this (after healthy)
-DRAIN_TIMEOUT = 30.0
+WAVE_WAIT = 30.0  # how long a window waits for its wave to be accepted
+STEP_WAIT = 30.0  # ... and then for a step in flight, before it kills anyway
+CHAOS_LIMIT = 240.0  # the windows must reach KILLS and CUTS within this (~25 s when idle)
+CREATE_DEADLINE = 120.0  # a run must be accepted within this after its window opened
+LEASE_SECONDS = "600"  # longer than the test: a recovered run is never picked up by its expiry
+PICKUP_LIMIT = 30.0  # a restarted server must resume orphaned runs within this (after healthy)
+DRAIN_TIMEOUT = 60.0
 
 
 # ------------------------------------------------------------------ bookkeeping
@@ -64,6 +76,7 @@ class Incarnation:
     spawned: float
     healthy: float
     killed: float | None = None
+    cut: int = 0  # run attempts its kill left in the middle of a step
 
 
 @dataclass
@@ -86,20 +99,19 @@ class Execution:
     at: float
 
 
-def start(server: KeelServer, incarnations: list[Incarnation]) -> None:
+def start(server: ForkedKeel, incarnations: list[Incarnation]) -> None:
     spawned = time.time()
     server.start()
-    assert server.proc is not None
-    incarnations.append(Incarnation(server.proc.pid, spawned, time.time()))
+    assert server.pid is not None
+    incarnations.append(Incarnation(server.pid, spawned, time.time()))
 
 
-def create_run(url: str, planned: PlannedRun, gate: threading.Event, deadline: float) -> None:
+def create_run(url: str, planned: PlannedRun, deadline: float) -> None:
     """Create `planned`'s thread and run once, retrying across kills without duplicating it.
 
     A POST cut off by a kill may or may not have been committed, so before every attempt the
     thread's runs are listed: each planned run owns its thread, so any run there is ours.
     """
-    gate.wait()
     client = get_sync_client(url=url, api_key=None, timeout=10.0)
     try:
         while True:
@@ -199,164 +211,118 @@ def test_history_checker_rejects_restart_from_scratch() -> None:
 
 # ------------------------------------------------------------------------ the test
 @pytest.fixture
-def chaos_server(tmp_path: Path) -> Iterator[KeelServer]:
-    side_db = tmp_path / "side.db"
-    server = KeelServer(
-        CONFIG,
-        tmp_path,
-        env={
-            SIDE_DB_ENV: str(side_db),
-        },
-    )
+def chaos_server(tmp_path: Path) -> Iterator[ForkedKeel]:
+    """`keel serve` on SQLite, restartable on the same port. Forked from a pre-imported zygote
+    (tests/support/forkserver.py): two dozen plain starts would cost a minute of CPU."""
+    env = {
+        **os.environ,
+        "KEEL_LOG_LEVEL": "warning",
+        "KEEL_LEASE_SECONDS": LEASE_SECONDS,
+        SIDE_DB_ENV: str(tmp_path / "side.db"),
+    }
+    port = restartable_port()
+    argv = ["serve", "--config", str(CONFIG), "--port", str(port)]
+    argv += ["--database", f"sqlite:///{tmp_path / 'keel.db'}"]
+    forks = ForkServer()
+    url = f"http://127.0.0.1:{port}"
+    server = ForkedKeel("server", forks, argv, env, tmp_path / "logs", url=url)
     try:
         yield server
     finally:
         server.stop()
+        forks.close()
 
 
-def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
-    seed = int(os.environ.get("KEEL_CHAOS_SEED") or random.randrange(1 << 32))
-    rng = random.Random(seed)
-    server = chaos_server
-    t0 = time.time()
-    incarnations: list[Incarnation] = []
-    start(server, incarnations)
+class Schedule:
+    """Opens windows (each creates its runs in client threads) and ends each with a kill -9 and
+    a restart, until the server was killed KILLS times and CUTS kills cut a step."""
 
-    # One planned run per window before the last kill window, then a last wave.
-    plans = [PlannedRun(str(uuid.uuid4()), w) for w in range(KILLS - 1)]
-    plans += [PlannedRun(str(uuid.uuid4()), KILLS - 1) for _ in range(LAST_WAVE)]
-    gates = [threading.Event() for _ in range(KILLS)]
-    deadline = time.monotonic() + 80.0
-    threads = [
-        threading.Thread(
-            target=create_run, args=(server.url, p, gates[p.window], deadline), daemon=True
-        )
-        for p in plans
-    ]
-    for th in threads:
-        th.start()
+    def __init__(self, server: ForkedKeel, side_db: Path, rng: random.Random) -> None:
+        self.server, self.side_db, self.rng = server, side_db, rng
+        self.incarnations: list[Incarnation] = []
+        self.plans: list[PlannedRun] = []
+        self.threads: list[threading.Thread] = []
 
-    # Chaos: open a window, wait for its wave to be accepted, let it run a little, SIGKILL.
-    # Every EAGER_EVERY-th window kills at once instead, so a kill may also cut a create request.
-    for window in range(KILLS):
-        gates[window].set()
-        if window % EAGER_EVERY == EAGER_EVERY - 1 and window < KILLS - 1:
-            time.sleep(rng.uniform(0.0, 0.1))
+    @property
+    def cuts(self) -> int:
+        return sum(1 for inc in self.incarnations if inc.cut)
+
+    def run(self) -> None:
+        start(self.server, self.incarnations)
+        deadline = time.monotonic() + CHAOS_LIMIT
+        window = 0
+        while window < KILLS - 1 or self.cuts < CUTS:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{window} kills, {self.cuts} of them cut a step, in {CHAOS_LIMIT}s: "
+                    f"fewer than {KILLS} or {CUTS}"
+                )
+            eager = window % EAGER_EVERY == EAGER_EVERY - 1
+            self.window(window, 1, eager)
+            window += 1
+        self.window(window, LAST_WAVE, eager=False)
+
+    def window(self, window: int, runs: int, eager: bool) -> None:
+        wave = [PlannedRun(str(uuid.uuid4()), window) for _ in range(runs)]
+        for plan in wave:
+            deadline = time.monotonic() + CREATE_DEADLINE
+            args = (str(self.server.url), plan, deadline)
+            self.threads.append(threading.Thread(target=create_run, args=args, daemon=True))
+            self.threads[-1].start()
+        self.plans += wave
+        if eager:
+            time.sleep(self.rng.uniform(0.0, 0.1))
         else:
             wave_deadline = time.monotonic() + WAVE_WAIT
-            for p in plans:
-                if p.window == window:
-                    p.accepted.wait(max(wave_deadline - time.monotonic(), 0.0))
-            time.sleep(rng.uniform(*UPTIME))
-        incarnations[-1].killed = time.time()
-        server.kill9()
-        start(server, incarnations)
-    chaos_done = time.time()
-    final = incarnations[-1]
+            for plan in wave:
+                plan.accepted.wait(max(wave_deadline - time.monotonic(), 0.0))
+            time.sleep(self.rng.uniform(*UPTIME))
+            self.wait_in_step()
+        self.kill_and_restart()
 
-    for th in threads:
-        th.join(20.0)
+    def wait_in_step(self) -> None:
+        """Until the current process is in the middle of a step (at most STEP_WAIT)."""
+        pid = self.incarnations[-1].pid
+        deadline = time.monotonic() + STEP_WAIT
+        while not in_step(self.side_db, [pid]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def kill_and_restart(self) -> None:
+        current = self.incarnations[-1]
+        current.killed = time.time()
+        self.server.kill9()  # returns once the process is gone
+        current.cut = cut_attempts(self.side_db, current.pid)
+        start(self.server, self.incarnations)
+
+
+@pytest.mark.timeout(600)  # every wait is bounded well below this; ~30 s on an idle machine
+def test_kill9_during_runs(chaos_server: ForkedKeel, tmp_path: Path) -> None:
+    seed = int(os.environ.get("KEEL_CHAOS_SEED") or random.randrange(1 << 32))
+    t0 = time.time()
+    schedule = Schedule(chaos_server, tmp_path / "side.db", random.Random(seed))
+    schedule.run()
+    chaos_done = time.time()
+    plans, incarnations = schedule.plans, schedule.incarnations
+    for th in schedule.threads:
+        th.join(CREATE_DEADLINE + 10)
     not_accepted = {p.thread_id: p.error for p in plans if p.run_id is None}
     assert not not_accepted, f"runs never accepted: {not_accepted}"
 
-    # Let everything finish, then read the outcome of every run.
-    client = get_sync_client(url=server.url, api_key=None, timeout=DRAIN_TIMEOUT)
-    try:
-        runs = {}
-        states = {}
-        for p in plans:
-            assert p.run_id is not None
-            client.runs.join(p.thread_id, p.run_id)
-            runs[p.run_id] = client.runs.get(p.thread_id, p.run_id)
-            states[p.run_id] = client.threads.get_state(p.thread_id)["values"]
-    finally:
-        client.close()
+    runs, states = outcomes(chaos_server, plans)
     all_done = time.time()
     executions = read_executions(tmp_path / "side.db")
-
-    # ---------------------------------------------------------------- figures
     by_run: dict[str, list[Execution]] = collections.defaultdict(list)
     for ex in executions:
         by_run[ex.run_id].append(ex)
     histories = {run_id: attempts_of(by_run[run_id]) for run_id in runs}
-    finished_at = [datetime.fromisoformat(str(r["updated_at"])).timestamp() for r in runs.values()]
-    last_finish = max(finished_at)
-    max_attempt = {run_id: max(h) if h else 0 for run_id, h in histories.items()}
-    distribution = collections.Counter(max_attempt.values())
-    duplicates = len([e for e in executions if e.run_id in runs]) - len(STEPS) * len(runs)
-    interrupted_attempts = sum(max(len(h) - 1, 0) for h in histories.values())
-    by_pid = {inc.pid: inc for inc in incarnations}
-    # A kill "landed mid-run" when some run recorded a step in that process and recorded more
-    # steps in a later attempt.
-    mid_run_kills = {
-        ex.pid for run_id, h in histories.items() for ex in by_run[run_id] if ex.attempt != max(h)
-    }
-    # Pickup: first step of a recovered attempt (attempt > 1) executed by each restarted process.
-    pickups: list[tuple[float, float]] = []
-    for inc in incarnations[1:]:
-        recovered = [e.at for e in executions if e.pid == inc.pid and e.attempt > 1]
-        if recovered:
-            first = min(recovered)
-            pickups.append((first - inc.spawned, first - inc.healthy))
-    startup = [inc.healthy - inc.spawned for inc in incarnations]
-    finish_of = dict(zip(runs, finished_at, strict=True))
-    # Recovery: from each restart to the end of every run the kill before it interrupted
-    # (counted only when they all finished before the next kill).
-    recoveries: list[float] = []
-    final_recovery: float | None = None
-    for prev, inc in itertools.pairwise(incarnations):
-        cut = {
-            e.run_id for e in executions if e.pid == prev.pid and e.attempt != max_attempt[e.run_id]
-        }
-        ends = [finish_of[r] for r in cut if r in finish_of]
-        if cut and len(ends) == len(cut) and (inc.killed is None or max(ends) < inc.killed):
-            recoveries.append(max(ends) - inc.spawned)
-            if inc is final:
-                final_recovery = max(ends) - inc.spawned
-    creates = sum(p.create_attempts for p in plans)
+    pickups = pickup_delays(incarnations, executions)
+    print(f"\nchaos seed={seed}: {len(runs)} runs, {len(incarnations)} server processes")
+    report(plans, incarnations, runs, executions, histories, pickups)
+    print(
+        f"  drain observed by the client {all_done - chaos_done:.2f}s after the final restart; "
+        f"total time: {all_done - t0:.1f}s"
+    )
 
-    print(
-        f"\nchaos seed={seed}: {len(runs)} runs, {KILLS} kills "
-        f"({len(mid_run_kills & set(by_pid))} landed mid-run), {len(incarnations)} server processes"
-    )
-    print(f"  run statuses: {dict(collections.Counter(r['status'] for r in runs.values()))}")
-    print(
-        "  attempts per run (highest attempt that executed a step): "
-        + ", ".join(f"{a}: {n}" for a, n in sorted(distribution.items()))
-    )
-    print(
-        f"  interrupted attempts: {interrupted_attempts}; step executions: {len(executions)} "
-        f"for {len(STEPS) * len(runs)} steps; duplicate (in-flight) executions: {duplicates}"
-    )
-    print(f"  create requests: {creates} for {len(plans)} runs (retries across kills)")
-    print(
-        f"  server start (spawn -> healthy): median {statistics.median(startup):.2f}s, "
-        f"max {max(startup):.2f}s"
-    )
-    if pickups:
-        print(
-            f"  recovered-run pickup after restart ({len(pickups)} restarts): spawn -> first step "
-            f"median {statistics.median(p[0] for p in pickups):.2f}s, "
-            f"max {max(p[0] for p in pickups):.2f}s; healthy -> first step "
-            f"median {statistics.median(p[1] for p in pickups):+.3f}s, "
-            f"max {max(p[1] for p in pickups):+.3f}s"
-        )
-    if recoveries:
-        print(
-            f"  restart (spawn) -> every run interrupted by the kill finished "
-            f"({len(recoveries)} restarts): median {statistics.median(recoveries):.2f}s, "
-            f"max {max(recoveries):.2f}s"
-        )
-    if final_recovery is not None:
-        print(f"  final restart -> runs cut by the final kill finished: {final_recovery:.2f}s")
-    print(
-        f"  final restart -> all runs finished: {last_finish - final.spawned:.2f}s "
-        f"(healthy -> finished {last_finish - final.healthy:.2f}s; drain observed by client "
-        f"{all_done - chaos_done:.2f}s; includes runs whose create was still retrying)"
-    )
-    print(f"  total time: {all_done - t0:.1f}s")
-
-    # ---------------------------------------------------------------- guarantees
     failures: list[str] = []
     for run_id, run in runs.items():
         if run["status"] != "success":
@@ -368,20 +334,90 @@ def test_kill9_during_runs(chaos_server: KeelServer, tmp_path: Path) -> None:
         failures += [
             f"run {run_id}: {p} {histories[run_id]}" for p in check_run_history(histories[run_id])
         ]
-    for inc, (_, after_healthy) in zip(
-        [i for i in incarnations[1:] if any(e.pid == i.pid and e.attempt > 1 for e in executions)],
-        pickups,
-        strict=True,
-    ):
+    for pid, after_healthy in pickups:
         if after_healthy > PICKUP_LIMIT:
             failures.append(
-                f"process {inc.pid} resumed orphaned runs {after_healthy:.2f}s after it was healthy"
+                f"process {pid} resumed orphaned runs {after_healthy:.2f}s after it was healthy"
             )
     shown = failures[:15] + ([f"... and {len(failures) - 15} more"] if len(failures) > 15 else [])
     assert not failures, "\n".join(shown)
-    # The schedule must actually have exercised recovery, or the checks above prove nothing.
-    assert interrupted_attempts >= KILLS // 2, f"only {interrupted_attempts} attempts interrupted"
-    assert len(mid_run_kills) >= KILLS // 2, f"only {len(mid_run_kills)} kills landed mid-run"
+    # Every cut left an unfinished step in an attempt of a run that then succeeded, so each
+    # cut attempt was followed by a later one (the schedule ran until CUTS kills cut a step).
+    interrupted = sum(max(len(h) - 1, 0) for h in histories.values())
+    assert interrupted >= sum(inc.cut for inc in incarnations), interrupted
+
+
+def outcomes(server: ForkedKeel, plans: list[PlannedRun]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every run once it ended, and its thread's final values."""
+    client = get_sync_client(url=str(server.url), api_key=None, timeout=DRAIN_TIMEOUT)
+    try:
+        runs = {}
+        states = {}
+        for p in plans:
+            assert p.run_id is not None
+            client.runs.join(p.thread_id, p.run_id)
+            runs[p.run_id] = client.runs.get(p.thread_id, p.run_id)
+            states[p.run_id] = client.threads.get_state(p.thread_id)["values"]
+    finally:
+        client.close()
+    return runs, states
+
+
+def pickup_delays(
+    incarnations: list[Incarnation], executions: list[Execution]
+) -> list[tuple[int, float]]:
+    """(pid, healthy -> its first step of a recovered attempt) for each restarted process that
+    resumed a run."""
+    pickups = []
+    for inc in incarnations[1:]:
+        recovered = [e.at for e in executions if e.pid == inc.pid and e.attempt > 1]
+        if recovered:
+            pickups.append((inc.pid, min(recovered) - inc.healthy))
+    return pickups
+
+
+def report(
+    plans: list[PlannedRun],
+    incarnations: list[Incarnation],
+    runs: dict[str, Any],
+    executions: list[Execution],
+    histories: dict[str, dict[int, list[str]]],
+    pickups: list[tuple[int, float]],
+) -> None:
+    kills = [inc for inc in incarnations if inc.killed is not None]
+    max_attempt = {run_id: max(h) if h else 0 for run_id, h in histories.items()}
+    distribution = collections.Counter(max_attempt.values())
+    duplicates = len([e for e in executions if e.run_id in runs]) - len(STEPS) * len(runs)
+    startup = [inc.healthy - inc.spawned for inc in incarnations]
+    finished = [datetime.fromisoformat(str(r["updated_at"])).timestamp() for r in runs.values()]
+    print(
+        f"  {len(kills)} kills, {sum(1 for i in kills if i.cut)} of them cut "
+        f"{sum(i.cut for i in kills)} run attempts mid-step"
+    )
+    print(f"  run statuses: {dict(collections.Counter(r['status'] for r in runs.values()))}")
+    print(
+        "  attempts per run (highest attempt that executed a step): "
+        + ", ".join(f"{a}: {n}" for a, n in sorted(distribution.items()))
+    )
+    print(
+        f"  interrupted attempts: {sum(max(len(h) - 1, 0) for h in histories.values())}; step "
+        f"executions: {len(executions)} for {len(STEPS) * len(runs)} steps; duplicate "
+        f"(in-flight) executions: {duplicates}"
+    )
+    print(
+        f"  server start (spawn -> healthy): median {statistics.median(startup):.2f}s, "
+        f"max {max(startup):.2f}s"
+    )
+    if pickups:
+        delays = [d for _, d in pickups]
+        print(
+            f"  recovered-run pickup after restart ({len(pickups)} restarts): healthy -> first "
+            f"step median {statistics.median(delays):+.3f}s, max {max(delays):+.3f}s"
+        )
+    creates = sum(p.create_attempts for p in plans)
+    print(f"  create requests: {creates} for {len(plans)} runs (retries across kills)")
+    final = incarnations[-1]
+    print(f"  final restart -> all runs finished: {max(finished) - final.spawned:.2f}s")
 
 
 # ------------------------------------------------------------- stream across a kill
@@ -407,14 +443,14 @@ def sse_events(response: httpx.Response) -> Iterator[SseEvent]:
             event_id = int(line[len("id: ") :].rsplit(".", 1)[-1])
 
 
-def test_stream_reconnect_across_kill9(chaos_server: KeelServer) -> None:
+def test_stream_reconnect_across_kill9(chaos_server: ForkedKeel) -> None:
     """A client that saw events of a killed attempt and reconnects with Last-Event-ID misses
     nothing of the recovered attempt (its events may not have reached the log before the kill)."""
     server = chaos_server
     server.start()
     thread_id = str(uuid.uuid4())
     seen: list[SseEvent] = []
-    with httpx.Client(base_url=server.url, timeout=30.0) as http:
+    with httpx.Client(base_url=str(server.url), timeout=30.0) as http:
         http.post("/threads", json={"thread_id": thread_id}).raise_for_status()
         body = {
             "assistant_id": "recording",

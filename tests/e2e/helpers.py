@@ -29,7 +29,7 @@ def system_id(graph_id: str) -> str:
 async def poll(
     fetch: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
-    within: float = 15.0,
+    within: float = 60.0,
     interval: float = 0.05,
 ) -> T:
     """Call `fetch` until `done(result)`; fail with the last result after `within` seconds."""
@@ -43,7 +43,7 @@ async def poll(
         await asyncio.sleep(interval)
 
 
-def poll_sync(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 15.0) -> T:
+def poll_sync(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float = 60.0) -> T:
     deadline = time.monotonic() + timeout
     while True:
         result = fetch()

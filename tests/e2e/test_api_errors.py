@@ -16,6 +16,7 @@ from langgraph_sdk.errors import (
 from langgraph_sdk.schema import StreamPart
 
 from tests.e2e.helpers import Client, collect, poll, system_id
+from tests.support.gate import Gate
 
 
 async def test_malformed_json_and_wrong_types(http: httpx.AsyncClient) -> None:
@@ -147,14 +148,17 @@ def events_before_error(parts: list[StreamPart]) -> list[str]:
     return names[: names.index("error")]
 
 
-async def test_update_state_while_run_active(client: Client) -> None:
+async def test_update_state_while_run_active(client: Client, gate: Gate) -> None:
     tid = (await client.threads.create())["thread_id"]
-    run = await client.runs.create(tid, "slow", input={"delay": 0.3, "tag": "busy"})
+    run = await client.runs.create(
+        tid, "slow", input={"delay": 0.01, "tag": "busy"}, config=gate.config
+    )
     await poll(lambda: client.runs.get(tid, run["run_id"]), lambda r: r["status"] == "running")
     with pytest.raises(ConflictError):
         await client.threads.update_state(tid, {"tag": "sneaky"})
     with pytest.raises(ConflictError):
         await client.runs.create(tid, "slow", input={}, multitask_strategy="reject")
+    gate.open()
     await client.runs.join(tid, run["run_id"])
     state = await client.threads.get_state(tid)
     assert state["values"]["tag"] == "busy"

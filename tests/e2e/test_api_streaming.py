@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     parse_sse,
     run_status,
 )
+from tests.support.gate import Gate
 
 PIPELINE_STEPS = ["researched s", "drafted", "reviewed"]
 HELLO = {"messages": [{"role": "user", "content": "hi there"}]}
@@ -220,15 +221,17 @@ async def test_raw_sse_wire_format(client: Client, http: httpx.AsyncClient) -> N
     assert "\n" not in res.text.replace("\r\n", "").replace("\n\n", "")  # one line per field
 
 
-async def test_rejoin_with_last_event_id(client: Client) -> None:
+async def test_rejoin_with_last_event_id(client: Client, gate: Gate) -> None:
     tid = (await client.threads.create())["thread_id"]
     seen: list[StreamPart] = []
+    gate.open("step1")  # then held in step 2 until the client has left
     stream = client.runs.stream(
         tid,
         "slow",
-        input={"delay": 0.15, "tag": "r"},
+        input={"delay": 0.01, "tag": "r"},
         stream_mode=["values", "updates"],
         stream_resumable=True,
+        config=gate.config,
     )
     async with contextlib.aclosing(stream):
         async for part in stream:
@@ -237,6 +240,7 @@ async def test_rejoin_with_last_event_id(client: Client) -> None:
                 break  # disconnect mid-run
     run_id = seen[0].data["run_id"]
     assert (await client.runs.get(tid, run_id))["status"] in ("pending", "running")
+    gate.open()
     rest = await collect(client.runs.join_stream(tid, run_id, last_event_id=seen[-1].id))
     assert (await client.runs.get(tid, run_id))["status"] == "success"
     full = await collect(client.runs.join_stream(tid, run_id, last_event_id="-1"))
@@ -252,30 +256,41 @@ async def test_rejoin_with_last_event_id(client: Client) -> None:
     assert await collect(client.runs.join_stream(tid, run_id)) == []
 
 
-async def test_join_stream_live(client: Client) -> None:
+async def test_join_stream_live(client: Client, gate: Gate) -> None:
     tid = (await client.threads.create())["thread_id"]
+    modes = ["values", "updates", "custom"]  # custom: the held step's {"held": ...} events
     run = await client.runs.create(
-        tid, "slow", input={"delay": 0.2, "tag": "j"}, stream_mode=["values", "updates"]
+        tid, "slow", input={"delay": 0.01, "tag": "j"}, stream_mode=modes, config=gate.config
     )
-    parts = await collect(client.runs.join_stream(tid, run["run_id"]))
+    parts = []
+    async for part in client.runs.join_stream(tid, run["run_id"]):
+        parts.append(part)
+        gate.open()  # an event arrived, so the join follows the run: let the run finish
     assert parts, "joined a live run but received nothing"
     assert_ids_increase(parts)
     assert events_named(parts, "values")[-1]["log"] == ["step1:j", "step2:j", "step3:j"]
     assert (await client.runs.get(tid, run["run_id"]))["status"] == "success"
 
 
-async def test_thread_stream_follows_runs(client: Client) -> None:
+async def test_thread_stream_follows_runs(client: Client, gate: Gate) -> None:
     tid = (await client.threads.create())["thread_id"]
-    run = await client.runs.create(tid, "slow", input={"delay": 0.3, "tag": "t"})
+    run = await client.runs.create(
+        tid,
+        "slow",
+        input={"delay": 0.01, "tag": "t"},
+        stream_mode=["values", "custom"],
+        config=gate.config,
+    )
     got: list[StreamPart] = []
 
     async def follow() -> None:
         async for part in await client.threads.join_stream(tid):
             got.append(part)
+            gate.open()  # the thread stream follows the (held) run: let it finish
             if part.event == "metadata" and part.data.get("status") == "run_done":
                 return
 
-    await asyncio.wait_for(follow(), 20)
+    await asyncio.wait_for(follow(), 60)
     assert got[-1].data == {"status": "run_done", "run_id": run["run_id"]}
     values = events_named(got, "values")
     assert values and values[-1]["log"] == ["step1:t", "step2:t", "step3:t"]
@@ -296,7 +311,7 @@ async def test_thread_stream_state_updates(client: Client, server_url: str) -> N
     tid = (await client.threads.create())["thread_id"]
     await client.runs.wait(tid, "pipeline", input={"topic": "u"})
     async with (
-        httpx.AsyncClient(base_url=server_url, timeout=20) as raw,
+        httpx.AsyncClient(base_url=server_url, timeout=60) as raw,
         raw.stream("GET", f"/threads/{tid}/stream", params={"stream_mode": "state_update"}) as res,
     ):
         assert res.status_code == 200

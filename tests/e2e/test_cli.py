@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import GRAPHS_CONFIG
 from tests.support.reference import ROOT
@@ -74,7 +75,7 @@ def test_broken_graph_path_is_reported(tmp_path: Path) -> None:
     cfg.write_text(json.dumps({"graphs": {"g": "./missing.py:graph"}}))
     srv = KeelServer(cfg, tmp_path / "srv")
     try:
-        srv.start(timeout=20)
+        srv.start(timeout=60)
         raise AssertionError("server started with a missing graph file")
     except RuntimeError as exc:
         assert "missing.py" in str(exc)
@@ -145,6 +146,7 @@ TEMPLATE_CONFIG = {
 }
 
 
+@pytest.mark.timeout(240)  # two waits of at most 90 s each
 def test_dev_runs_the_template_project_and_reloads_on_code_only(tmp_path: Path) -> None:
     project = tmp_path / "project"
     graph_file = project / "src" / "agent" / "graph.py"
@@ -164,14 +166,14 @@ def test_dev_runs_the_template_project_and_reloads_on_code_only(tmp_path: Path) 
             start_new_session=True,
         )
     try:
-        assert _poll_answer(url, "first", 30), f"dev server never answered:\n{log.read_text()}"
+        assert _poll_answer(url, "first", 90), f"dev server never answered:\n{log.read_text()}"
         for _ in range(3):  # runs write the database, its -wal and -shm files
             assert _answer(url) == "first"
         graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "second"))
-        assert _poll_answer(url, "second", 30), "dev server did not reload the changed graph"
+        assert _poll_answer(url, "second", 90), "dev server did not reload the changed graph"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        proc.wait(60)
     text = log.read_text()
     assert "Reloading..." in text, text
     # The graph file is the one change the watcher reported before reloading: the database

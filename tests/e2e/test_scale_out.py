@@ -8,7 +8,6 @@ through the database and LISTEN/NOTIFY, never through shared memory.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import subprocess
 import sys
 import time
@@ -23,8 +22,10 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.schema import StreamMode
 
 from tests.conftest import GRAPHS_CONFIG
+from tests.support.gate import Gate
 from tests.support.postgres import PgCluster
 from tests.support.server import KeelServer, KeelWorker, serve_command
 
@@ -148,20 +149,28 @@ async def test_stream_on_an_api_process_follows_a_run_executed_by_a_worker(fleet
 
 @pytest.mark.usefixtures("sdk")
 async def test_live_join_on_another_api_process_sees_events_as_they_happen(
-    fleet: Fleet,
+    fleet: Fleet, gate: Gate
 ) -> None:
+    """Each step is held until the client, joined on the other API process, has seen the run
+    wait for it; so every event it receives reached it while the run was still running."""
     a, b = fleet.client(0), fleet.client(1)
-    thread = await a.threads.create()
+    tid = (await a.threads.create())["thread_id"]
+    modes: list[StreamMode] = ["updates", "custom"]  # custom: {"held": step} while held
     run = await a.runs.create(
-        thread["thread_id"], "slow", input={"delay": 0.3, "tag": "live"}, stream_mode="updates"
+        tid, "slow", input={"delay": 0.01, "tag": "live"}, stream_mode=modes, config=gate.config
     )
-    seen: list[tuple[float, str]] = []
-    async for part in b.runs.join_stream(thread["thread_id"], run["run_id"], stream_mode="updates"):
-        if part.event == "updates":
-            seen.append((time.monotonic(), next(iter(part.data))))
-    assert [name for _, name in seen] == ["step1", "step2", "step3"]
-    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(seen)]
-    assert all(gap > 0.15 for gap in gaps), f"updates arrived in a burst, not live: {gaps}"
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for part in b.runs.join_stream(tid, run["run_id"], stream_mode=modes):
+            if part.event == "updates":
+                seen.append(next(iter(part.data)))
+            elif part.event == "custom" and part.data["held"] not in seen:
+                seen.append(part.data["held"])
+                gate.open(part.data["held"])
+
+    await asyncio.wait_for(follow(), 60)  # events held back until the run ended: never returns
+    assert seen == ["step1", "step1", "step2", "step2", "step3", "step3"]  # held, then done
 
 
 @pytest.mark.usefixtures("sdk")
@@ -175,7 +184,7 @@ async def test_wait_on_one_api_process_returns_the_workers_result(fleet: Fleet) 
         assert state["values"]["summary"] == "3 steps done"
 
 
-async def _until(check: Any, within: float = 10.0) -> Any:
+async def _until(check: Any, within: float = 60.0) -> Any:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         value = await check()
@@ -198,7 +207,7 @@ async def test_cancel_through_another_api_process_stops_the_run_at_once(fleet: F
     await _until(running)
     started = time.monotonic()
     await b.runs.cancel(thread["thread_id"], run["run_id"], wait=True)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 15.0  # not after the 30-s step it was in
     assert (await a.runs.get(thread["thread_id"], run["run_id"]))["status"] == "interrupted"
     assert (await a.threads.get(thread["thread_id"]))["status"] != "busy"
 
@@ -232,23 +241,26 @@ async def test_double_text_across_api_processes(
 
 
 @pytest.mark.usefixtures("sdk")
-async def test_killed_workers_run_is_resumed_by_another_worker(fleet: Fleet) -> None:
+async def test_killed_workers_run_is_resumed_by_another_worker(fleet: Fleet, gate: Gate) -> None:
     a = fleet.client(0)
     thread = await a.threads.create()
     tid = thread["thread_id"]
-    run = await a.runs.create(tid, "slow", input={"delay": 1.0, "tag": "k"})
+    # Held in its first step until the worker executing it is dead.
+    run = await a.runs.create(tid, "slow", input={"delay": 0.01, "tag": "k"}, config=gate.config)
 
     victim = fleet.worker_of(await _until(lambda: fleet.executor(run["run_id"])))
     victim.kill9()
+    gate.open()
     killed = time.monotonic()
     try:
         result = await a.runs.join(tid, run["run_id"])
         took = time.monotonic() - killed
         row = fleet.run_row(run["run_id"])
-        assert row["status"] == "success" and row["attempt"] == 2
+        # Attempt 2, or later if a loaded machine let a lease (1.5 s) run out again.
+        assert row["status"] == "success" and row["attempt"] >= 2
         assert [e.split(":")[0] for e in result["log"]] == ["step1", "step2", "step3"]
-        # lease (1.5 s) + reaper tick + the remaining steps (at most 3 x 1 s)
-        assert took < 1.5 + 1.0 + 3.5
+        # lease (1.5 s) + reaper tick + the steps: a few seconds; far less on an idle machine
+        assert took < 30.0
     finally:
         victim.start()
 
@@ -262,9 +274,9 @@ async def test_sigterm_hands_a_workers_run_to_another_worker(fleet: Fleet) -> No
 
     victim = fleet.worker_of(await _until(lambda: fleet.executor(run["run_id"])))
     old_pid = victim.pid
-    assert victim.stop(timeout=15) == 0  # grace (5 s) runs out; the run is handed back
+    assert victim.stop(timeout=60) == 0  # grace (5 s) runs out; the run is handed back
     try:
-        taken = await _until(lambda: fleet.executor(run["run_id"]), within=5)
+        taken = await _until(lambda: fleet.executor(run["run_id"]))
         assert f":{old_pid}:" not in taken  # the other worker took it at once, no lease wait
         await a.runs.cancel(tid, run["run_id"], wait=True)
     finally:
@@ -278,6 +290,7 @@ def test_ok_checks_the_database_on_request(fleet: Fleet) -> None:
     assert info["host"]["database"] == "postgres"
 
 
+@pytest.mark.timeout(300)  # four interpreters importing LangGraph at once on two cores
 def test_processes_starting_together_migrate_once(pg_cluster: PgCluster) -> None:
     database = pg_cluster.create_database()
     cmd = [
@@ -293,7 +306,7 @@ def test_processes_starting_together_migrate_once(pg_cluster: PgCluster) -> None
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)
     ]
-    outs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    outs = [p.communicate(timeout=240)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
     with psycopg.connect(database) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM keel_migrations ORDER BY 1")]
@@ -331,7 +344,7 @@ async def test_database_restart_is_survived(tmp_path: Path) -> None:
             assert (await http.get("/ok")).status_code == 200
         await asyncio.sleep(2.0)
         cluster.start()
-        result = await asyncio.wait_for(a.runs.join(thread["thread_id"], run["run_id"]), 30)
+        result = await asyncio.wait_for(a.runs.join(thread["thread_id"], run["run_id"]), 60)
         assert [e.split(":")[0] for e in result["log"]] == ["step1", "step2", "step3"]
         after = await a.runs.wait(None, "pipeline", input={"topic": "after"})
         assert isinstance(after, dict) and after["summary"] == "3 steps done"
@@ -345,6 +358,7 @@ async def test_database_restart_is_survived(tmp_path: Path) -> None:
         cluster.stop()
 
 
+@pytest.mark.timeout(300)  # three servers importing LangGraph at once on two cores
 def test_servers_starting_together_on_a_fresh_database_all_come_up(
     pg_cluster: PgCluster, tmp_path: Path
 ) -> None:
@@ -356,7 +370,7 @@ def test_servers_starting_together_on_a_fresh_database_all_come_up(
         cmd = serve_command(srv.config, srv.port, database)
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         for srv, proc in zip(servers, procs, strict=True):
             while True:
                 assert proc.poll() is None, proc.communicate()[0].decode()
@@ -373,7 +387,7 @@ def test_servers_starting_together_on_a_fresh_database_all_come_up(
     finally:
         for proc in procs:
             proc.terminate()
-            proc.communicate(timeout=30)
+            proc.communicate(timeout=60)
 
 
 @pytest.mark.usefixtures("sdk")
@@ -401,12 +415,12 @@ async def test_thread_stream_on_another_api_process(fleet: Fleet) -> None:
                             return
 
     follower = asyncio.create_task(follow())
-    await asyncio.wait_for(subscribed.wait(), 10)
-    await asyncio.sleep(0.2)  # the subscription is registered once the response started
+    # The response starts once the subscription is registered (keel/http/threads.py).
+    await asyncio.wait_for(subscribed.wait(), 60)
     run = await a.runs.create(tid, "slow", input={"delay": 0.2, "tag": "ts"})
     await a.runs.join(tid, run["run_id"])
     await a.threads.update_state(tid, {"tag": "edited"})
-    await asyncio.wait_for(follower, 20)
+    await asyncio.wait_for(follower, 60)
     names = [name for name, _ in got]
     assert ("metadata", {"status": "run_done", "run_id": run["run_id"]}) in got
     assert names.count("values") >= 3 and names[-1] == "state_update"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 
 from tests.support.postgres import PgCluster
@@ -48,3 +50,20 @@ def test_kill9_keeps_committed_data(pg_cluster: PgCluster) -> None:
     pg_cluster.start()  # crash recovery
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM kept").fetchone() == (100,)
+
+
+def test_cluster_survives_its_parent_directory_turning_private(tmp_path: Path) -> None:
+    """Every pytest session that starts strips group and other access from
+    /tmp/pytest-of-<user>; as root the server runs as `postgres`, which must still reach its
+    data directory and socket afterwards."""
+    parent = tmp_path / "session"
+    cluster = PgCluster(parent / "pg")
+    cluster.start()
+    try:
+        parent.chmod(0o700)
+        tmp_path.chmod(0o700)
+        with psycopg.connect(cluster.create_database()) as conn:
+            conn.execute("CREATE TABLE t (i int)")  # a new relation file in the data directory
+        cluster.restart()
+    finally:
+        cluster.stop()

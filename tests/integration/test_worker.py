@@ -23,6 +23,7 @@ from keel.storage.tx import Row
 from keel.streams import StreamHub
 from keel.worker import WorkerPool
 from tests.conftest import GRAPHS_CONFIG
+from tests.support.gate import Gate
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Rig:
         return run
 
     async def wait_status(self, run_id: str, want: str) -> Row:
-        deadline = clock.now() + 10
+        deadline = clock.now() + 60
         while clock.now() < deadline:
             run = await self.run_row(run_id)
             if run["status"] == want:
@@ -53,7 +54,7 @@ class Rig:
         raise AssertionError(f"run stayed {run['status']!r}, wanted {want!r}")
 
     async def wait_gone(self, run_id: str) -> None:
-        deadline = clock.now() + 10
+        deadline = clock.now() + 60
         while clock.now() < deadline:
             async with self.storage.read() as tx:
                 if await tx.get_run(run_id) is None:
@@ -61,8 +62,8 @@ class Rig:
             await asyncio.sleep(0.05)
         raise AssertionError(f"run {run_id} still there")
 
-    async def thread_run(self, graph: str, input_: dict[str, Any]) -> str:
-        body = {"assistant_id": graph, "input": input_, "if_not_exists": "create"}
+    async def thread_run(self, graph: str, input_: dict[str, Any], **more: Any) -> str:
+        body = {"assistant_id": graph, "input": input_, "if_not_exists": "create", **more}
         return str((await self.runs.create(body, str(uuid.uuid4())))["run_id"])
 
     async def orphan(self, lease_until: float, attempt: int = 1) -> str:
@@ -110,7 +111,8 @@ async def test_reaper_leaves_live_leases_alone(database_url: str) -> None:
     async with rig(database_url) as r:
         await r.pool.start()
         run_id = await r.orphan(lease_until=clock.now() + 3600)
-        await asyncio.sleep(r.settings.lease_seconds * 3)
+        # An expired one alongside: once it is done, a reaper pass has seen both.
+        await r.wait_status(await r.orphan(lease_until=clock.now() - 1), "success")
         assert (await r.run_row(run_id))["status"] == "running"
 
 
@@ -121,18 +123,19 @@ async def test_start_requeues_every_running_run_on_sqlite_only(
     another live process's; only its lease running out frees it."""
     async with rig(database_url) as r:
         run_id = await r.orphan(lease_until=clock.now() + 3600)
+        expired = await r.orphan(lease_until=clock.now() - 1)
         await r.pool.start()
+        await r.wait_status(expired, "success")  # a reaper pass (or the start) has seen both
         if backend == "sqlite":
             await r.wait_status(run_id, "success")
         else:
-            await asyncio.sleep(r.settings.lease_seconds * 3)
             assert (await r.run_row(run_id))["status"] == "running"
 
 
 async def test_run_timeout_ends_in_timeout_and_thread_error(database_url: str) -> None:
     async with rig(database_url, run_timeout_seconds=0.3) as r:
         await r.pool.start()
-        run_id = await r.thread_run("slow", {"delay": 5})
+        run_id = await r.thread_run("slow", {"delay": 30})
         run = await r.wait_status(run_id, "timeout")
         async with r.storage.read() as tx:
             thread = await tx.get_thread(run["thread_id"])
@@ -155,13 +158,17 @@ async def test_too_many_attempts_fail_the_run(database_url: str) -> None:
         assert "abandoned" in run["result"]["__error__"]["message"]
 
 
-async def test_shutdown_hands_in_flight_runs_back_to_the_queue(database_url: str) -> None:
+async def test_shutdown_hands_in_flight_runs_back_to_the_queue(
+    database_url: str, gate: Gate
+) -> None:
     async with rig(database_url) as r:
         await r.pool.start()
-        run_id = await r.thread_run("slow", {"delay": 0.4})
+        # Held in its first step until the gate opens.
+        run_id = await r.thread_run("slow", {"delay": 0.01}, config=gate.config)
         await r.wait_status(run_id, "running")
         await r.pool.stop(grace=0.05)
         assert (await r.run_row(run_id))["status"] == "pending"
+        gate.open()
         second = r.another_pool()
         await second.start()
         try:

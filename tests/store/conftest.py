@@ -23,6 +23,7 @@ from keel.storage import open_storage
 from keel.storage.base import Storage
 from tests.conftest import database_for
 from tests.store import fake_embed
+from tests.support.clock import FakeClock
 
 FAKE_EMBED = "tests.store.fake_embed:embed"
 KEEL_BACKENDS = ("sqlite", "postgres")
@@ -116,3 +117,9 @@ async def stores(
     finally:
         for storage in reversed(opener.opened):
             await storage.close()
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Keel's clock stands still until the test advances it (TTL tests, no sleeping)."""
+    return FakeClock(monkeypatch)

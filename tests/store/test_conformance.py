@@ -39,6 +39,7 @@ from keel.settings import IndexSettings, StoreSettings, TTLSettings
 from keel.store import KeelStore
 from tests.store import fake_embed
 from tests.store.conftest import Stores, unique_ns
+from tests.support.clock import FakeClock
 
 Namespace = tuple[str, ...]
 REJECTED = (InvalidNamespaceError, InvalidInput)
@@ -500,12 +501,14 @@ async def test_list_namespaces_limit_offset(store: BaseStore) -> None:
 
 
 @pytest.mark.backends("sqlite", "postgres")
-async def test_expired_items_are_invisible_before_a_sweep(stores: Stores) -> None:
+async def test_expired_items_are_invisible_before_a_sweep(
+    stores: Stores, fake_clock: FakeClock
+) -> None:
     store = await stores.open(fresh=True)
     r = unique_ns()
     await store.aput((*r, "gone"), "old", {"text": "expiring memory"}, ttl=TTL_0_6S)
     await store.aput((*r, "kept"), "new", {"text": "lasting memory"})
-    await asyncio.sleep(0.8)
+    fake_clock.advance(0.8)
     assert await store.aget((*r, "gone"), "old") is None
     assert await found_keys(store, r) == {"new"}
     assert await found_keys(store, r, query="expiring memory") == {"new"}
@@ -518,41 +521,41 @@ async def test_expired_items_are_invisible_before_a_sweep(stores: Stores) -> Non
 
 
 @pytest.mark.backends("sqlite", "postgres")
-async def test_reads_refresh_ttl_when_asked(stores: Stores) -> None:
+async def test_reads_refresh_ttl_when_asked(stores: Stores, fake_clock: FakeClock) -> None:
     store = await stores.open()
     ns, alone = unique_ns(), unique_ns()
     ttl = 0.025  # 1.5 s
     for key in ("get_default", "get_true", "get_false", "search_true", "search_false"):
         await store.aput(ns, key, {"key": key}, ttl=ttl)
     await store.aput(alone, "semantic", {"text": "refresh me"}, ttl=ttl)
-    await asyncio.sleep(0.9)
+    fake_clock.advance(0.9)
     await store.aget(ns, "get_default")
     await store.aget(ns, "get_true", refresh_ttl=True)
     await store.aget(ns, "get_false", refresh_ttl=False)
     await store.asearch(ns, filter={"key": "search_true"}, refresh_ttl=True)
     await store.asearch(ns, filter={"key": "search_false"}, refresh_ttl=False)
     await store.asearch(alone, query="refresh me")
-    await asyncio.sleep(0.9)  # past the first expiry, before the refreshed one
+    fake_clock.advance(0.9)  # past the first expiry, before the refreshed one
     assert await found_keys(store, ns) == {"get_default", "get_true", "search_true"}
     assert await found_keys(store, alone) == {"semantic"}
 
 
 @pytest.mark.backends("sqlite", "postgres")
-async def test_refresh_on_read_false_setting(stores: Stores) -> None:
+async def test_refresh_on_read_false_setting(stores: Stores, fake_clock: FakeClock) -> None:
     store = await stores.open(ttl=TTLSettings(refresh_on_read=False))
     ns = unique_ns()
     for key in ("default", "forced"):
         await store.aput(ns, key, {"key": key}, ttl=0.025)
-    await asyncio.sleep(0.9)
+    fake_clock.advance(0.9)
     await store.aget(ns, "default")
     await store.asearch(ns, filter={"key": "default"})
     await store.aget(ns, "forced", refresh_ttl=True)
-    await asyncio.sleep(0.9)
+    fake_clock.advance(0.9)
     assert await found_keys(store, ns) == {"forced"}
 
 
 @pytest.mark.backends("sqlite", "postgres")
-async def test_default_ttl_and_explicit_none(stores: Stores) -> None:
+async def test_default_ttl_and_explicit_none(stores: Stores, fake_clock: FakeClock) -> None:
     store = await stores.open(ttl=TTLSettings(default_ttl=TTL_0_6S))
     ns = unique_ns()
     await store.aput(ns, "default", {"v": 1})
@@ -560,7 +563,7 @@ async def test_default_ttl_and_explicit_none(stores: Stores) -> None:
     await store.aput(ns, "longer", {"v": 1}, ttl=1.0)
     await store.aput(ns, "reset", {"v": 1}, ttl=TTL_0_6S)
     await store.aput(ns, "reset", {"v": 2}, ttl=None)  # an overwrite sets the TTL anew
-    await asyncio.sleep(0.8)
+    fake_clock.advance(0.8)
     assert await found_keys(store, ns) == {"forever", "longer", "reset"}
     assert await store.aget(ns, "default") is None
 

@@ -220,7 +220,7 @@ class ForkedKeel:
         self.pid = self.forks.spawn(self.argv, self.env, self.log_path)
         return self.pid
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         assert self.pid is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -236,7 +236,7 @@ class ForkedKeel:
             time.sleep(0.02)
         raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.logs()}")
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.spawn()
         self.wait_ready(timeout)
 

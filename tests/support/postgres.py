@@ -6,12 +6,14 @@ that directory. As root, the server runs as the `postgres` user (initdb refuses 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -71,6 +73,26 @@ def find_pg_bin(log: Log = print) -> Path:
     return bin_dir
 
 
+def _postgres_home() -> Path:
+    """A directory of the `postgres` user's own, right under the system's temporary directory,
+    for a cluster's data and socket when we are root (the server then runs as `postgres`).
+
+    `postgres` must be able to traverse every parent of them, which under pytest's temporary
+    root does not last: each pytest session of this user that starts (another one on the same
+    machine, or one a test runs) removes group and other access from /tmp/pytest-of-<user>.
+    Removed when the process that made it exits.
+    """
+    home = Path(tempfile.mkdtemp(prefix="keel-pg-"))
+    shutil.chown(home, "postgres", "postgres")
+    atexit.register(_remove_home, home, os.getpid())
+    return home
+
+
+def _remove_home(home: Path, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked child
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def _stat(pid: int) -> list[str] | None:
     """/proc/PID/stat after the command name: state, ppid, pgrp, ...; None when gone."""
     try:
@@ -87,7 +109,7 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def _wait_gone(pids: list[int], timeout: float = 10.0) -> None:
+def _wait_gone(pids: list[int], timeout: float = 60.0) -> None:
     """Until none of `pids` is alive (zombies count as gone: orphans are reaped by init)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -97,7 +119,8 @@ def _wait_gone(pids: list[int], timeout: float = 10.0) -> None:
 
 
 class PgCluster:
-    """One private PostgreSQL server; data, unix socket and log live under `root`.
+    """One private PostgreSQL server; its log lives under `root`, its data and unix socket too,
+    except as root (see `_postgres_home`).
 
     `fast` turns off fsync and full_page_writes: committed data survives kill -9 of PostgreSQL
     (the OS keeps the writes), not a crash of the machine. Benchmarks pass False. `settings` adds
@@ -115,8 +138,6 @@ class PgCluster:
         log: Log = print,
     ) -> None:
         self.root = root.absolute()
-        self.data = self.root / "data"
-        self.sock = self.root / "sock"
         self.log_path = self.root / "postgres.log"
         self.fast = fast
         self.max_connections = max_connections
@@ -128,8 +149,12 @@ class PgCluster:
         self._started = False
         # initdb refuses root, so as root the server and its tools run as `postgres`
         self._owner: dict[str, Any] = {}
+        self.home = self.root  # data directory and socket
         if os.geteuid() == 0:
             self._owner = {"user": "postgres", "group": "postgres", "extra_groups": []}
+            self.home = _postgres_home()
+        self.data = self.home / "data"
+        self.sock = self.home / "sock"
 
     @property
     def bin_dir(self) -> Path:
@@ -199,7 +224,7 @@ class PgCluster:
         for pid in victims:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        self.proc.wait(10)
+        self.proc.wait(60)
         _wait_gone(victims)
         self.proc = None
 
@@ -219,17 +244,12 @@ class PgCluster:
     # ---- internals ---------------------------------------------------------------------------
 
     def _prepare_dirs(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
         self.sock.mkdir(parents=True, exist_ok=True)
         socket_path = self.sock / f".s.PGSQL.{self.port}"
         if len(str(socket_path)) > SUN_PATH_MAX:
             raise Unavailable(f"unix socket path too long ({len(str(socket_path))}): {socket_path}")
         if self._owner:
-            # the postgres user must be able to traverse our (0700) temporary directories
-            for parent in self.root.parents:
-                if parent == Path(parent.anchor) or parent.stat().st_uid != os.geteuid():
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
-            shutil.chown(self.root, "postgres", "postgres")
             shutil.chown(self.sock, "postgres", "postgres")
 
     def _tool(self, name: str, *args: str) -> None:
@@ -238,7 +258,7 @@ class PgCluster:
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=self.root,
+            cwd=self.home,
             **self._owner,
         )
         if proc.returncode != 0:
@@ -262,7 +282,7 @@ class PgCluster:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=self.root,
+                cwd=self.home,
                 start_new_session=True,
                 **self._owner,
             )

@@ -50,7 +50,7 @@ class _Process:
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+            self.proc.wait(60)
         self.proc = None
 
 
@@ -76,7 +76,7 @@ class KeelServer(_Process):
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         cmd = serve_command(self.config, self.port, self.database, self.extra_args)
@@ -129,7 +129,7 @@ class KeelWorker(_Process):
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "keel.cli", "worker", "--config", str(self.config)]
         cmd += ["--database", self.database]

@@ -182,6 +182,7 @@ class EmbeddingServer(ThreadingHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.in_flight = self.max_in_flight = 0
+        self.released = threading.Event()  # "slow" requests no longer wait for company
 
     @property
     def url(self) -> str:
@@ -203,6 +204,12 @@ class EmbeddingHandler(BaseHTTPRequestHandler):
             with self.server.lock:
                 self.server.in_flight += 1
                 self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+                if self.server.in_flight > 1:
+                    self.server.released.set()
+            # The first request waits for a second one (at most 10 s, once), so a client that
+            # sends requests concurrently is seen doing so however slow the machine is.
+            self.server.released.wait(10)
+            self.server.released.set()
             time.sleep(0.02)
             with self.server.lock:
                 self.server.in_flight -= 1

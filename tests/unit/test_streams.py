@@ -51,5 +51,5 @@ async def test_channel_replays_then_follows() -> None:
     await asyncio.sleep(0)
     ch.append("c", b"3")
     ch.close()
-    await asyncio.wait_for(task, 2)
+    await asyncio.wait_for(task, 30)
     assert seen == [2, 3]
