@@ -117,7 +117,7 @@ graph = builder.compile()
 def _answer(url: str) -> str | None:
     try:
         body = {"assistant_id": "agent", "input": {}}
-        res = httpx.post(url + "/runs/wait", json=body, timeout=10.0)
+        res = httpx.post(url + "/runs/wait", json=body, timeout=60.0)
     except httpx.HTTPError:
         return None
     if res.status_code != 200:
