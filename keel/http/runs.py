@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from keel.errors import Conflict, InvalidInput, NotFound
-from keel.runs import run_events, run_view
+from keel.replay import run_events
+from keel.runs import run_view
 from keel.serde import dumps
 from keel.storage.tx import Row
 from keel.streams import HEARTBEAT, mode_filter, parse_last_event_id, sse, wanted

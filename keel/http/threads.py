@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from keel.errors import InvalidInput
-from keel.runs import thread_events
+from keel.replay import thread_events
 from keel.state import StateService
 from keel.streams import HEARTBEAT, sse
 from keel.threads import ThreadService

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from keel import clock
 from keel.runs import RUNS_CHANNEL
@@ -13,9 +13,6 @@ from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.storage.tx import Row
 from keel.streams import TERMINAL
-
-if TYPE_CHECKING:
-    from keel.worker import WorkerPool
 
 log = logging.getLogger("keel.worker")
 # A worker that could not renew a run's lease for this share of the lease stops executing it,
@@ -25,10 +22,24 @@ LOST = "lost"  # cancel action: the lease is (or may be) someone else's now
 TEMPORARY_RUN_RETENTION = 60.0  # seconds a finished stateless run stays readable
 
 
+class Pool(Protocol):
+    """What the leases need of the worker pool they belong to (keel.worker.pool.WorkerPool)."""
+
+    worker_id: str
+
+    def executing(self) -> list[str]: ...
+
+    def cancel_local(self, run_id: str, action: str) -> bool: ...
+
+    def cancel_requested(self, run_id: str) -> bool: ...
+
+    def notify(self) -> None: ...
+
+
 class Leases:
     """The lease side of one worker pool (its heartbeat)."""
 
-    def __init__(self, settings: Settings, storage: Storage, pool: WorkerPool) -> None:
+    def __init__(self, settings: Settings, storage: Storage, pool: Pool) -> None:
         self.settings = settings
         self.storage = storage
         self.pool = pool

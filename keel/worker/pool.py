@@ -1,4 +1,4 @@
-"""Workers: claim runs with a lease, execute them with LangGraph, record the outcome."""
+"""The worker pool: claims runs with a lease, executes them with LangGraph, records the outcome."""
 
 from __future__ import annotations
 
@@ -26,14 +26,14 @@ from keel.execution import (
 )
 from keel.faults import Faults
 from keel.graphs import GraphRegistry
-from keel.leases import LOST, Leases
-from keel.recording import Flusher, end_run, roll_back
 from keel.runs import CONTEXT_MIRRORED, EVENTS_CHANNEL, RUNS_CHANNEL, unmirror_context
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import RunChannel, StreamHub
+from keel.worker.leases import LOST, Leases
+from keel.worker.recording import Flusher, end_run, roll_back
 
 log = logging.getLogger("keel.worker")
 # Events reach the log this long after they are published; with a shared database other
