@@ -48,31 +48,31 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("backend", chosen, scope="module")
 
 
+def serve(
+    backend: str, request: pytest.FixtureRequest, workdir: Path, env: dict[str, str] | None = None
+) -> Iterator[KeelServer]:
+    """A started server of the module's backend with the test graphs (the reference server for
+    `reference`), stopped afterwards. No model is configured, whatever the environment says:
+    the chat example must explain itself."""
+    env = {"KEEL_MODEL": "", **(env or {})}
+    srv: KeelServer | ReferenceServer
+    if backend == "reference":
+        srv = ReferenceServer(GRAPHS_CONFIG, workdir, env={"KEEL_MODEL": ""})
+    else:
+        database = database_for(backend, request, workdir)
+        srv = KeelServer(GRAPHS_CONFIG, workdir, database=database, env=env)
+    srv.start()
+    try:
+        yield srv  # type: ignore[misc]
+    finally:
+        srv.stop()
+
+
 @pytest.fixture(scope="module")
 def server(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KeelServer]:
-    workdir = tmp_path_factory.mktemp(f"keel-{backend}")
-    if backend == "reference":
-        ref = ReferenceServer(GRAPHS_CONFIG, workdir, env={"KEEL_MODEL": ""})
-        ref.start()
-        try:
-            yield ref  # type: ignore[misc]
-        finally:
-            ref.stop()
-        return
-    # No model configured, whatever the environment says: the chat example must explain itself.
-    srv = KeelServer(
-        GRAPHS_CONFIG,
-        workdir,
-        database=database_for(backend, request, workdir),
-        env={"KEEL_MODEL": ""},
-    )
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from serve(backend, request, tmp_path_factory.mktemp(f"keel-{backend}"))
 
 
 @pytest.fixture

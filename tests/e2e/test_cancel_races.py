@@ -22,10 +22,9 @@ import httpx
 import pytest
 from langgraph_sdk.errors import NotFoundError
 
-from tests.conftest import GRAPHS_CONFIG, database_for
+from tests.conftest import serve
 from tests.e2e.helpers import Client, poll
 from tests.support.faults import FaultPoints, leftovers
-from tests.support.reference import ReferenceServer
 from tests.support.server import KeelServer
 
 SLOW = "slow"
@@ -48,23 +47,8 @@ def server(
 ) -> Iterator[KeelServer]:
     """This module's server: Keel with fault points on (a short shutdown grace for the SIGTERM
     restart), or the reference."""
-    workdir = tmp_path_factory.mktemp(f"races-{backend}")
-    if backend == "reference":
-        ref = ReferenceServer(GRAPHS_CONFIG, workdir, env={"KEEL_MODEL": ""})
-        ref.start()
-        try:
-            yield ref  # type: ignore[misc]
-        finally:
-            ref.stop()
-        return
-    env = {"KEEL_MODEL": "", "KEEL_SHUTDOWN_GRACE_SECONDS": "0.5", **faults.env()}
-    database = database_for(backend, request, workdir)
-    srv = KeelServer(GRAPHS_CONFIG, workdir, database=database, env=env)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    env = {"KEEL_SHUTDOWN_GRACE_SECONDS": "0.5", **faults.env()}
+    yield from serve(backend, request, tmp_path_factory.mktemp(f"races-{backend}"), env)
 
 
 def _keel_only(backend: str, server: KeelServer, trouble: re.Pattern[str]) -> Iterator[KeelServer]:
