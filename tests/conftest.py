@@ -3,8 +3,9 @@ graphs per test module, once on SQLite and once on PostgreSQL (`backend`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,8 @@ GRAPHS_CONFIG = Path(__file__).parent / "graphs" / "keel.json"
 # KEEL_TEST_REFERENCE=1: the e2e tests run against the reference server (`langgraph dev`) instead,
 # to check once that their expectations encode the reference (tests/support/reference.py).
 BACKENDS = ("reference",) if reference_requested() else ("sqlite", "postgres")
+# Module-scoped parametrisations: a module's server (or database) is started once per value.
+MODULE_PARAMS = ("backend", "store_backend")
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +49,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("backends")
     chosen = [b for b in BACKENDS if marker is None or b in marker.args or b == "reference"]
     metafunc.parametrize("backend", chosen, scope="module")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Generator[None]:
+    collected = {item.nodeid: index for index, item in enumerate(items)}
+    yield
+    items[:] = one_group_per_module_param(items, collected)
+
+
+def one_group_per_module_param(
+    items: list[pytest.Item], collected: dict[str, int]
+) -> list[pytest.Item]:
+    """Within each module, the tests of one backend run together, in the order they were
+    collected: one server per module and backend. pytest's own grouping fails as soon as a
+    module has a test that is also parametrised by `@pytest.mark.parametrize` (it renumbers a
+    direct parametrisation's indices per test), and restarted a module's server up to 9 times."""
+    module_at: dict[Path, int] = {}
+    value_at: dict[tuple[Path, Any], int] = {}
+    keys: dict[str, tuple[int, int, int]] = {}
+    for position, item in enumerate(items):
+        module = module_at.setdefault(item.path, position)
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        value = tuple(params[name] for name in MODULE_PARAMS if name in params)
+        if not value:
+            keys[item.nodeid] = (module, -1, position)
+        else:
+            rank = value_at.setdefault((item.path, value), len(value_at))
+            keys[item.nodeid] = (module, rank, collected[item.nodeid])
+    return sorted(items, key=lambda item: keys[item.nodeid])
 
 
 def serve(
