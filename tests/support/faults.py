@@ -11,24 +11,31 @@ from typing import Any
 
 import psycopg
 
+# How long a server holds a run at a point at most: longer than any test may take (pytest-timeout
+# is 120 s), so a hold never runs out while a test is still acting on the held run, however slow
+# the machine. A test's holds end with the test (`release_all`), even when it fails.
+HOLD = 600.0
+
 
 class FaultPoints:
     """A fault directory shared with a `keel serve` started with `env()`."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.armed: set[tuple[str, str]] = set()
         directory.mkdir(parents=True, exist_ok=True)
 
-    def env(self, hold: float = 30.0) -> dict[str, str]:
+    def env(self, hold: float = HOLD) -> dict[str, str]:
         return {"KEEL_FAULTS": str(self.directory), "KEEL_FAULTS_HOLD": str(hold)}
 
     def _file(self, point: str, thread_id: str, suffix: str = "") -> Path:
         return self.directory / f"{point}.{thread_id}{suffix}"
 
     def arm(self, point: str, thread_id: str) -> None:
+        self.armed.add((point, thread_id))
         self._file(point, thread_id).touch()
 
-    async def held(self, point: str, thread_id: str, within: float = 30.0) -> str:
+    async def held(self, point: str, thread_id: str, within: float = 60.0) -> str:
         """Wait until a run of the thread is held at the point; returns its run id."""
         marker = self._file(point, thread_id, ".held")
         deadline = time.monotonic() + within
@@ -40,6 +47,12 @@ class FaultPoints:
 
     def release(self, point: str, thread_id: str) -> None:
         self._file(point, thread_id, ".go").touch()
+
+    def release_all(self) -> None:
+        """Release every point armed so far (at a test's end: no run stays held after it)."""
+        for point, thread_id in self.armed:
+            self.release(point, thread_id)
+        self.armed.clear()
 
 
 def query(database: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
