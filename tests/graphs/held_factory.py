@@ -1,6 +1,7 @@
 """A graph factory (an async context manager) that can keep a run inside it, to cancel the run
 there. With `configurable.hold_file` set, its first build writes `<hold_file>.held` and then
-sleeps 10 s (a cancel ends that at once in Keel); later builds go straight on."""
+sleeps 60 s (a cancel ends that at once, in Keel as in the reference: the sleep is only the time
+a test has to cancel it, however slow the machine); later builds go straight on."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _first_build(hold: str | None) -> bool:
 @contextlib.asynccontextmanager
 async def make_graph(config: dict[str, Any]) -> AsyncIterator[Any]:
     if _first_build((config.get("configurable") or {}).get("hold_file")):
-        await asyncio.sleep(10)
+        await asyncio.sleep(60)
     builder = StateGraph(State)
     builder.add_node("step", step)
     builder.add_edge(START, "step")
