@@ -80,10 +80,10 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
-    """Storage, graphs and a (not yet started) worker pool over a fresh database."""
-    settings = load_settings(
-        GRAPHS_CONFIG, database=database_url, **{"lease_seconds": 0.5, **overrides}
-    )
+    """Storage, graphs and a (not yet started) worker pool over a fresh database. Keel's own
+    lease (3 s): with a shorter one a pause of the event loop on a loaded machine (a quarter of
+    a second for a 0.5 s lease) would fence a run off and hand it back, another attempt."""
+    settings = load_settings(GRAPHS_CONFIG, database=database_url, **overrides)
     storage = make_storage(settings)
     await storage.open()
     graphs = GraphRegistry.load(settings.graphs, settings.base_dir)
@@ -192,7 +192,7 @@ async def test_a_cancel_before_the_runs_task_first_runs_ends_the_run(database_ur
             thread = await tx.get_thread(done["thread_id"])
         assert thread is not None and thread["status"] == "idle"
         if r.pool._tasks:  # its task may still be finishing
-            await asyncio.wait(list(r.pool._tasks.values()), timeout=10)
+            await asyncio.wait(list(r.pool._tasks.values()), timeout=60)
         assert r.pool.executing() == []  # its slot is free again
 
 
@@ -220,17 +220,22 @@ async def test_a_cancel_stored_on_a_requeued_run_ends_it_without_running_it(
 
 
 @pytest.mark.backends("postgres")  # one worker pool per SQLite file: no other to take over
-async def test_leases_are_renewed_while_shutdown_waits_for_runs(database_url: str) -> None:
+async def test_leases_are_renewed_while_shutdown_waits_for_runs(
+    database_url: str, gate: Gate
+) -> None:
     """During the shutdown grace the pool still renews its runs' leases, so no other worker
-    takes one over while it is still executing (and runs it a second time)."""
-    async with rig(database_url, lease_seconds=2.0) as r:
+    takes one over while it is still executing (and runs it a second time). The run is held
+    until its first lease has run out and the other pool's reaper (every 0.5 s) has looked."""
+    async with rig(database_url) as r:
         await r.pool.start()
-        run_id = await r.thread_run("slow", {"delay": 1.0})  # 3 s: longer than the lease
-        await r.wait_status(run_id, "running")
-        stopping = asyncio.create_task(r.pool.stop(grace=30))
+        run_id = await r.thread_run("slow", {"delay": 0.01}, config=gate.config)
+        first_lease = float((await r.wait_status(run_id, "running"))["lease_until"])
+        stopping = asyncio.create_task(r.pool.stop(grace=60))
         second = r.another_pool()
         await second.start()
         try:
+            await asyncio.sleep(max(first_lease + 1.0 - clock.now(), 0.0))
+            gate.open()
             await stopping
             run = await r.run_row(run_id)
             assert run["status"] == "success" and run["attempt"] == 1
