@@ -153,6 +153,30 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_dumps(dumps, conn)
 
 
+class ReturningPool(AsyncConnectionPool[Any]):
+    """psycopg's pool, except that a connection given back always reaches the pool: psycopg_pool
+    (3.3) loses one whose return is cancelled midway (waiting for the pool's lock, which other
+    clients hold often under load), and the pool then believes it lent out. Keel cancels tasks
+    that may be returning one (a cancelled run, an event flush cancelled at a run's end, an
+    abandoned request): a busy server lost its whole pool in seconds. The return now goes on in
+    its own task; the cancelled caller still sees its CancelledError."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returning: set[asyncio.Task[None]] = set()
+
+    async def putconn(self, conn: Any) -> None:
+        task = asyncio.ensure_future(super().putconn(conn))
+        self._returning.add(task)  # referenced until done
+        task.add_done_callback(self._returned)
+        await asyncio.shield(task)
+
+    def _returned(self, task: asyncio.Task[None]) -> None:
+        self._returning.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("returning a connection to the pool failed: %s", task.exception())
+
+
 class PostgresStorage(Storage):
     dialect = PostgresTx.dialect
     shared = True
@@ -174,7 +198,7 @@ class PostgresStorage(Storage):
         return self._pool
 
     async def open(self) -> None:
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        pool: AsyncConnectionPool[Any] = ReturningPool(
             self.url,
             min_size=min(2, self.pool_size),
             max_size=self.pool_size,
