@@ -37,3 +37,17 @@ def cut_attempts(path: Path, pid: int) -> int:
     end): its kill cut them, and each must be resumed by a later attempt."""
     sql = "SELECT DISTINCT run_id, attempt FROM executions WHERE ended IS NULL AND pid = ?"
     return len(query(path, sql, [pid]))
+
+
+def finished(path: Path, run_ids: list[str], last_step: str) -> bool:
+    """Whether every one of these runs has executed its last step to the end: a kill now can
+    cut none of them."""
+    if not run_ids:
+        return True
+    marks = ",".join("?" * len(set(run_ids)))
+    sql = (
+        "SELECT COUNT(DISTINCT run_id) FROM executions"
+        f" WHERE step = ? AND ended IS NOT NULL AND run_id IN ({marks})"
+    )
+    rows = query(path, sql, [last_step, *set(run_ids)])
+    return bool(rows) and int(rows[0][0]) == len(set(run_ids))
