@@ -42,6 +42,9 @@ FLUSH_DELAY = {False: 0.05, True: 0.01}
 CLAIM_RETRY = 1.0  # seconds before claiming again after a storage error
 ATTEMPT_SEQ_SPAN = 1 << 32  # event ids of attempt n start at (n - 1) * span + 1
 FINISH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # seconds between attempts
+# Shutdown waits this long for the runs it cancelled to be handed back, whatever the grace: one
+# transaction each (a connection is given up on after 10 s when the database is away).
+HANDBACK_WAIT = 15.0
 
 
 class WorkerPool:
@@ -86,8 +89,8 @@ class WorkerPool:
             self._claimer = asyncio.create_task(self._claim_loop(), name="keel-claim")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop claiming; give in-flight runs `grace` seconds, then hand them back. Their
-        leases are renewed until then, so no other process takes one over meanwhile."""
+        """Stop claiming; give in-flight runs `grace` seconds, then hand them back (and wait
+        for that). Their leases are renewed until then, so no other process takes one over."""
         self._stopping = True
         self._wakeup.set()
         await _cancel(self._claimer)
@@ -96,7 +99,7 @@ class WorkerPool:
         for task in list(self._tasks.values()):
             task.cancel()
         if self._tasks:
-            await asyncio.wait(list(self._tasks.values()), timeout=grace)
+            await asyncio.wait(list(self._tasks.values()), timeout=HANDBACK_WAIT)
         await _cancel(self._beat)
 
     def notify(self) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import pytest
 
 from keel import clock
@@ -175,6 +176,28 @@ async def test_shutdown_hands_in_flight_runs_back_to_the_queue(
             await r.wait_status(run_id, "success")
         finally:
             await second.stop()
+
+
+@pytest.mark.backends("postgres")  # a row lock another connection holds: PostgreSQL
+async def test_shutdown_waits_for_the_hand_back_past_its_grace(
+    database_url: str, gate: Gate
+) -> None:
+    """The hand-back is a transaction of its own: shutdown waits for it even when the database
+    is slow, instead of giving it only the grace again (it then returned with the run still
+    `running`, and the process exited without handing it back: the run waited for its lease
+    to expire). Here the run's row is locked until the test has seen shutdown still waiting."""
+    async with rig(database_url) as r:
+        await r.pool.start()
+        run_id = await r.thread_run("slow", {"delay": 0.01}, config=gate.config)
+        await r.wait_status(run_id, "running")
+        connecting = psycopg.AsyncConnection.connect(database_url)
+        async with await connecting as blocker, blocker.transaction():
+            await blocker.execute("SELECT 1 FROM runs WHERE run_id=%s FOR UPDATE", [run_id])
+            stopping = asyncio.create_task(r.pool.stop(grace=0.05))
+            await asyncio.sleep(1.0)  # the grace twice over, ten times
+            assert not stopping.done()
+        await stopping
+        assert (await r.run_row(run_id))["status"] == "pending"
 
 
 async def test_a_cancel_before_the_runs_task_first_runs_ends_the_run(database_url: str) -> None:
