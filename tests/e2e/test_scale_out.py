@@ -91,7 +91,8 @@ def stop_fleet(fleet: Fleet) -> None:
 
 @pytest.fixture(scope="module")
 def fleet(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    env = {"KEEL_LEASE_SECONDS": LEASE, "KEEL_MODEL": ""}
+    # A 1 s shutdown grace: the SIGTERM test waits it out (its run takes a minute either way).
+    env = {"KEEL_LEASE_SECONDS": LEASE, "KEEL_MODEL": "", "KEEL_SHUTDOWN_GRACE_SECONDS": "1"}
     f = start_fleet(pg_cluster.create_database(), tmp_path_factory.mktemp("fleet"), env)
     try:
         yield f
@@ -274,7 +275,7 @@ async def test_sigterm_hands_a_workers_run_to_another_worker(fleet: Fleet) -> No
 
     victim = fleet.worker_of(await _until(lambda: fleet.executor(run["run_id"])))
     old_pid = victim.pid
-    assert victim.stop(timeout=60) == 0  # grace (5 s) runs out; the run is handed back
+    assert victim.stop(timeout=60) == 0  # the grace (1 s) runs out; the run is handed back
     try:
         taken = await _until(lambda: fleet.executor(run["run_id"]))
         assert f":{old_pid}:" not in taken  # the other worker took it at once, no lease wait
