@@ -171,13 +171,21 @@ async def test_second_cancel_while_a_cancelled_run_is_recorded(
     await takes_new_runs(client, tid)
 
 
+def let_go(hold: Path) -> None:
+    """Let the held_factory graph's factory return (tests/graphs/held_factory.py)."""
+    Path(f"{hold}.go").touch()
+
+
 async def test_cancel_inside_the_graph_factory(client: Client, tmp_path: Path) -> None:
+    """The factory holds the run until the test lets it go, after the cancel: Keel ends the
+    run there at once (the factory never returns); the reference once the factory returns."""
     hold = tmp_path / "factory"
     tid = (await client.threads.create())["thread_id"]
     config: Any = {"configurable": {"hold_file": str(hold)}}
     run = await client.runs.create(tid, "held_factory", input={}, config=config)
     await poll(lambda: asyncio.sleep(0, Path(f"{hold}.held").exists()), bool)
-    await client.runs.cancel(tid, run["run_id"], wait=True)
+    await client.runs.cancel(tid, run["run_id"])
+    let_go(hold)
     assert await outcome(client, tid, run["run_id"]) == "interrupted"
     assert await thread_status(client, tid) != "busy"
     values = (await client.threads.get_state(tid))["values"] or {}
