@@ -49,8 +49,8 @@ async def _wait_for_go(hold: str) -> None:
 @contextlib.asynccontextmanager
 async def make_graph(config: dict[str, Any]) -> AsyncIterator[Any]:
     hold = (config.get("configurable") or {}).get("hold_file")
-    if _first_build(hold):
-        await _wait_for_go(hold)
+    if hold is not None and _first_build(hold):
+        await _wait_for_go(str(hold))
     builder = StateGraph(State)
     builder.add_node("step", step)
     builder.add_edge(START, "step")
