@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from langgraph.types import StateSnapshot
 
@@ -45,6 +45,16 @@ FINISH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # seconds between att
 # Shutdown waits this long for the runs it cancelled to be handed back, whatever the grace: one
 # transaction each (a connection is given up on after 10 s when the database is away).
 HANDBACK_WAIT = 15.0
+
+
+class Ending(NamedTuple):
+    """How a run ended, as its terminal transaction records it."""
+
+    status: str
+    state: StateSnapshot | None
+    result: Any
+    error: Any
+    cancel: str | None
 
 
 class WorkerPool:
@@ -371,7 +381,7 @@ class WorkerPool:
         if state is None and not run["temporary"]:
             state = await self._state_of(run)
         await self._point("before-record", run)
-        if not await self._record(run, ch, status, state, result, error, cancel):
+        if not await self._record(run, ch, Ending(status, state, result, error, cancel)):
             log.warning("run %s: not recorded: its lease was lost or it was deleted", run_id)
             self.hub.close(run_id, finished=False)
             return
@@ -379,37 +389,20 @@ class WorkerPool:
         ch.result = result
         self.hub.run_done(run_id, thread_id)
 
-    async def _record(
-        self,
-        run: Row,
-        ch: RunChannel,
-        status: str,
-        state: StateSnapshot | None,
-        result: Any,
-        error: Any,
-        cancel: str | None,
-    ) -> bool:
+    async def _record(self, run: Row, ch: RunChannel, end: Ending) -> bool:
         """The terminal transaction: last events, status, thread. False if no longer ours.
         Retried a few times (about 6 s in all) while the database is away."""
         for delay in FINISH_RETRIES:
             try:
-                return await self._record_once(run, ch, status, state, result, error, cancel)
+                return await self._record_once(run, ch, end)
             except Unavailable as exc:
                 log.warning("run %s: recording its end failed (%s); retrying", run["run_id"], exc)
                 await asyncio.sleep(delay)
-        return await self._record_once(run, ch, status, state, result, error, cancel)
+        return await self._record_once(run, ch, end)
 
-    async def _record_once(
-        self,
-        run: Row,
-        ch: RunChannel,
-        status: str,
-        state: StateSnapshot | None,
-        result: Any,
-        error: Any,
-        cancel: str | None,
-    ) -> bool:
+    async def _record_once(self, run: Row, ch: RunChannel, end: Ending) -> bool:
         run_id, thread_id = run["run_id"], run["thread_id"]
+        status, state, result, error, cancel = end
         now = clock.iso()
         async with self.storage.tx() as tx:
             await tx.lock_thread(thread_id)
