@@ -45,6 +45,7 @@ FINISH_RETRIES = (0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # seconds between att
 # Shutdown waits this long for the runs it cancelled to be handed back, whatever the grace: one
 # transaction each (a connection is given up on after 10 s when the database is away).
 HANDBACK_WAIT = 15.0
+CLAIMER_WAIT = 5.0  # seconds shutdown waits for a claim in progress before cutting it
 
 
 class Ending(NamedTuple):
@@ -103,7 +104,7 @@ class WorkerPool:
         for that). Their leases are renewed until then, so no other process takes one over."""
         self._stopping = True
         self._wakeup.set()
-        await _cancel(self._claimer)
+        await self._stop_claiming()
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=grace)
         for task in list(self._tasks.values()):
@@ -111,6 +112,17 @@ class WorkerPool:
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=HANDBACK_WAIT)
         await _cancel(self._beat)
+
+    async def _stop_claiming(self) -> None:
+        """Let the claim loop end by itself: a run it has claimed is then executed, and handed
+        back below. Cancelled there, a claimed run would stay `running` under this (exiting)
+        process until its lease ran out. Only a claim that hangs (the database away) is cut."""
+        claimer = self._claimer
+        if claimer is None:
+            return
+        _, pending = await asyncio.wait([claimer], timeout=CLAIMER_WAIT)
+        if pending:
+            await _cancel(claimer)
 
     def notify(self) -> None:
         self._wakeup.set()
@@ -145,7 +157,7 @@ class WorkerPool:
             # process ends, a run is created or cancelled); only later ones need a timer.
             checked = clock.iso()
             try:
-                while len(self._tasks) < self.settings.workers:
+                while not self._stopping and len(self._tasks) < self.settings.workers:
                     run = await self._claim()
                     if run is None:
                         break

@@ -8,6 +8,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ import pytest
 
 from keel import clock
 from keel.assistants import ensure_system_assistants
+from keel.faults import Faults
 from keel.graphs import GraphRegistry
 from keel.runs import RunService
 from keel.settings import Settings, load_settings
@@ -24,6 +26,7 @@ from keel.storage.tx import Row
 from keel.streams import StreamHub
 from keel.worker import WorkerPool
 from tests.conftest import GRAPHS_CONFIG
+from tests.support.faults import HOLD, FaultPoints
 from tests.support.gate import Gate
 
 
@@ -63,9 +66,11 @@ class Rig:
             await asyncio.sleep(0.05)
         raise AssertionError(f"run {run_id} still there")
 
-    async def thread_run(self, graph: str, input_: dict[str, Any], **more: Any) -> str:
+    async def thread_run(
+        self, graph: str, input_: dict[str, Any], thread_id: str | None = None, **more: Any
+    ) -> str:
         body = {"assistant_id": graph, "input": input_, "if_not_exists": "create", **more}
-        return str((await self.runs.create(body, str(uuid.uuid4())))["run_id"])
+        return str((await self.runs.create(body, thread_id or str(uuid.uuid4())))["run_id"])
 
     async def orphan(self, lease_until: float, attempt: int = 1) -> str:
         """A run that a dead worker claimed: status running, someone else's lease."""
@@ -80,7 +85,9 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
+async def rig(
+    database_url: str, faults: Faults | None = None, **overrides: Any
+) -> AsyncIterator[Rig]:
     """Storage, graphs and a (not yet started) worker pool over a fresh database. Keel's own
     lease (3 s): with a shorter one a pause of the event loop on a loaded machine (a quarter of
     a second for a 0.5 s lease) would fence a run off and hand it back, another attempt."""
@@ -90,7 +97,7 @@ async def rig(database_url: str, **overrides: Any) -> AsyncIterator[Rig]:
     graphs = GraphRegistry.load(settings.graphs, settings.base_dir)
     await ensure_system_assistants(storage, graphs)
     hub = StreamHub()
-    pool = WorkerPool(settings, storage, graphs, hub)
+    pool = WorkerPool(settings, storage, graphs, hub, faults or Faults())
     runs = RunService(storage, graphs, hub, pool.notify, pool.cancel_local)
     try:
         yield Rig(settings, storage, graphs, hub, pool, runs)
@@ -176,6 +183,29 @@ async def test_shutdown_hands_in_flight_runs_back_to_the_queue(
             await r.wait_status(run_id, "success")
         finally:
             await second.stop()
+
+
+async def test_shutdown_during_a_claim_hands_the_claimed_run_back(
+    database_url: str, gate: Gate, tmp_path: Path
+) -> None:
+    """Shutdown cancelled the claim loop wherever it was: a run just claimed (status running,
+    its lease taken) but not yet given a task stayed `running` under the exiting process until
+    its lease ran out (seen under load: the run's row said running right after stop()). Here
+    the claim loop is held right after the claim while shutdown begins."""
+    points = FaultPoints(tmp_path / "faults")
+    thread_id = str(uuid.uuid4())
+    points.arm("after-claim", thread_id)
+    async with rig(database_url, Faults(points.directory, hold=HOLD)) as r:
+        run_id = await r.thread_run("slow", {"delay": 0.01}, thread_id, config=gate.config)
+        await r.pool.start()
+        try:
+            assert await points.held("after-claim", thread_id) == run_id
+            stopping = asyncio.create_task(r.pool.stop(grace=0.05))
+            await asyncio.sleep(0)  # shutdown has begun: the claim loop is stopped or waited for
+        finally:
+            points.release_all()
+        await stopping
+        assert (await r.run_row(run_id))["status"] == "pending"
 
 
 @pytest.mark.backends("postgres")  # a row lock another connection holds: PostgreSQL
