@@ -197,12 +197,18 @@ async def test_cancel_inside_the_graph_factory(client: Client, tmp_path: Path) -
 async def test_deleting_the_thread_of_a_held_run_leaves_nothing(
     client: Client, keel: KeelServer, faults: FaultPoints, point: str
 ) -> None:
+    """The run's end is held too, until the deletion is done: the deletion cancels the run, and
+    a run held where a cancel ends it at once (before-graph) would otherwise race the deletion
+    to record its end (recorded first, its row then deleted: nothing left either, but no sign
+    the worker is done with it)."""
     tid = (await client.threads.create())["thread_id"]
     faults.arm(point, tid)
+    faults.arm("before-record", tid)
     run = await client.runs.create(tid, SLOW, input={"delay": 0.01})
     await faults.held(point, tid)
     await client.threads.delete(tid)
     faults.release(point, tid)
+    faults.release("before-record", tid)
     await worker_done(keel, run["run_id"])
     assert leftovers(keel.database, tid) == {"runs": 0, "run_events": 0, "checkpoints": 0}
     assert await outcome(client, tid, run["run_id"]) == "deleted"
