@@ -42,12 +42,12 @@ def cut_attempts(path: Path, pid: int) -> int:
 def finished(path: Path, run_ids: list[str], last_step: str) -> bool:
     """Whether every one of these runs has executed its last step to the end: a kill now can
     cut none of them."""
-    if not run_ids:
+    ids = sorted(set(run_ids))
+    if not ids:
         return True
-    marks = ",".join("?" * len(set(run_ids)))
     sql = (
         "SELECT COUNT(DISTINCT run_id) FROM executions"
-        f" WHERE step = ? AND ended IS NOT NULL AND run_id IN ({marks})"
+        f" WHERE step = ? AND ended IS NOT NULL AND run_id IN ({','.join('?' * len(ids))})"
     )
-    rows = query(path, sql, [last_step, *set(run_ids)])
-    return bool(rows) and int(rows[0][0]) == len(set(run_ids))
+    rows = query(path, sql, [last_step, *ids])
+    return bool(rows) and int(rows[0][0]) == len(ids)

@@ -292,10 +292,10 @@ class Schedule:
             time.sleep(0.01)
 
     def all_ran(self) -> bool:
-        run_ids = [plan.run_id for plan in self.plans]
-        if None in run_ids:  # not accepted yet: it is still to run
+        accepted = [plan.run_id for plan in self.plans if plan.run_id is not None]
+        if len(accepted) < len(self.plans):  # one not accepted yet: it is still to run
             return False
-        return finished(self.side_db, [r for r in run_ids if r is not None], STEPS[-1])
+        return finished(self.side_db, accepted, STEPS[-1])
 
     def kill_and_restart(self) -> None:
         current = self.incarnations[-1]
