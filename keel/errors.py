@@ -7,6 +7,7 @@ class KeelError(Exception):
     """Base of every error Keel raises on purpose."""
 
     status_code = 500
+    headers: dict[str, str] = {}
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -25,6 +26,21 @@ class Unauthorized(KeelError):
 
 class Forbidden(KeelError):
     status_code = 403
+
+
+class TooManyRequests(KeelError):
+    """A quota refused the request (429, with `Retry-After` in seconds)."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+
+
+class PayloadTooLarge(KeelError):
+    status_code = 413
 
 
 class NotFound(KeelError):

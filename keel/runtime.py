@@ -11,6 +11,7 @@ import logging
 import os
 
 from keel.assistants import ensure_system_assistants
+from keel.auth.guard import build_guard
 from keel.graphs import GraphRegistry
 from keel.relay import Relay
 from keel.runs import RunService
@@ -47,6 +48,7 @@ class Runtime:
             origin=self.workers.worker_id,
         )
         self.scheduler = Scheduler(self.storage, self.runs)
+        self.guard = build_guard(settings.auth, settings.base_dir)
         self.relay = Relay(self.storage, self.hub, self.workers, settings.poll_seconds)
 
     async def start(self) -> None:

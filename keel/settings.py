@@ -14,12 +14,13 @@ from typing import Any
 
 from dotenv import dotenv_values
 
+from keel.auth.config import AuthSettings, auth_settings
 from keel.errors import ConfigError
 
 log = logging.getLogger("keel.settings")
 
 # Keys of langgraph.json that Keel honours.
-SUPPORTED_KEYS = {"graphs", "dependencies", "env", "http", "store"}
+SUPPORTED_KEYS = {"graphs", "dependencies", "env", "http", "store", "auth"}
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
 SILENT_KEYS = {"$schema"}
 # Build/Docker concerns: harmless to ignore, so a warning names them.
@@ -139,7 +140,7 @@ class HttpSettings:
     disabled: frozenset[str] = frozenset()  # surfaces of HTTP_SURFACES turned off
     cors: Mapping[str, Any] | None = None
     configurable_headers: HeaderRules = HeaderRules()
-    # Accepted and kept for when authentication exists; Keel has no auth middleware yet.
+    # Whether the custom app's middleware runs before authentication (or after: auth_first).
     middleware_order: str = "middleware_first"
     enable_custom_route_auth: bool = False
 
@@ -168,6 +169,7 @@ class Settings:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     dependencies: list[str] = dataclasses.field(default_factory=list)
     store: StoreSettings = StoreSettings()
+    auth: AuthSettings = AuthSettings()  # noqa: RUF009 - frozen, shared safely
     dev_mode: bool = False
 
     @property
@@ -434,6 +436,7 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         http=_http(data.get("http")),
         dependencies=deps,
         store=store_settings(data.get("store")),
+        auth=auth_settings(data.get("auth")),
     )
     if not quiet:
         for note in notes:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keel import clock
+from keel.auth.scope import EVERYTHING, Scope
 from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
@@ -88,8 +89,11 @@ def extract_path(thread: Row, path: str) -> Any:
 
 
 class ThreadService:
-    def __init__(self, storage: Storage) -> None:
+    """Threads as one caller may see them: every read and write is limited to `scope`."""
+
+    def __init__(self, storage: Storage, scope: Scope = EVERYTHING) -> None:
         self.storage = storage
+        self.scope = scope
 
     async def create(self, data: Row) -> Row:
         return (await self.create_new(data))[0]
@@ -109,10 +113,13 @@ class ThreadService:
             "values": None,
             "interrupts": {},
             "ttl": data.get("ttl"),
+            "org": self.scope.org,
         }
         async with self.storage.tx() as tx:
             existing = await tx.get_thread(thread_id)
             if existing is not None:
+                if not self.scope.admits(existing):
+                    raise Conflict(f"Thread '{thread_id}' already exists")
                 if data.get("if_exists") == "do_nothing":
                     return view(existing), False
                 raise Conflict(f"Thread '{thread['thread_id']}' already exists")
@@ -121,12 +128,12 @@ class ThreadService:
 
     async def get(self, thread_id: str, include_ttl: bool = False) -> Row:
         async with self.storage.read() as tx:
-            return view(await get_thread(tx, thread_id), include_ttl)
+            return view(await get_thread(tx, thread_id, self.scope), include_ttl)
 
     async def patch(self, thread_id: str, data: Row) -> Row:
         now = clock.iso()
         async with self.storage.tx() as tx:
-            t = await get_thread(tx, thread_id)
+            t = await get_thread(tx, thread_id, self.scope)
             meta = {**t["metadata"], **(data.get("metadata") or {})}
             await tx.update_thread_meta(thread_id, meta, data.get("ttl"), now)
             t = await get_thread(tx, thread_id)
@@ -134,7 +141,7 @@ class ThreadService:
 
     async def delete(self, thread_id: str, cancel: Any) -> None:
         async with self.storage.read() as tx:
-            await get_thread(tx, thread_id)
+            await get_thread(tx, thread_id, self.scope)
             active = await tx.active_runs(thread_id)
         if active:
             await cancel(thread_id, [r["run_id"] for r in active], None, "interrupt")
@@ -142,7 +149,8 @@ class ThreadService:
             await tx.delete_thread(thread_id)
 
     def _where(self, q: Row) -> tuple[str, list[Any]]:
-        clauses, params = ["1=1"], []
+        scoped, params = self.scope.where(self.storage.dialect)
+        clauses = [scoped]
         for column in ("metadata", "values"):
             if q.get(column):
                 sql, p = self.storage.dialect.containment(f'"{column}"', q[column])
@@ -184,7 +192,7 @@ class ThreadService:
         now = clock.iso()
         new_id = str(uuid.uuid4())
         async with self.storage.tx() as tx:
-            t = await get_thread(tx, thread_id)
+            t = await get_thread(tx, thread_id, self.scope)
             copy = {**t, "thread_id": new_id, "created_at": now, "updated_at": now}
             if copy["status"] == "busy":
                 copy["status"] = "idle"
@@ -196,7 +204,7 @@ class ThreadService:
         pruned = 0
         for thread_id in thread_ids:
             async with self.storage.read() as tx:
-                t = await tx.get_thread(thread_id)
+                t = await tx.get_thread_in(thread_id, *self.scope.where(tx.dialect))
                 active = await tx.active_runs(thread_id) if t is not None else []
             if t is None:
                 continue
@@ -221,8 +229,12 @@ def _thread_ids(ids: list[str]) -> list[str]:
     return out
 
 
-async def get_thread(tx: Tx, thread_id: str) -> Row:
-    t = await tx.get_thread(thread_id)
+async def get_thread(tx: Tx, thread_id: str, scope: Scope = EVERYTHING) -> Row:
+    """The thread, if it exists and is in `scope` (else 404: a hidden thread is not found)."""
+    if scope.unrestricted:
+        t = await tx.get_thread(thread_id)
+    else:
+        t = await tx.get_thread_in(thread_id, *scope.where(tx.dialect))
     if t is None:
         raise NotFound(f"Thread '{thread_id}' not found")
     return t

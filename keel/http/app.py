@@ -11,7 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from keel.errors import KeelError
@@ -19,6 +21,7 @@ from keel.runtime import Runtime
 from keel.settings import Settings
 
 from . import assistants, crons, meta, runs, state, store, threads
+from .auth import AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
 from .responses import JSON
@@ -48,7 +51,7 @@ def _lifespan(
         rt = Runtime(settings)
         await rt.start()
         app.state.keel = Services(
-            settings, rt.storage, rt.graphs, rt.hub, rt.workers, rt.runs, rt.scheduler
+            settings, rt.storage, rt.graphs, rt.hub, rt.workers, rt.runs, rt.scheduler, rt.guard
         )
         try:
             yield
@@ -80,6 +83,7 @@ def create_app(settings: Settings) -> ASGIApp:
         app.include_router(meta.health)
     if user is not None:
         adopt_user_app(app, user)
+    _add_auth(app, settings, user)
     app.include_router(meta.router if meta_on else meta.disabled)
     for surface, module in SURFACES:
         if http.enabled(surface):
@@ -87,6 +91,23 @@ def create_app(settings: Settings) -> ASGIApp:
     if http.mount_prefix:
         return mounted(app, http.mount_prefix, meta.ok)
     return app
+
+
+def _add_auth(app: FastAPI, settings: Settings, user: Starlette | None) -> None:
+    """Authentication innermost (inside CORS: refusals get CORS headers) and inside the custom
+    app's middleware, unless `http.middleware_order` is `auth_first`: then outermost."""
+    if not settings.auth.enabled:
+        return
+    custom = list(user.router.routes) if user is not None else []
+    auth = Middleware(
+        AuthMiddleware,
+        custom_routes=custom,
+        protect_custom=settings.http.enable_custom_route_auth,
+    )
+    if settings.http.middleware_order == "auth_first":
+        app.user_middleware.insert(0, auth)
+    else:
+        app.user_middleware.append(auth)
 
 
 def _add_cors(app: FastAPI, settings: Settings) -> None:
@@ -112,7 +133,7 @@ def _version() -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KeelError)
     async def keel_error(_: Request, exc: KeelError) -> Response:
-        return JSON({"detail": exc.detail}, status_code=exc.status_code)
+        return JSON({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:

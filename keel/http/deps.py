@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -9,6 +10,8 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel
 
+from keel.auth.config import AuthSettings
+from keel.auth.guard import Guard
 from keel.errors import InvalidInput
 from keel.graphs import GraphRegistry
 from keel.runs import RunService
@@ -33,6 +36,7 @@ class Services:
     workers: WorkerPool
     runs: RunService
     scheduler: Scheduler | None = None
+    guard: Guard = dataclasses.field(default_factory=lambda: Guard(AuthSettings()))
 
 
 def services(request: Request) -> Services:

@@ -14,6 +14,7 @@ from keel.state import StateService
 from keel.streams import HEARTBEAT, sse
 from keel.threads import ThreadService
 
+from .auth import authorize
 from .deps import body, check_uuid, query_list, services
 from .responses import JSON, paginated, select_fields
 from .schemas import Prune, ThreadCreate, ThreadPatch, ThreadSearch
@@ -23,26 +24,37 @@ router = APIRouter(tags=["threads"])
 THREAD_MODES = {"run_modes", "lifecycle", "state_update"}
 
 
-def _svc(request: Request) -> ThreadService:
-    return ThreadService(services(request).storage)
+async def _svc(request: Request, action: str, value: dict[str, Any]) -> ThreadService:
+    """Threads as the request's user may `action` them (authorized by their handlers)."""
+    scope = await authorize(request, "threads", action, value)
+    return ThreadService(services(request).storage, scope)
+
+
+def _searched(q: dict[str, Any]) -> dict[str, Any]:
+    keys = ("metadata", "values", "status", "limit", "offset", "ids")
+    return {k: q.get(k) for k in keys}
 
 
 @router.post("/threads")
 async def create(request: Request) -> Any:
     parsed = await body(request, ThreadCreate)
     data = parsed.given()
+    value = {k: data.get(k) for k in ("thread_id", "metadata", "if_exists", "ttl")}
+    value["metadata"] = dict(data.get("metadata") or {})
+    svc = await _svc(request, "create", value)
+    data["metadata"] = value["metadata"]  # a handler may have stamped it (an owner)
     supersteps = parsed.superstep_rows()
     if not supersteps:
-        return JSON(await _svc(request).create(data))
+        return JSON(await svc.create(data))
     s = services(request)
     state = StateService(s.storage, s.graphs, s.hub)
-    return JSON(await state.create_thread(_svc(request), data, supersteps))
+    return JSON(await state.create_thread(svc, data, supersteps))
 
 
 @router.post("/threads/search")
 async def search(request: Request) -> Any:
     q = (await body(request, ThreadSearch)).given()
-    items, more = await _svc(request).search(q)
+    items, more = await (await _svc(request, "search", _searched(q))).search(q)
     return paginated(
         select_fields(items, q.get("select")), q.get("offset", 0), q.get("limit", 10), more
     )
@@ -50,26 +62,35 @@ async def search(request: Request) -> Any:
 
 @router.post("/threads/count")
 async def count(request: Request) -> Any:
-    return JSON(await _svc(request).count((await body(request, ThreadSearch)).given()))
+    q = (await body(request, ThreadSearch)).given()
+    return JSON(await (await _svc(request, "search", _searched(q))).count(q))
 
 
 @router.post("/threads/prune")
 async def prune(request: Request) -> Any:
     q = await body(request, Prune)
-    n = await _svc(request).prune(q.thread_ids, q.strategy, services(request).runs.cancel)
+    svc = await _svc(request, "delete", {"thread_ids": list(q.thread_ids)})
+    n = await svc.prune(q.thread_ids, q.strategy, services(request).runs.cancel)
     return JSON({"pruned_count": n})
 
 
 @router.get("/threads/{thread_id}")
 async def get(request: Request, thread_id: str) -> Any:
     include = query_list(request, "include")
-    return JSON(await _svc(request).get(check_uuid(thread_id, "thread_id"), "ttl" in include))
+    thread_id = check_uuid(thread_id, "thread_id")
+    svc = await _svc(request, "read", {"thread_id": thread_id})
+    return JSON(await svc.get(thread_id, "ttl" in include))
 
 
 @router.patch("/threads/{thread_id}")
 async def patch(request: Request, thread_id: str) -> Any:
     data = (await body(request, ThreadPatch)).given()
-    thread = await _svc(request).patch(check_uuid(thread_id, "thread_id"), data)
+    thread_id = check_uuid(thread_id, "thread_id")
+    value = {"thread_id": thread_id, "metadata": dict(data.get("metadata") or {})}
+    svc = await _svc(request, "update", value)
+    if data.get("metadata") is not None or value["metadata"]:
+        data["metadata"] = value["metadata"]
+    thread = await svc.patch(thread_id, data)
     if "return=minimal" in request.headers.get("prefer", ""):
         return Response(status_code=204)
     return JSON(thread)
@@ -77,13 +98,18 @@ async def patch(request: Request, thread_id: str) -> Any:
 
 @router.delete("/threads/{thread_id}", status_code=204)
 async def delete(request: Request, thread_id: str) -> Response:
-    await _svc(request).delete(check_uuid(thread_id, "thread_id"), services(request).runs.cancel)
+    thread_id = check_uuid(thread_id, "thread_id")
+    svc = await _svc(request, "delete", {"thread_id": thread_id})
+    await svc.delete(thread_id, services(request).runs.cancel)
     return Response(status_code=204)
 
 
 @router.post("/threads/{thread_id}/copy")
 async def copy(request: Request, thread_id: str) -> Any:
-    return JSON(await _svc(request).copy(check_uuid(thread_id, "thread_id")))
+    thread_id = check_uuid(thread_id, "thread_id")
+    source = await _svc(request, "read", {"thread_id": thread_id})
+    await _svc(request, "create", {"thread_id": None, "metadata": {}})
+    return JSON(await source.copy(thread_id))
 
 
 def _thread_mode_filter(modes: set[str]) -> Callable[[str], bool]:
@@ -104,7 +130,7 @@ async def thread_stream(request: Request, thread_id: str) -> Any:
     """Every event of every run on the thread, plus state updates; never closes by itself."""
     s = services(request)
     thread_id = check_uuid(thread_id, "thread_id")
-    await _svc(request).get(thread_id)
+    await (await _svc(request, "read", {"thread_id": thread_id})).get(thread_id)
     modes = set(query_list(request, "stream_modes"))
     if modes - THREAD_MODES:
         raise InvalidInput(f"Invalid stream mode: {', '.join(sorted(modes - THREAD_MODES))}")

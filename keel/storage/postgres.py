@@ -64,6 +64,16 @@ class PostgresDialect(Dialect):
         sql = f"(CASE WHEN {typed} THEN {value} END) {sql_op} ?"
         return sql, [path, path, operand]
 
+    def json_equals(self, column: str, key: str, value: Any) -> tuple[str, list[Any]]:
+        return f"{column} #> ?::text[] = ?::jsonb", [[key], j(value)]
+
+    def json_list_holds(self, column: str, key: str, values: list[Any]) -> tuple[str, list[Any]]:
+        sql = (
+            f"(jsonb_typeof({column} #> ?::text[]) = 'array' "
+            f"AND {column} #> ?::text[] @> ?::jsonb)"
+        )
+        return sql, [[key], [key], j(values)]
+
     def contains_text(self, column: str) -> str:
         return f"strpos(lower({column}), lower(?)) > 0"
 

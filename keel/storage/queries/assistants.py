@@ -22,13 +22,14 @@ class AssistantQueries(Queries):
 
     async def insert_assistant(self, a: Row) -> None:
         await self.run(
-            f"INSERT INTO assistants ({ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO assistants ({ASSISTANT_COLS}, org) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
                 a["assistant_id"],
                 *self._assistant_body(a),
                 a["version"],
                 a["created_at"],
                 a["updated_at"],
+                a.get("org"),
             ],
         )
         await self.insert_assistant_version(a)

@@ -25,6 +25,9 @@ JSON_COLUMNS = {
     "payload",
 }
 
+# Tables an auth scope applies to, and their keys.
+SCOPED_TABLES = {"threads": "thread_id", "assistants": "assistant_id", "crons": "cron_id"}
+
 ASSISTANT_COLS = (
     "assistant_id, graph_id, config, context, metadata, name, description, version, "
     "created_at, updated_at"
@@ -100,6 +103,34 @@ class Dialect:
         )
         return sql, [where, where, operand]
 
+    def json_equals(self, column: str, key: str, value: Any) -> tuple[str, list[Any]]:
+        """SQL for "the top-level `key` of JSON `column` equals `value`" (auth filters)."""
+        path = f'$."{json_key(key)}"'
+        if value is None or isinstance(value, bool):
+            kind = "null" if value is None else ("true" if value else "false")
+            return f"json_type({column}, ?) = ?", [path, kind]
+        if isinstance(value, str):
+            return f"(json_type({column}, ?) = 'text' AND json_extract({column}, ?) = ?)", [
+                path,
+                path,
+                value,
+            ]
+        if isinstance(value, (int, float)):
+            numeric = f"json_type({column}, ?) IN ('integer', 'real')"
+            return f"({numeric} AND json_extract({column}, ?) = ?)", [path, path, value]
+        return f"json_extract({column}, ?) = json(?)", [path, j(value)]
+
+    def json_list_holds(self, column: str, key: str, values: list[Any]) -> tuple[str, list[Any]]:
+        """SQL for "the top-level `key` of JSON `column` is a list holding each of `values`"."""
+        path = f'$."{json_key(key)}"'
+        clauses = [f"json_type({column}, ?) = 'array'"]
+        params: list[Any] = [path]
+        for value in values:
+            test, p = _element_test(value)
+            clauses.append(f"EXISTS (SELECT 1 FROM json_each({column}, ?) AS e WHERE {test})")
+            params.extend([path, *p])
+        return "(" + " AND ".join(clauses) + ")", params
+
     def contains_text(self, column: str) -> str:
         """Case-insensitive "column contains the bound string"."""
         return f"instr(lower({column}), lower(?)) > 0"
@@ -107,6 +138,17 @@ class Dialect:
     def json_text(self, column: str, key: str) -> str:
         """A top-level key of a JSON column, as text."""
         return f"json_extract(CAST({column} AS TEXT), '$.\"{json_key(key)}\"')"
+
+
+def _element_test(value: Any) -> tuple[str, list[Any]]:
+    """SQL on a `json_each` row `e`: the element equals `value`."""
+    if value is None or isinstance(value, bool):
+        return "e.type = ?", ["null" if value is None else ("true" if value else "false")]
+    if isinstance(value, str):
+        return "(e.type = 'text' AND e.atom = ?)", [value]
+    if isinstance(value, (int, float)):
+        return "(e.type IN ('integer', 'real') AND e.atom = ?)", [value]
+    return "e.value = json(?)", [j(value)]
 
 
 class Queries:
@@ -126,6 +168,14 @@ class Queries:
 
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         raise NotImplementedError
+
+    async def in_scope(self, table: str, ident: str, where: str, params: Sequence[Any]) -> bool:
+        """Whether the row `ident` of `table` exists and satisfies `where` (an auth scope)."""
+        key = SCOPED_TABLES[table]
+        row = await self.one(
+            f"SELECT 1 AS found FROM {table} WHERE {key}=? AND {where}", [ident, *params]
+        )
+        return row is not None
 
     async def notify(self, channel: str, payload: str) -> None:
         """Tell other processes sharing the database (delivered at commit); no-op if none can."""

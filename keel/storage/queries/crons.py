@@ -10,7 +10,7 @@ from keel.storage.queries.base import CRON_COLS, Queries, Row, j
 class CronQueries(Queries):
     async def insert_cron(self, c: Row) -> None:
         await self.run(
-            f"INSERT INTO crons ({CRON_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO crons ({CRON_COLS}, org) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 c["cron_id"],
                 c["assistant_id"],
@@ -26,6 +26,7 @@ class CronQueries(Queries):
                 c["next_run_date"],
                 j(c["metadata"]),
                 int(c["enabled"]),
+                c.get("org"),
             ],
         )
 

@@ -12,8 +12,8 @@ class RunQueries(Queries):
     async def insert_run(self, r: Row) -> None:
         await self.run(
             "INSERT INTO runs (run_id, thread_id, assistant_id, created_at, updated_at, status, "
-            "metadata, kwargs, multitask_strategy, temporary, attempt) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,0)",
+            "metadata, kwargs, multitask_strategy, temporary, org, attempt) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",
             [
                 r["run_id"],
                 r["thread_id"],
@@ -25,6 +25,7 @@ class RunQueries(Queries):
                 j(r["kwargs"]),
                 r["multitask_strategy"],
                 1 if r.get("temporary") else 0,
+                r.get("org"),
             ],
         )
 

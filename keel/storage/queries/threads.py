@@ -11,7 +11,8 @@ class ThreadQueries(Queries):
     async def insert_thread(self, t: Row) -> None:
         await self.run(
             "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata, "
-            'config, status, "values", interrupts, error, ttl) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+            'config, status, "values", interrupts, error, ttl, org) '
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 t["thread_id"],
                 t["created_at"],
@@ -24,11 +25,18 @@ class ThreadQueries(Queries):
                 j(t.get("interrupts") or {}),
                 None if t.get("error") is None else j(t["error"]),
                 None if t.get("ttl") is None else j(t["ttl"]),
+                t.get("org"),
             ],
         )
 
     async def get_thread(self, thread_id: str) -> Row | None:
         return await self.one("SELECT * FROM threads WHERE thread_id=?", [thread_id])
+
+    async def get_thread_in(self, thread_id: str, where: str, params: list[Any]) -> Row | None:
+        """The thread if it satisfies `where` (an auth scope's SQL)."""
+        return await self.one(
+            f"SELECT * FROM threads WHERE thread_id=? AND {where}", [thread_id, *params]
+        )
 
     async def update_thread_meta(
         self, thread_id: str, metadata: Row, ttl: Row | None, now: str

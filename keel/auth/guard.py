@@ -1,0 +1,214 @@
+"""`Guard`: authenticates requests into users and turns resource actions into scopes.
+
+Authentication tries Keel's built-in credentials first (an API key or a JWT, when configured),
+then the project's `@auth.authenticate`. Authorization checks the built-in role (a ceiling),
+then calls the project's one `@auth.on` handler for the action; the result is a `Scope`.
+Refusals and failures go to the audit log; requests and runs pass the quotas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from langgraph_sdk import Auth
+
+from keel.auth import handlers, roles
+from keel.auth.config import AuthSettings
+from keel.auth.handlers import Credentials, HandlerError
+from keel.auth.scope import EVERYTHING, Scope
+from keel.auth.user import AuthenticationError, User
+from keel.errors import Forbidden, KeelError
+
+# Resources whose rows without an organisation (system assistants) every org may read.
+SHARED = {("assistants", "read"), ("assistants", "search")}
+
+
+class Authenticator(Protocol):
+    """A built-in credential (API keys, JWT)."""
+
+    def claims(self, token: str) -> bool:
+        """Whether `token` is this authenticator's kind of credential."""
+        ...
+
+    async def authenticate(self, token: str) -> User:
+        """The token's user; AuthenticationError when it is not valid."""
+        ...
+
+
+@dataclasses.dataclass
+class AuditEntry:
+    action: str  # "auth.failed", "threads.create", "keys.revoke", "quota.refused", ...
+    outcome: str  # "ok", "denied", "failed", "refused"
+    identity: str | None = None
+    org: str | None = None
+    resource_id: str | None = None
+    status: int | None = None
+    detail: str | None = None
+
+
+class AuditSink(Protocol):
+    async def record(self, entry: AuditEntry) -> None: ...
+
+
+class Quotas(Protocol):
+    async def admit_request(self, user: User) -> None:
+        """Raise TooManyRequests when `user` (their org, their key) is over its request rate."""
+        ...
+
+
+class NoAudit:
+    async def record(self, entry: AuditEntry) -> None:
+        return None
+
+
+def bearer_token(creds: Credentials) -> str | None:
+    """The credential a request presents: `x-api-key`, or `Authorization: Bearer <token>`."""
+    key = creds.header(b"x-api-key")
+    if key:
+        return key.strip()
+    authorization = creds.header(b"authorization")
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+class Guard:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        auth: Auth | None = None,
+        authenticators: list[Authenticator] | None = None,
+        audit: AuditSink | None = None,
+        quotas: Quotas | None = None,
+    ) -> None:
+        self.settings = settings
+        self.auth = auth
+        self.authenticators = authenticators or []
+        self.audit: AuditSink = audit or NoAudit()
+        self.quotas = quotas
+        self._cache: OrderedDict[tuple[str | None, ...], tuple[float, User]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    # ------------------------------------------------------------ authentication
+    async def authenticate(self, creds: Credentials) -> User:
+        try:
+            user = await self._identify(creds)
+        except KeelError as exc:
+            await self.audit.record(
+                AuditEntry("auth.failed", "failed", status=exc.status_code, detail=exc.detail)
+            )
+            raise
+        if self.quotas is not None:
+            await self.quotas.admit_request(user)
+        return user
+
+    async def _identify(self, creds: Credentials) -> User:
+        token = bearer_token(creds)
+        if token is not None:
+            for authenticator in self.authenticators:
+                if authenticator.claims(token):
+                    return await authenticator.authenticate(token)
+        if self.auth is not None and self.auth._authenticate_handler is not None:
+            return await self._custom(creds)
+        if self.authenticators:
+            detail = "Invalid credentials" if token else "Missing credentials"
+            raise AuthenticationError(detail)
+        # Handlers without `@auth.authenticate`: as the reference, an anonymous user.
+        return User("anonymous", is_authenticated=False)
+
+    async def _custom(self, creds: Credentials) -> User:
+        assert self.auth is not None
+        cache = self.settings.cache
+        if cache is None:
+            return await self._custom_uncached(creds)
+        key = tuple(creds.header(name.encode()) for name in cache.cache_keys)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            self._cache.move_to_end(key)
+            return hit[1]
+        user = await self._custom_uncached(creds)
+        self._cache[key] = (now + cache.ttl_seconds, user)
+        while len(self._cache) > cache.max_size:
+            self._cache.popitem(last=False)
+        return user
+
+    async def _custom_uncached(self, creds: Credentials) -> User:
+        assert self.auth is not None
+        try:
+            user = await handlers.authenticate(self.auth, creds)
+        except (HandlerError, KeelError):
+            raise
+        except Exception as exc:  # the project's handler failed: the reference answers 500
+            raise KeelError(f"Authentication handler failed: {exc!r}") from exc
+        assert user is not None
+        if self.settings.builtin and user.role is not None:
+            user.permissions = sorted(roles.permissions(user.role))
+        return user
+
+    # ------------------------------------------------------------- authorization
+    async def authorize(self, user: User | None, resource: str, action: str, value: Any) -> Scope:
+        """The scope `user` may `action` `resource` in; Forbidden when not at all."""
+        if not self.enabled or user is None:
+            return EVERYTHING
+        try:
+            return await self._decide(user, resource, action, value)
+        except KeelError as exc:
+            if exc.status_code in (401, 403):
+                await self.audit.record(
+                    AuditEntry(
+                        f"{resource}.{action}",
+                        "denied",
+                        user.identity,
+                        user.org,
+                        _resource_id(value),
+                        exc.status_code,
+                        exc.detail,
+                    )
+                )
+            raise
+
+    async def _decide(self, user: User, resource: str, action: str, value: Any) -> Scope:
+        builtin = self.settings.builtin
+        if builtin and user.role is not None and not roles.allows(user.role, resource, action):
+            raise Forbidden(f"Role '{user.role}' may not {action} {resource}")
+        scope = Scope(bound=builtin, org=user.org, shared=(resource, action) in SHARED)
+        handler = None
+        if self.auth is not None:
+            handler = handlers.find_handler(self.auth, resource, action)
+        if handler is None:
+            if self.auth is not None and self.settings.default == "deny":
+                raise Forbidden(f"No authorization handler allows {resource}.{action}")
+            return scope
+        filt = await handlers.decide(handler, user, resource, action, value)
+        return scope if filt is None else scope.narrowed(filt)
+
+    def require_admin(self, user: User | None) -> None:
+        """Keel's administration endpoints: built-in admins only."""
+        if user is None or not self.settings.builtin:
+            raise Forbidden("Administration needs built-in auth (API keys or JWT)")
+        if "audit:read" not in roles.ROLES.get(user.role or "", frozenset()):
+            raise Forbidden("Admins only")
+
+
+def _resource_id(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    for key in ("run_id", "thread_id", "assistant_id", "cron_id", "key"):
+        if value.get(key):
+            return str(value[key])
+    return None
+
+
+def build_guard(settings: AuthSettings, base_dir: Any) -> Guard:
+    """The guard the settings describe (its built-in parts are added by `keel.auth.builtin`)."""
+    auth = handlers.load_auth(settings.path, base_dir) if settings.path else None
+    return Guard(settings, auth)

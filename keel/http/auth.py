@@ -1,0 +1,148 @@
+"""Authentication at the edge: an ASGI middleware that turns each protected request into a
+`User` (or a 401/403 with `{"detail"}`), and `authorize`, which routes call for a `Scope`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Request
+from starlette.authentication import AuthCredentials
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel.auth.guard import Guard
+from keel.auth.handlers import Credentials
+from keel.auth.scope import EVERYTHING
+from keel.auth.scope import Scope as AuthScope
+from keel.auth.user import User
+from keel.errors import KeelError, NotFound
+from keel.serde import dumps
+
+# Never authenticated: health, server info, the API docs.
+OPEN_PATHS = frozenset(
+    {"/", "/ok", "/info", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics"}
+)
+STATE_KEY = "keel_user"
+
+
+class AuthMiddleware:
+    """Authenticates every request except the open paths (and a custom app's routes unless
+    `http.enable_custom_route_auth`); the user goes to `request.state.keel_user`,
+    `request.user` and `request.auth`."""
+
+    def __init__(
+        self, app: ASGIApp, custom_routes: Sequence[BaseRoute] = (), protect_custom: bool = False
+    ) -> None:
+        self.app = app
+        self.custom_routes = list(custom_routes)
+        self.protect_custom = protect_custom
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._protected(scope):
+            await self.app(scope, receive, send)
+            return
+        guard: Guard | None = _guard(scope)
+        if guard is None or not guard.enabled:
+            await self.app(scope, receive, send)
+            return
+        replay = _BodyReplay(receive)
+        try:
+            user = await guard.authenticate(_credentials(scope, replay))
+        except KeelError as exc:
+            await _error(send, exc)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = user
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(list(user.permissions))
+        await self.app(scope, replay.receive, send)
+
+    def _protected(self, scope: Scope) -> bool:
+        path = _route_path(scope)
+        if path in OPEN_PATHS or scope["method"] == "OPTIONS":
+            return False
+        if self.custom_routes and not self.protect_custom:
+            return not any(r.matches(scope)[0] is not Match.NONE for r in self.custom_routes)
+        return True
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :] or "/"
+    return path
+
+
+def _guard(scope: Scope) -> Guard | None:
+    app = scope.get("app")
+    services = getattr(getattr(app, "state", None), "keel", None)
+    return getattr(services, "guard", None)
+
+
+class _BodyReplay:
+    """Reads the body for an authenticate handler that asks for it, then hands it on."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._body: bytes | None = None
+        self._sent = False
+
+    async def read(self) -> bytes:
+        if self._body is None:
+            chunks = []
+            more = True
+            while more:
+                message = await self._receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            self._body = b"".join(chunks)
+        return self._body
+
+    async def receive(self) -> Message:
+        if self._body is None:
+            return await self._receive()
+        if not self._sent:
+            self._sent = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        return await self._receive()
+
+
+def _credentials(scope: Scope, replay: _BodyReplay) -> Credentials:
+    return Credentials(
+        method=scope["method"],
+        path=_route_path(scope),
+        headers=list(scope.get("headers", ())),
+        query_params=dict(Request(scope).query_params),
+        path_params=dict(scope.get("path_params") or {}),
+        scope=scope,
+        request=Request(scope, replay.receive),
+        read_body=replay.read,
+    )
+
+
+async def _error(send: Send, exc: KeelError) -> None:
+    body = dumps({"detail": exc.detail})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    if exc.status_code == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def current_user(request: Request) -> User | None:
+    user: User | None = getattr(request.state, STATE_KEY, None)
+    return user
+
+
+async def authorize(request: Request, resource: str, action: str, value: Any) -> AuthScope:
+    """The scope the request's user may `action` `resource` in (everything without auth)."""
+    guard: Guard = request.app.state.keel.guard
+    if not guard.enabled:
+        return EVERYTHING
+    return await guard.authorize(current_user(request), resource, action, value)
+
+
+def hidden(what: str, ident: str) -> NotFound:
+    return NotFound(f"{what} '{ident}' not found")
