@@ -11,6 +11,7 @@ import logging
 import os
 
 from keel.assistants import ensure_system_assistants
+from keel.auth.builtin import install as install_builtin_auth
 from keel.auth.guard import build_guard
 from keel.graphs import GraphRegistry
 from keel.relay import Relay
@@ -49,6 +50,7 @@ class Runtime:
         )
         self.scheduler = Scheduler(self.storage, self.runs)
         self.guard = build_guard(settings.auth, settings.base_dir)
+        install_builtin_auth(self.guard, self.storage)
         self.relay = Relay(self.storage, self.hub, self.workers, settings.poll_seconds)
 
     async def start(self) -> None:

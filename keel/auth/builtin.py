@@ -1,0 +1,16 @@
+"""Keel's built-in auth parts, as the settings ask for them: API-key and JWT authenticators,
+the audit log, quotas. `install` hangs them on the guard once storage exists."""
+
+from __future__ import annotations
+
+from keel.auth.guard import Authenticator, Guard
+from keel.storage.base import Storage
+
+
+def install(guard: Guard, storage: Storage) -> None:
+    settings = guard.settings
+    authenticators: list[Authenticator] = []
+    # API keys (keel.auth.keys), JWT (keel.auth.jwt), the audit log (keel.auth.audit) and the
+    # quotas (keel.auth.quotas) are added here as they land.
+    del storage, settings
+    guard.authenticators = authenticators
