@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import ModuleType
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -84,6 +85,8 @@ def create_app(settings: Settings) -> ASGIApp:
     if user is not None:
         adopt_user_app(app, user)
     _add_auth(app, settings, user)
+    if settings.auth.openapi:
+        _document_security(app, settings.auth.openapi)
     app.include_router(meta.router if meta_on else meta.disabled)
     for surface, module in SURFACES:
         if http.enabled(surface):
@@ -108,6 +111,32 @@ def _add_auth(app: FastAPI, settings: Settings, user: Starlette | None) -> None:
         app.user_middleware.insert(0, auth)
     else:
         app.user_middleware.append(auth)
+
+
+def _document_security(app: FastAPI, security: Mapping[str, Any]) -> None:
+    """`auth.openapi`: security schemes and requirements shown in /openapi.json (the schema
+    describes the auth; the middleware enforces it)."""
+    build = app.openapi
+    merged: list[int] = []  # ids of the schemas already given the security section
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        if id(schema) not in merged:
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {}).update(
+                security.get("securitySchemes") or {}
+            )
+            if "security" in security:
+                schema["security"] = security["security"]
+            for path, methods in (security.get("paths") or {}).items():
+                for method, requirement in (methods or {}).items():
+                    operation = schema.get("paths", {}).get(path, {}).get(method.lower())
+                    if operation is not None:
+                        operation["security"] = requirement
+            merged.append(id(schema))
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_cors(app: FastAPI, settings: Settings) -> None:
