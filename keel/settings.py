@@ -47,8 +47,10 @@ SUPPORTED_HTTP_KEYS = {
     "configurable_headers",
     "middleware_order",
     "enable_custom_route_auth",
+    "max_body_bytes",
     *(f"disable_{surface}" for surface in HTTP_SURFACES),
 }
+DEFAULT_MAX_BODY_BYTES = 10 * 2**20  # 10 MiB; the reference allows 300 MiB
 # Request headers never copied into a run's config, whatever `configurable_headers` says.
 NEVER_COPIED_HEADERS = frozenset({"x-api-key", "x-service-key", "x-tenant-id", "authorization"})
 MOUNT_PREFIX = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
@@ -143,6 +145,8 @@ class HttpSettings:
     # Whether the custom app's middleware runs before authentication (or after: auth_first).
     middleware_order: str = "middleware_first"
     enable_custom_route_auth: bool = False
+    # A request body over this many bytes is refused with 413 before it is read whole.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def enabled(self, surface: str) -> bool:
         return surface not in self.disabled
@@ -283,6 +287,12 @@ def _flag(http: dict[str, Any], key: str) -> bool:
     return value
 
 
+def _body_limit(raw: Any, what: str) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+        raise ConfigError(f"{what} must be a positive number of bytes, got {raw!r}")
+    return raw
+
+
 def _http(raw: Any) -> HttpSettings:
     if raw is None:
         return HttpSettings()
@@ -305,6 +315,9 @@ def _http(raw: Any) -> HttpSettings:
         configurable_headers=_header_rules(raw.get("configurable_headers")),
         middleware_order=order,
         enable_custom_route_auth=_flag(raw, "enable_custom_route_auth"),
+        max_body_bytes=_body_limit(
+            raw.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "http.max_body_bytes"
+        ),
     )
 
 
@@ -407,6 +420,18 @@ def _apply_environment(settings: Settings) -> None:
     for var, (field, cast) in ENVIRONMENT.items():
         if var in os.environ:
             setattr(settings, field, cast(os.environ[var]))
+    limit = os.environ.get("KEEL_MAX_BODY_BYTES")
+    if limit:
+        max_body = _body_limit(_integer(limit), "KEEL_MAX_BODY_BYTES")
+        settings.http = dataclasses.replace(settings.http, max_body_bytes=max_body)
+
+
+def _integer(text: str) -> int | str:
+    """`text` as an integer, or unchanged (for the caller's error message)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def _check(settings: Settings) -> None:

@@ -25,6 +25,7 @@ from . import assistants, crons, meta, runs, state, store, threads
 from .auth import AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
+from .limits import BodyLimit
 from .responses import JSON
 
 log = logging.getLogger("keel.http")
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> ASGIApp:
     if user is not None:
         adopt_user_app(app, user)
     _add_auth(app, settings, user)
+    _add_body_limit(app, settings)
     if settings.auth.openapi:
         _document_security(app, settings.auth.openapi)
     app.include_router(meta.router if meta_on else meta.disabled)
@@ -137,6 +139,16 @@ def _document_security(app: FastAPI, security: Mapping[str, Any]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_body_limit(app: FastAPI, settings: Settings) -> None:
+    """The body limit right outside authentication (or innermost without auth): nothing of
+    Keel's reads a body before it, and its 413s pass through CORS by default."""
+    limit = Middleware(BodyLimit, max_bytes=settings.http.max_body_bytes)
+    stack = app.user_middleware
+    auth: object = AuthMiddleware
+    at = next((i for i, m in enumerate(stack) if m.cls is auth), len(stack))
+    stack.insert(at, limit)
 
 
 def _add_cors(app: FastAPI, settings: Settings) -> None:
