@@ -26,6 +26,7 @@ from .auth import AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
 from .limits import BodyLimit
+from .openapi import document_bodies
 from .responses import JSON
 
 log = logging.getLogger("keel.http")
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> ASGIApp:
         adopt_user_app(app, user)
     _add_auth(app, settings, user)
     _add_body_limit(app, settings)
+    document_bodies(app)
     if settings.auth.openapi:
         _document_security(app, settings.auth.openapi)
     app.include_router(meta.router if meta_on else meta.disabled)

@@ -21,7 +21,7 @@ from keel.storage.base import Storage
 from keel.streams import StreamHub
 from keel.worker import WorkerPool
 
-from .schemas import parse_json, validate
+from .schemas import MAX_INT, parse_json, validate
 
 M = TypeVar("M", bound=BaseModel)
 TRUE = {"true", "1", "yes", "True", "TRUE"}
@@ -82,11 +82,16 @@ def query_bool(request: Request, key: str, default: bool = False) -> bool:
     return values[-1] in TRUE
 
 
-def query_int(request: Request, key: str, default: int) -> int:
+def query_int(
+    request: Request, key: str, default: int, minimum: int = 0, maximum: int = MAX_INT
+) -> int:
     values = query_list(request, key)
     if not values:
         return default
     try:
-        return int(values[-1])
+        value = int(values[-1])
     except ValueError:
         raise InvalidInput(f"Query parameter {key!r} must be an integer") from None
+    if not minimum <= value <= maximum:
+        raise InvalidInput(f"Query parameter {key!r} must be between {minimum} and {maximum}")
+    return value

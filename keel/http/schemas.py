@@ -23,6 +23,8 @@ StreamMode = Literal[
     "checkpoints",
 ]
 Strategy = Literal["reject", "interrupt", "rollback", "enqueue"]
+MAX_AFTER_SECONDS = 10 * 366 * 86400  # a run delayed by more than ten years is a mistake
+MAX_INT = 2**63 - 1  # the largest integer SQLite and PostgreSQL (bigint) hold
 
 
 class Body(BaseModel):
@@ -75,7 +77,7 @@ class RunCreate(Body):
     feedback_keys: list[str] | None = None
     multitask_strategy: Strategy | None = None
     if_not_exists: Literal["create", "reject"] | None = None
-    after_seconds: float | None = Field(default=None, ge=0)
+    after_seconds: float | None = Field(default=None, ge=0, le=MAX_AFTER_SECONDS)
     durability: Literal["sync", "async", "exit"] | None = None
     checkpoint_during: bool | None = None
     langsmith_tracer: dict[str, Any] | None = None
@@ -154,7 +156,7 @@ class AssistantPatch(Body):
 class Search(Body):
     metadata: dict[str, Any] | None = None
     limit: int = Field(default=10, ge=0, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None
 
@@ -167,12 +169,12 @@ class AssistantSearch(Search):
 
 class VersionsSearch(Body):
     metadata: dict[str, Any] | None = None
-    limit: int = Field(default=10, ge=0)
-    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=10, ge=0, le=MAX_INT)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
 
 
 class SetLatest(Body):
-    version: int
+    version: int = Field(ge=-MAX_INT - 1, le=MAX_INT)
 
 
 class Ttl(BaseModel):
@@ -296,7 +298,7 @@ class StoreSearch(Body):
     namespace_prefix: list[str] = Field(default_factory=list)
     filter: dict[str, Any] | None = None
     limit: int = Field(default=10, ge=0, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
     query: str | None = None
     refresh_ttl: bool | None = None
 
@@ -306,7 +308,7 @@ class StoreNamespaces(Body):
     suffix: list[str] | None = None
     max_depth: int | None = Field(default=None, ge=1)
     limit: int = Field(default=100, ge=0, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
 
 
 class CronCreate(RunCreate):

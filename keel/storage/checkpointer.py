@@ -11,6 +11,7 @@ never interleave because neither yields to the loop in the middle of a transacti
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -28,6 +29,11 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.checkpoint.sqlite import SqliteSaver
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+
+from keel.errors import InvalidInput
+
+# The checkpoint metadata keys LangGraph's SQLite saver can filter on.
+FILTER_KEY = re.compile(r"[a-zA-Z0-9_.-]+")
 
 
 def with_thread_id(config: RunnableConfig, metadata: CheckpointMetadata) -> CheckpointMetadata:
@@ -61,6 +67,11 @@ class KeelSqliteSaver(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        for key in filter or {}:
+            if not FILTER_KEY.fullmatch(key):  # LangGraph's saver raises ValueError: a 500
+                raise InvalidInput(
+                    f"metadata: unsupported filter key {key!r} (letters, digits, '_', '.', '-')"
+                )
         # Materialise first: the sync generator holds the saver's lock while it yields.
         for item in list(self.list(config, filter=filter, before=before, limit=limit)):
             yield item

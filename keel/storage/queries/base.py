@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from keel.errors import InvalidInput
 from keel.serde import dumps, loads
 
 Row = dict[str, Any]
@@ -50,9 +51,16 @@ def j(value: Any) -> str:
     return dumps(value).decode()
 
 
+UNSAFE_KEY_CHARS = ('"', "'", "\\", "\x00")
+
+
 def json_key(key: str) -> str:
-    if '"' in key or "\\" in key or "'" in key:
-        raise ValueError(f"unsupported filter key {key!r}")
+    """A JSON object key made part of a path; one holding a quote, a backslash or a NUL cannot
+    be (a filter on it is bad input: 422, not a failure)."""
+    if any(c in key for c in UNSAFE_KEY_CHARS):
+        raise InvalidInput(
+            f"unsupported filter key {key!r}: quotes, backslashes and NUL are not allowed"
+        )
     return key
 
 
