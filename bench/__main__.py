@@ -1,6 +1,12 @@
-"""`python -m bench`: see bench/harness.py; `python -m bench store`: see bench/store.py."""
+"""`python -m bench`: see bench/harness.py; `python -m bench store`: see bench/store.py;
+`python -m bench auth`: see bench/auth.py."""
 
 import sys
+
+if sys.argv[1:2] == ["auth"]:
+    from bench.auth import main as auth_main
+
+    sys.exit(auth_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["store"]:
     from bench.store import main as store_main
