@@ -1,12 +1,12 @@
 """The auth benchmark: what authentication costs per request, in server CPU, next to no auth.
 
-    python -m bench auth            # Keel's five rows and langgraph dev's two (~4 min)
-    python -m bench auth --quick    # fewer, shorter rounds (~2 min)
+    python -m bench auth            # Keel's five rows and langgraph dev's two (~3 min)
+    python -m bench auth --quick    # fewer rounds (~1 min)
     python -m bench auth --smoke    # seconds, Keel only (what tests/bench runs)
 
 All servers are up at once (SQLite for Keel; `langgraph dev` is in-memory) and measured in turn,
-round after round, by one load generator (bench/auth_load.py): GET /threads/{id} and
-POST /threads/search, each server's CPU read from /proc around its requests. Rows: Keel without
+in short bursts round after round, by one load generator (bench/auth_load.py): GET /threads/{id}
+and POST /threads/search, each server's CPU read from /proc around its bursts. Rows: Keel without
 auth, with a built-in API key, with a JWT (verified tokens cached, and not), with a project's
 Python `@auth.authenticate` + `@auth.on` owner filter (bench/auth_handler.py); `langgraph dev`
 without auth and with the same auth.py (it has no built-in keys or JWT, so those rows are
@@ -30,10 +30,11 @@ from bench.auth_servers import KeelAuthServer, LangGraphDevAuthServer, missing_m
 from bench.contenders import ROOT, LangGraphDevServer, Server, venv_versions
 from bench.harness import raise_file_limit, run_client_module, run_meta
 
+# rounds of one burst of `requests` per workload and server
 MODES: dict[str, dict[str, Any]] = {
-    "full": {"rounds": 7, "requests": 600, "concurrency": 4, "threads": 50, "warmup": 150},
-    "quick": {"rounds": 3, "requests": 300, "concurrency": 4, "threads": 20, "warmup": 60},
-    "smoke": {"rounds": 1, "requests": 20, "concurrency": 2, "threads": 3, "warmup": 5},
+    "full": {"rounds": 40, "requests": 250, "concurrency": 4, "threads": 50, "warmup": 300},
+    "quick": {"rounds": 12, "requests": 200, "concurrency": 4, "threads": 20, "warmup": 100},
+    "smoke": {"rounds": 2, "requests": 10, "concurrency": 2, "threads": 3, "warmup": 5},
 }
 # (row key, label, Keel auth mode or langgraph dev with the handler)
 KEEL_ROWS = (
@@ -99,7 +100,7 @@ def measure(cfg: dict[str, Any], started: dict[str, Server], rows: dict[str, Any
         ],
     }
     budget = 600 + cfg["rounds"] * len(started) * cfg["requests"] * 0.1
-    log(f"measuring {len(started)} servers, {cfg['rounds']} rounds of {cfg['requests']} requests")
+    log(f"measuring {len(started)} servers: {cfg['rounds']} rounds of {cfg['requests']} requests")
     result = run_client_module("bench.auth_load", spec, budget)
     for key in started:
         if "error" in result:
@@ -127,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench auth", description=__doc__.split("\n")[0]
     )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quick", action="store_true", help="3 rounds of 300 requests")
+    group.add_argument("--quick", action="store_true", help="12 rounds instead of 40")
     group.add_argument("--smoke", action="store_true", help="seconds; Keel only")
     parser.add_argument(
         "--incumbent",

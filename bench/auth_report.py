@@ -25,6 +25,18 @@ def cpu(rows: dict[str, Any], key: str, workload: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
+def error(rows: dict[str, Any], key: str, workload: str) -> float | None:
+    """The standard error of a row's auth cost (both figures' errors combined)."""
+    squares = 0.0
+    for name in (key, baseline(key)):
+        figures = ((rows.get(name) or {}).get("figures") or {}).get(workload) or {}
+        value = figures.get("server_cpu_ms_se")
+        if key == baseline(key) or not isinstance(value, int | float):
+            return None
+        squares += value * value
+    return float(squares**0.5)
+
+
 def cost(rows: dict[str, Any], key: str, workload: str) -> float | None:
     """What auth adds per request over the same server without auth."""
     mine, base = cpu(rows, key, workload), cpu(rows, baseline(key), workload)
@@ -46,7 +58,9 @@ def row_line(rows: dict[str, Any], key: str) -> str:
         return f"| {row['label']} | {row.get('status')}: {reason} | | | | |"
     cells = []
     for workload, _ in WORKLOADS:
-        cells += [ms(cpu(rows, key, workload)), ms(cost(rows, key, workload), signed=True)]
+        spread = error(rows, key, workload)
+        plus = f" ± {spread:.3f}" if spread is not None else ""
+        cells += [ms(cpu(rows, key, workload)), ms(cost(rows, key, workload), signed=True) + plus]
     p50 = [(row["figures"].get(w) or {}).get("p50_ms") for w, _ in WORKLOADS]
     latency = " / ".join(f"{v:.2f}" if isinstance(v, int | float) else "—" for v in p50)
     errors = row["figures"].get("errors")
@@ -89,16 +103,17 @@ def render(results: dict[str, Any]) -> str:
     out = [
         f"Run: {meta['date']}, `{meta['command']}` ({meta['mode']}, {meta['seconds']} s), "
         f"{machine['nproc']} cores ({machine['cpu']}), load average at start "
-        f"{machine['load_avg_at_start'][0]:.2f}. {cfg['rounds']} rounds of {cfg['requests']} "
-        f"requests per workload and server, {cfg['concurrency']} concurrent clients; median "
-        "over the rounds.",
+        f"{machine['load_avg_at_start'][0]:.2f}. {cfg['rounds']} rounds of a burst of "
+        f"{cfg['requests']} requests per workload and server, {cfg['concurrency']} keep-alive "
+        "connections; server CPU over all bursts ÷ their requests.",
         "",
         "| server CPU per request, ms | GET /threads/{id} | auth cost | POST /threads/search "
         "| auth cost | p50 latency GET / search, ms |",
         "|---|---|---|---|---|---|",
         *(row_line(rows, key) for key in rows),
         "",
-        "*auth cost*: the row minus the same server without auth, in the same run.",
+        "*auth cost*: the row minus the same server without auth, in the same run, ± its "
+        "standard error (from the spread of the bursts).",
         "",
     ]
     if ratios(rows):
