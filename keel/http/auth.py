@@ -113,7 +113,7 @@ def _credentials(scope: Scope, replay: _BodyReplay) -> Credentials:
         method=scope["method"],
         path=_route_path(scope),
         headers=list(scope.get("headers", ())),
-        query_params=dict(Request(scope).query_params),
+        query_params=Request(scope).query_params,
         path_params=dict(scope.get("path_params") or {}),
         scope=scope,
         request=Request(scope, replay.receive),
