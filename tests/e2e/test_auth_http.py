@@ -141,7 +141,7 @@ async def test_threads_are_their_owners_only(sdk: dict[str, LangGraphClient]) ->
     assert await alice.threads.count(metadata={"topic": "secret"}) >= 1
     with pytest.raises(ConflictError):
         await bob.threads.create(thread_id=tid)
-    copied: Any = await alice.threads.copy(tid)
+    copied: Any = await alice.http.post(f"/threads/{tid}/copy", json={})
     assert copied["metadata"]["owner"] == "alice"
 
 
