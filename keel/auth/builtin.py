@@ -12,5 +12,14 @@ def install(guard: Guard, storage: Storage) -> None:
     authenticators: list[Authenticator] = []
     # API keys (keel.auth.keys), JWT (keel.auth.jwt), the audit log (keel.auth.audit) and the
     # quotas (keel.auth.quotas) are added here as they land.
+    authenticators += _jwt(guard)
     del storage, settings
     guard.authenticators = authenticators
+
+
+def _jwt(guard: Guard) -> list[Authenticator]:
+    """Bearer JWTs from an OIDC provider, with `auth.jwt` (keel.auth.jwt)."""
+    from keel.auth.jwt import authenticator
+
+    found = authenticator(guard.settings.jwt, guard.base_dir)
+    return [] if found is None else [found]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Protocol
 
 from langgraph_sdk import Auth
@@ -78,6 +79,8 @@ def bearer_token(creds: Credentials) -> str | None:
 
 
 class Guard:
+    base_dir: Path = Path()  # the config file's directory: relative paths in `auth` start there
+
     def __init__(
         self,
         settings: AuthSettings,
@@ -211,4 +214,6 @@ def _resource_id(value: Any) -> str | None:
 def build_guard(settings: AuthSettings, base_dir: Any) -> Guard:
     """The guard the settings describe (its built-in parts are added by `keel.auth.builtin`)."""
     auth = handlers.load_auth(settings.path, base_dir) if settings.path else None
-    return Guard(settings, auth)
+    guard = Guard(settings, auth)
+    guard.base_dir = base_dir
+    return guard
