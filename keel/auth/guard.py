@@ -65,17 +65,18 @@ class NoAudit:
         return None
 
 
-def bearer_token(creds: Credentials) -> str | None:
-    """The credential a request presents: `x-api-key`, or `Authorization: Bearer <token>`."""
+def presented_tokens(creds: Credentials) -> list[str]:
+    """The credentials a request presents, in order: `x-api-key`, `Authorization: Bearer`."""
+    tokens = []
     key = creds.header(b"x-api-key")
-    if key:
-        return key.strip()
+    if key and key.strip():
+        tokens.append(key.strip())
     authorization = creds.header(b"authorization")
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return None
+            tokens.append(token.strip())
+    return tokens
 
 
 class Guard:
@@ -114,15 +115,17 @@ class Guard:
         return user
 
     async def _identify(self, creds: Credentials) -> User:
-        token = bearer_token(creds)
-        if token is not None:
+        # The first credential a built-in authenticator recognises decides (an SDK may send a
+        # stray `x-api-key` from its environment next to a real bearer token).
+        tokens = presented_tokens(creds)
+        for token in tokens:
             for authenticator in self.authenticators:
                 if authenticator.claims(token):
                     return await authenticator.authenticate(token)
         if self.auth is not None and self.auth._authenticate_handler is not None:
             return await self._custom(creds)
         if self.authenticators:
-            detail = "Invalid credentials" if token else "Missing credentials"
+            detail = "Invalid credentials" if tokens else "Missing credentials"
             raise AuthenticationError(detail)
         # Handlers without `@auth.authenticate`: as the reference, an anonymous user.
         return User("anonymous", is_authenticated=False)
