@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keel import clock
+from keel.auth.user import User
 from keel.errors import BadRequest, Conflict, NotFound
 from keel.execution import RunResult
 from keel.faults import Faults
@@ -184,6 +185,9 @@ class RunService:
         self.cancel_local = cancel_local
         self.origin = origin  # this process's id in notifications (its own are ignored)
         self.faults = faults or Faults.from_env()
+        # Called inside a creation's transaction with the run just inserted; may refuse it
+        # (quotas: keel.auth.guard.Guard.admit_run), which rolls the creation back.
+        self.admit: Callable[[Tx, Row], Awaitable[None]] | None = None
 
     # ----------------------------------------------------------------- create
     async def resolve_assistant(self, tx: Tx, assistant_id: str) -> Row:
@@ -199,7 +203,9 @@ class RunService:
             raise NotFound(f"Assistant '{assistant_id}' not found")
         return assistant
 
-    async def create(self, body: Row, thread_id: str | None, headers: Row | None = None) -> Row:
+    async def create(
+        self, body: Row, thread_id: str | None, headers: Row | None = None, user: User | None = None
+    ) -> Row:
         """Insert a pending run (and its thread when needed) in one transaction."""
         stateless = thread_id is None
         strategy = body.get("multitask_strategy") or "enqueue"
@@ -221,10 +227,15 @@ class RunService:
             run = self._build_run(body, assistant, thread, tid, run_id, now_ts, strategy, headers)
             run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
             run["kwargs"]["temporary"] = stateless
+            if user is not None:  # stopgap until the runs stream stamps runs with their user
+                run["org"] = user.org
+                run["kwargs"]["config"]["configurable"]["langgraph_auth_user"] = user.to_dict()
             await tx.insert_run(run)
             await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
+            if self.admit is not None:  # last: its lock (quotas) is held the shortest
+                await self.admit(tx, run)
             await tx.notify(RUNS_CHANNEL, self.origin)
         self._after_cancel(to_cancel)
         self.wake_workers()

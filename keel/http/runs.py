@@ -16,6 +16,7 @@ from keel.serde import dumps
 from keel.storage.tx import Row
 from keel.streams import HEARTBEAT, mode_filter, parse_last_event_id, sse, wanted
 
+from .auth import current_user
 from .deps import Services, body, check_uuid, query_bool, query_int, query_list, raw_body, services
 from .responses import JSON
 from .schemas import BulkCancel, RunCreate, validate
@@ -28,7 +29,10 @@ router = APIRouter(tags=["runs"])
 async def _create(request: Request, thread_id: str | None) -> tuple[Services, Row]:
     s = services(request)
     parsed = await body(request, RunCreate)
-    run = await s.runs.create(parsed.normalized(thread_id is None), thread_id, _headers(s, request))
+    user = current_user(request)
+    run = await s.runs.create(
+        parsed.normalized(thread_id is None), thread_id, _headers(s, request), user
+    )
     return s, run
 
 
