@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from keel.auth.scope import EVERYTHING, Scope
 from keel.auth.user import User
 from keel.errors import BadRequest
-from keel.storage.tx import Row, Tx
+from keel.storage.tx import Row
 
 # Marks a run whose `configurable` mirrors the request's `context` (see run_config).
 CONTEXT_MIRRORED = "__context_provided__"
@@ -28,13 +28,11 @@ class RunAccess:
     """Who creates a run and what they may touch. `user`: carried by the run (None without
     auth). `threads`: the `threads.create_run` scope (the thread must be in it; threads and runs
     created are stamped with its org). `assistants`: the `assistants.read` scope a non-system
-    assistant must be in. `admit`: called in the create transaction with the run row before it
-    is inserted (quotas: raise to refuse)."""
+    assistant must be in. (Quotas admit the run in its transaction: RunService.admit.)"""
 
     user: User | None = None
     threads: Scope = EVERYTHING
     assistants: Scope = EVERYTHING
-    admit: Callable[[Tx, Row], Awaitable[None]] | None = None
 
     @classmethod
     def of(cls, user: User | None) -> RunAccess:

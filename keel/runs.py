@@ -92,6 +92,9 @@ class RunService:
         self.cancel_local = cancel_local
         self.origin = origin  # this process's id in notifications (its own are ignored)
         self.faults = faults or Faults.from_env()
+        # Called inside a creation's transaction with the run just inserted; may refuse it
+        # (quotas: keel.auth.guard.Guard.admit_run), which rolls the creation back.
+        self.admit: Callable[[Tx, Row], Awaitable[None]] | None = None
 
     # ----------------------------------------------------------------- create
     def assistant_uuid(self, assistant_id: str) -> str:
@@ -146,12 +149,12 @@ class RunService:
             run = self._build_run(body, assistant, thread, ids, now_ts, strategy, headers, access)
             run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
             run["kwargs"]["temporary"] = stateless
-            if access.admit is not None:  # quotas: may refuse the run
-                await access.admit(tx, run)
             await tx.insert_run(run)
             await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
+            if self.admit is not None:  # last: its lock (quotas) is held the shortest
+                await self.admit(tx, run)
             await tx.notify(RUNS_CHANNEL, self.origin)
         self._after_cancel(to_cancel)
         self.wake_workers()

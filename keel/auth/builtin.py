@@ -4,6 +4,7 @@ the audit log, quotas. `install` hangs them on the guard once storage exists."""
 from __future__ import annotations
 
 from keel.auth.guard import Authenticator, Guard
+from keel.auth.quotas import build_quotas
 from keel.storage.base import Storage
 
 
@@ -13,6 +14,7 @@ def install(guard: Guard, storage: Storage) -> None:
     # API keys (keel.auth.keys), JWT (keel.auth.jwt), the audit log (keel.auth.audit) and the
     # quotas (keel.auth.quotas) are added here as they land.
     authenticators += _jwt(guard)
+    guard.quotas = build_quotas(settings, storage)
     del storage, settings
     guard.authenticators = authenticators
 

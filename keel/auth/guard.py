@@ -8,11 +8,12 @@ Refusals and failures go to the audit log; requests and runs pass the quotas.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langgraph_sdk import Auth
 
@@ -21,7 +22,10 @@ from keel.auth.config import AuthSettings
 from keel.auth.handlers import Credentials, HandlerError
 from keel.auth.scope import EVERYTHING, Scope
 from keel.auth.user import AuthenticationError, User
-from keel.errors import Forbidden, KeelError
+from keel.errors import Forbidden, KeelError, TooManyRequests
+
+if TYPE_CHECKING:
+    from keel.storage.tx import Row, Tx
 
 # Resources whose rows without an organisation (system assistants) every org may read.
 SHARED = {("assistants", "read"), ("assistants", "search")}
@@ -57,6 +61,11 @@ class AuditSink(Protocol):
 class Quotas(Protocol):
     async def admit_request(self, user: User) -> None:
         """Raise TooManyRequests when `user` (their org, their key) is over its request rate."""
+        ...
+
+    async def admit_run(self, tx: Tx, run: Row) -> None:
+        """Inside the transaction that inserted `run`: raise TooManyRequests when its org (or
+        key) is at its concurrent or daily run limit (the creation then rolls back)."""
         ...
 
 
@@ -95,6 +104,7 @@ class Guard:
         self.authenticators = authenticators or []
         self.audit: AuditSink = audit or NoAudit()
         self.quotas = quotas
+        self._audits: set[asyncio.Task[None]] = set()
         self._cache: OrderedDict[tuple[str | None, ...], tuple[float, User]] = OrderedDict()
 
     @property
@@ -111,8 +121,29 @@ class Guard:
             )
             raise
         if self.quotas is not None:
-            await self.quotas.admit_request(user)
+            try:
+                await self.quotas.admit_request(user)
+            except TooManyRequests as exc:
+                await self.audit.record(_refused(exc, user.identity, user.org, None))
+                raise
         return user
+
+    async def admit_run(self, tx: Tx, run: Row) -> None:
+        """`RunService.admit`: the quotas' run check. A refusal is audited once the creation's
+        transaction is over (an audit write inside it could wait on that very transaction)."""
+        if self.quotas is None:
+            return
+        try:
+            await self.quotas.admit_run(tx, run)
+        except TooManyRequests as exc:
+            user = ((run["kwargs"].get("config") or {}).get("configurable") or {}).get(
+                "langgraph_auth_user"
+            ) or {}
+            entry = _refused(exc, user.get("identity"), run.get("org"), run["run_id"])
+            task = asyncio.get_running_loop().create_task(self.audit.record(entry))
+            self._audits.add(task)
+            task.add_done_callback(self._audits.discard)
+            raise
 
     async def _identify(self, creds: Credentials) -> User:
         # The first credential a built-in authenticator recognises decides (an SDK may send a
@@ -203,6 +234,13 @@ class Guard:
             raise Forbidden("Administration needs built-in auth (API keys or JWT)")
         if "audit:read" not in roles.ROLES.get(user.role or "", frozenset()):
             raise Forbidden("Admins only")
+
+
+def _refused(
+    exc: TooManyRequests, identity: Any, org: str | None, run_id: str | None
+) -> AuditEntry:
+    ident = None if identity is None else str(identity)
+    return AuditEntry("quota.refused", "refused", ident, org, run_id, 429, exc.detail)
 
 
 def _resource_id(value: Any) -> str | None:

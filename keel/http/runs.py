@@ -50,7 +50,7 @@ async def _access(
 ) -> RunAccess:
     """Who creates the run and where, as the reference authorizes it: `threads.create_run`
     (a handler may stamp the run's metadata: `data` takes it back), then `assistants.read`
-    for an assistant that is not a graph's system assistant. (Quotas: RunAccess.admit.)"""
+    for an assistant that is not a graph's system assistant."""
     if not s.guard.enabled:
         return OPEN
     user = current_user(request)
