@@ -354,8 +354,9 @@ class WorkerPool:
         storage = self.storage
         context = kwargs.get("context")
         user = carried_user(configurable)  # who created the run, in this process too
+        store = storage.store.for_run(run, self.settings.auth.builtin)  # its organisation's
         async with entry.build(
-            config, storage.checkpointer, storage.store, "threads.create_run", context, user
+            config, storage.checkpointer, store, "threads.create_run", context, user
         ) as graph:
             if run["attempt"] == 1:  # the root run's id is the run's (events, traces)
                 config = {**config, "run_id": uuid.UUID(run["run_id"])}
