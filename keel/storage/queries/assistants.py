@@ -53,6 +53,15 @@ class AssistantQueries(Queries):
             f"SELECT {ASSISTANT_COLS} FROM assistants WHERE assistant_id=?", [assistant_id]
         )
 
+    async def get_assistant_in(
+        self, assistant_id: str, where: str, params: list[Any]
+    ) -> Row | None:
+        """The assistant (with its `org`) if it satisfies `where` (an auth scope's SQL)."""
+        return await self.one(
+            f"SELECT {ASSISTANT_COLS}, org FROM assistants WHERE assistant_id=? AND {where}",
+            [assistant_id, *params],
+        )
+
     async def delete_assistant(self, assistant_id: str) -> int:
         await self.run("DELETE FROM assistant_versions WHERE assistant_id=?", [assistant_id])
         await self.run("DELETE FROM crons WHERE assistant_id=?", [assistant_id])
