@@ -226,16 +226,10 @@ class AssistantService:
         thread_scope: ThreadDeleteScope | None = None,
     ) -> None:
         """Delete the assistant (its versions and crons); with `delete_threads`, also the
-        threads it ran on that `thread_scope` lets the caller delete."""
-        threads: list[tuple[str, Scope]] = []
+        threads it ran on, those `thread_scope` (auth on) lets the caller delete."""
+        allowed = {}
         if delete_threads:
-            async with self.storage.read() as tx:
-                await self._writable(tx, assistant_id)
-                candidates = await _threads_of(tx, assistant_id)
-            for thread_id in candidates:
-                scope = EVERYTHING if thread_scope is None else await thread_scope(thread_id)
-                if scope is not None:
-                    threads.append((thread_id, scope))
+            allowed = await self._deletable_threads(assistant_id, thread_scope)
         async with self.storage.tx() as tx:
             await self._writable(tx, assistant_id)
             active = [
@@ -244,13 +238,32 @@ class AssistantService:
                 if r["assistant_id"] == assistant_id
             ]
             await tx.delete_assistant(assistant_id)
-            for thread_id, scope in threads:
-                if scope.unrestricted or await tx.in_scope(
-                    "threads", thread_id, *scope.where(tx.dialect)
+            for thread_id in await _threads_of(tx, assistant_id) if delete_threads else []:
+                scope = EVERYTHING if thread_scope is None else allowed.get(thread_id)
+                if scope is not None and (
+                    scope.unrestricted
+                    or await tx.in_scope("threads", thread_id, *scope.where(tx.dialect))
                 ):
                     await tx.delete_thread(thread_id)
         if active:
             await runs.cancel(None, [r["run_id"] for r in active], None, "interrupt")
+
+    async def _deletable_threads(
+        self, assistant_id: str, thread_scope: ThreadDeleteScope | None
+    ) -> dict[str, Scope]:
+        """The scopes in which the caller may delete each thread the assistant ran on (asked
+        before the deletion's transaction: handlers may take their time)."""
+        if thread_scope is None:
+            return {}
+        async with self.storage.read() as tx:
+            await self._writable(tx, assistant_id)
+            candidates = await _threads_of(tx, assistant_id)
+        allowed: dict[str, Scope] = {}
+        for thread_id in candidates:
+            scope = await thread_scope(thread_id)
+            if scope is not None:
+                allowed[thread_id] = scope
+        return allowed
 
     def _where(self, metadata: Row | None, graph_id: str | None, name: str | None) -> Any:
         scoped, params = scope_sql(self.scope, self.graphs, self.storage.dialect)
