@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -115,8 +116,10 @@ class RunService:
         """The assistant a run uses; a non-system one must be in the caller's `scope`."""
         assistant_id = self.assistant_uuid(str(assistant_id))
         assistant = await tx.get_assistant(assistant_id)
+        # Only system assistants are shared between organisations (keel.assistants.scope_sql).
+        shared = self.is_system_assistant(assistant_id)
         hidden = assistant is not None and not (
-            self.is_system_assistant(assistant_id) or scope.admits(assistant)
+            shared or dataclasses.replace(scope, shared=False).admits(assistant)
         )
         if assistant is None or hidden or assistant["graph_id"] not in self.graphs:
             raise NotFound(f"Assistant '{assistant_id}' not found")

@@ -49,8 +49,9 @@ class AssistantQueries(Queries):
         )
 
     async def get_assistant(self, assistant_id: str) -> Row | None:
+        """The assistant, with its `org` (auth scopes read it)."""
         return await self.one(
-            f"SELECT {ASSISTANT_COLS} FROM assistants WHERE assistant_id=?", [assistant_id]
+            f"SELECT {ASSISTANT_COLS}, org FROM assistants WHERE assistant_id=?", [assistant_id]
         )
 
     async def get_assistant_in(
