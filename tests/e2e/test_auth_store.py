@@ -5,8 +5,9 @@ checked again (422), a filter a handler returns for a search narrows it (for a g
 delete too, in Keel).
 
 Then organisations (Keel-only: built-in auth on): each organisation has a store of its own, for
-items, searches (semantic ones too), namespaces; a namespace starting with the reserved
-`keel:org` label is refused, whoever writes it (a client, a handler's rewrite)."""
+items, searches (semantic ones too), namespaces, through the API and in its runs' graphs; a
+namespace starting with the reserved `keel:org` label is refused, whoever writes it (a client,
+a handler's rewrite)."""
 
 from __future__ import annotations
 
@@ -205,6 +206,21 @@ async def test_organisations_have_stores_of_their_own(org_sdk: Clients) -> None:
     assert (await org_sdk["nobody"].store.list_namespaces(prefix=ns))["namespaces"] == []
     await gus.store.delete_item(ns, "k")
     assert (await ann.store.get_item(ns, "k"))["value"] == {"text": "acme launch plan"}
+
+
+async def test_a_runs_graph_uses_its_organisations_store(org_sdk: Clients) -> None:
+    """tests/graphs/store_org.py writes through its `store` argument and reads through
+    `get_store()` in a sync node: both are the run's organisation's store."""
+    ann, gus = org_sdk["ann"], org_sdk["gus"]
+    ns = ["team", uuid.uuid4().hex]
+    await gus.store.put_item(ns, "theirs", {"text": "theirs"})
+    out = await ann.runs.wait(None, "store_org", input={"namespace": ns, "put": "ours"})
+    assert out["seen"] == ["ours"]
+    assert ns in out["namespaces"]
+    assert not any(n[0].startswith("keel:org") for n in out["namespaces"])
+    assert (await ann.store.get_item(ns, "ours"))["value"] == {"text": "ours"}
+    assert await gus.store.get_item(ns, "ours") is None
+    assert _keys(await gus.store.search_items(ns)) == ["theirs"]
 
 
 async def test_the_reserved_label_is_refused(org_url: str) -> None:

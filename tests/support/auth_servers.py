@@ -41,11 +41,15 @@ def serve_with_auth(
     orgs: bool = False,
     store: dict[str, Any] | None = None,
 ) -> Iterator[str]:
-    """A started server with the `config_echo` graph and tests/graphs/auth_resources.py; its URL."""
+    """A started server with the `config_echo` and `store_org` graphs and
+    tests/graphs/auth_resources.py; its URL."""
     workdir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "dependencies": ["."],
-        "graphs": {"config_echo": f"{GRAPHS / 'config_echo.py'}:graph"},
+        "graphs": {
+            "config_echo": f"{GRAPHS / 'config_echo.py'}:graph",
+            "store_org": f"{GRAPHS / 'store_org.py'}:graph",
+        },
         "auth": {"path": AUTH, **({"api_keys": True} if orgs else {})},
     }
     if store is not None:
