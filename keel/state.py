@@ -187,8 +187,10 @@ class StateService:
             "graph_id": graph_id,
         }
         storage = self.storage
+        # With organisations on, a factory reading the store at build time sees its org's only.
+        store = storage.store.for_user(self.user, self.scope.bound)
         async with self.graphs.get(graph_id).build(
-            config, storage.checkpointer, storage.store, access, user=self.user
+            config, storage.checkpointer, store, access, user=self.user
         ) as graph:
             yield graph
 
