@@ -13,8 +13,10 @@ def install(guard: Guard, storage: Storage) -> None:
     authenticators: list[Authenticator] = []
     # API keys (keel.auth.keys), JWT (keel.auth.jwt), the audit log (keel.auth.audit) and the
     # quotas (keel.auth.quotas) are added here as they land.
+    authenticators += _api_keys(guard, storage)
     authenticators += _jwt(guard)
     guard.quotas = build_quotas(settings, storage)
+    _audit(guard, storage)
     del storage, settings
     guard.authenticators = authenticators
 
@@ -25,3 +27,25 @@ def _jwt(guard: Guard) -> list[Authenticator]:
 
     found = authenticator(guard.settings.jwt, guard.base_dir)
     return [] if found is None else [found]
+
+
+def _api_keys(guard: Guard, storage: Storage) -> list[Authenticator]:
+    """`auth.api_keys`: keys made with `keel keys create` (keel.auth.keys)."""
+    if not guard.settings.api_keys:
+        return []
+    from keel.auth.keys import KeyAuthenticator
+
+    keys = KeyAuthenticator(storage)
+    guard.parts.append(keys)
+    return [keys]
+
+
+def _audit(guard: Guard, storage: Storage) -> None:
+    """Any auth: refused and changing requests go to the audit log (keel.auth.audit)."""
+    if not guard.enabled:
+        return
+    from keel.auth.audit import AuditLog
+
+    audit = AuditLog(storage)
+    guard.audit = audit
+    guard.parts.append(audit)

@@ -3,12 +3,15 @@
 Authentication tries Keel's built-in credentials first (an API key or a JWT, when configured),
 then the project's `@auth.authenticate`. Authorization checks the built-in role (a ceiling),
 then calls the project's one `@auth.on` handler for the action; the result is a `Scope`.
-Refusals and failures go to the audit log; requests and runs pass the quotas.
+Requests and runs pass the quotas. The HTTP edge records refused and changing requests in the
+audit log (`audit`), one entry per request; the guard itself records only refusals made outside
+such a request (a cron's run refused by a quota).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import time
 from collections import OrderedDict
@@ -27,6 +30,10 @@ from keel.errors import Forbidden, KeelError, TooManyRequests
 if TYPE_CHECKING:
     from keel.storage.tx import Row, Tx
 
+# True while the HTTP edge handles a request it audits (keel/http/auditing.py).
+AUDITED_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "keel_audited_request", default=False
+)
 # Resources whose rows without an organisation (system assistants) every org may read.
 SHARED = {("assistants", "read"), ("assistants", "search")}
 
@@ -45,8 +52,8 @@ class Authenticator(Protocol):
 
 @dataclasses.dataclass
 class AuditEntry:
-    action: str  # "auth.failed", "threads.create", "keys.revoke", "quota.refused", ...
-    outcome: str  # "ok", "denied", "failed", "refused"
+    action: str  # a request: "<METHOD> <route template>"; else "keys.create", "quota.refused"...
+    outcome: str  # "ok" (a change made), "refused" (401, 403, 404, 409, 413, 429)
     identity: str | None = None
     org: str | None = None
     resource_id: str | None = None
@@ -67,6 +74,15 @@ class Quotas(Protocol):
         """Inside the transaction that inserted `run`: raise TooManyRequests when its org (or
         key) is at its concurrent or daily run limit (the creation then rolls back)."""
         ...
+
+
+class Part(Protocol):
+    """A built-in part with a life of its own (a background task), started and stopped with
+    the HTTP server."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class NoAudit:
@@ -105,26 +121,37 @@ class Guard:
         self.audit: AuditSink = audit or NoAudit()
         self.quotas = quotas
         self._audits: set[asyncio.Task[None]] = set()
+        self.parts: list[Part] = []
         self._cache: OrderedDict[tuple[str | None, ...], tuple[float, User]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
         return self.settings.enabled
 
+    async def start(self) -> None:
+        for part in self.parts:
+            await part.start()
+
+    async def stop(self) -> None:
+        """Stop the parts, last started first (the audit log flushes what it holds)."""
+        for part in reversed(self.parts):
+            await part.stop()
+
+    async def _record(self, entry: AuditEntry) -> None:
+        """A refusal made outside an audited HTTP request (there the edge records it)."""
+        if not AUDITED_REQUEST.get():
+            await self.audit.record(entry)
+
     # ------------------------------------------------------------ authentication
     async def authenticate(self, creds: Credentials) -> User:
-        try:
-            user = await self._identify(creds)
-        except KeelError as exc:
-            await self.audit.record(
-                AuditEntry("auth.failed", "failed", status=exc.status_code, detail=exc.detail)
-            )
-            raise
+        user = await self._identify(creds)
         if self.quotas is not None:
             try:
                 await self.quotas.admit_request(user)
             except TooManyRequests as exc:
-                await self.audit.record(_refused(exc, user.identity, user.org, None))
+                # Who was refused, for the edge's audit entry (it has no user yet).
+                exc.identity, exc.org = user.identity, user.org  # type: ignore[attr-defined]
+                await self._record(_refused(exc, user.identity, user.org, None))
                 raise
         return user
 
@@ -140,7 +167,7 @@ class Guard:
                 "langgraph_auth_user"
             ) or {}
             entry = _refused(exc, user.get("identity"), run.get("org"), run["run_id"])
-            task = asyncio.get_running_loop().create_task(self.audit.record(entry))
+            task = asyncio.get_running_loop().create_task(self._record(entry))
             self._audits.add(task)
             task.add_done_callback(self._audits.discard)
             raise
@@ -196,22 +223,8 @@ class Guard:
         """The scope `user` may `action` `resource` in; Forbidden when not at all."""
         if not self.enabled or user is None:
             return EVERYTHING
-        try:
-            return await self._decide(user, resource, action, value)
-        except KeelError as exc:
-            if exc.status_code in (401, 403):
-                await self.audit.record(
-                    AuditEntry(
-                        f"{resource}.{action}",
-                        "denied",
-                        user.identity,
-                        user.org,
-                        _resource_id(value),
-                        exc.status_code,
-                        exc.detail,
-                    )
-                )
-            raise
+        # A refusal is audited by the HTTP edge, which records one entry per request.
+        return await self._decide(user, resource, action, value)
 
     async def _decide(self, user: User, resource: str, action: str, value: Any) -> Scope:
         builtin = self.settings.builtin
@@ -228,12 +241,13 @@ class Guard:
         filt = await handlers.decide(handler, user, resource, action, value)
         return scope if filt is None else scope.narrowed(filt)
 
-    def require_admin(self, user: User | None) -> None:
-        """Keel's administration endpoints: built-in admins only."""
+    def require_admin(self, user: User | None, permission: str = "audit:read") -> User:
+        """Keel's administration endpoints: built-in admins of an organisation only."""
         if user is None or not self.settings.builtin:
             raise Forbidden("Administration needs built-in auth (API keys or JWT)")
-        if "audit:read" not in roles.ROLES.get(user.role or "", frozenset()):
+        if permission not in roles.ROLES.get(user.role or "", frozenset()) or user.org is None:
             raise Forbidden("Admins only")
+        return user
 
 
 def _refused(
@@ -241,15 +255,6 @@ def _refused(
 ) -> AuditEntry:
     ident = None if identity is None else str(identity)
     return AuditEntry("quota.refused", "refused", ident, org, run_id, 429, exc.detail)
-
-
-def _resource_id(value: Any) -> str | None:
-    if not isinstance(value, dict):
-        return None
-    for key in ("run_id", "thread_id", "assistant_id", "cron_id", "key"):
-        if value.get(key):
-            return str(value[key])
-    return None
 
 
 def build_guard(settings: AuthSettings, base_dir: Any) -> Guard:
