@@ -48,6 +48,7 @@ QUEUE_SIZE = 10_000
 BATCH = 500
 MAX_DETAIL = 500
 STOP_SECONDS = 10.0
+RETRIES = 3  # a batch failing for another reason than a lost database: then entry by entry
 COLUMNS = "at, identity, org, action, resource_id, outcome, status, detail"
 SECRETS = (
     (re.compile(r"keel_[0-9a-fA-F]{1,64}_[0-9a-zA-Z]+"), "keel_***"),
@@ -66,8 +67,14 @@ def scrub(detail: str | None) -> str | None:
     return text[:MAX_DETAIL]
 
 
+def _text(value: str | None) -> str | None:
+    """Text any database takes (PostgreSQL refuses NUL characters: a path may hold `%00`)."""
+    return None if value is None else value.replace("\x00", "\ufffd")
+
+
 def _values(at: str, e: AuditEntry) -> tuple[Any, ...]:
-    return (at, e.identity, e.org, e.action, e.resource_id, e.outcome, e.status, scrub(e.detail))
+    texts = (e.identity, e.org, e.action, e.resource_id, e.outcome)
+    return (at, *(_text(t) for t in texts), e.status, _text(scrub(e.detail)))
 
 
 async def insert_entries(tx: Tx, entries: Sequence[tuple[str, AuditEntry]]) -> None:
@@ -123,18 +130,18 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_since(value: str) -> str:
     """An ISO time (naive: UTC) or a span back from now (`30m`, `12h`, `7d`), as stored."""
-    relative = RELATIVE.fullmatch(value.strip())
-    if relative is not None:
-        return clock.iso(clock.now() - int(relative.group(1)) * UNITS[relative.group(2)])
     try:
+        relative = RELATIVE.fullmatch(value.strip())
+        if relative is not None:
+            return clock.iso(clock.now() - int(relative.group(1)) * UNITS[relative.group(2)])
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return clock.iso(moment.timestamp())
+    except (ValueError, OverflowError, OSError):
         raise InvalidInput(
             f"since must be an ISO time or a span like 30m, 12h, 7d; got {value!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return clock.iso(moment.timestamp())
 
 
 class AuditLog:
@@ -196,17 +203,30 @@ class AuditLog:
             self._progress = asyncio.Event()
 
     async def _write(self, batch: list[tuple[str, AuditEntry]]) -> None:
-        """Commit `batch`, retrying while the database is unreachable."""
-        backoff = 0.05
+        """Commit `batch`, retrying while the database is unreachable (or busy). An entry the
+        database refuses (it never should) is logged and skipped, not retried forever."""
+        backoff, failures = 0.05, 0
         while True:
             try:
                 async with self.storage.tx() as tx:
                     await insert_entries(tx, batch)
                 return
             except Exception as exc:
+                failures += 1
+                if failures > RETRIES and not self.storage.is_unavailable(exc):
+                    await self._write_each(batch)
+                    return
                 log.warning("audit log: writing %d entries failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+    async def _write_each(self, batch: list[tuple[str, AuditEntry]]) -> None:
+        for item in batch:
+            try:
+                async with self.storage.tx() as tx:
+                    await insert_entries(tx, [item])
+            except Exception as exc:
+                log.error("audit log: entry %r not written: %s", item[1], exc)
 
 
 async def record_key_change(tx: Tx, action: str, key: ApiKey, actor: str) -> None:

@@ -40,6 +40,7 @@ from keel.storage.tx import Row, Tx
 log = logging.getLogger("keel.auth")
 PREFIX = "keel_"
 KEY_RE = re.compile(r"keel_([0-9a-f]{16})_([0-9a-f]{64})")
+KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
 KEYS_CHANNEL = "keel_keys"
 CACHE_SECONDS = 30.0  # a cached key is read from the database again at least this often
 TOUCH_SECONDS = 60.0  # `last_used_at` is written at most this often per key and process
@@ -133,15 +134,19 @@ def check_role(role: Any) -> str:
     return role
 
 
+def _printable(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 200 and value.isprintable()
+
+
 def check_org(org: Any) -> str:
-    if not isinstance(org, str) or not org.strip() or len(org) > 200:
-        raise InvalidInput("org must be a non-empty string of at most 200 characters")
-    return org
+    if not _printable(org) or not org.strip():
+        raise InvalidInput("org must be a non-empty printable string of at most 200 characters")
+    return str(org)
 
 
 def check_name(name: Any) -> str | None:
-    if name is not None and (not isinstance(name, str) or len(name) > 200):
-        raise InvalidInput("name must be a string of at most 200 characters")
+    if name is not None and not _printable(name):
+        raise InvalidInput("name must be a printable string of at most 200 characters")
     return name or None
 
 
@@ -203,6 +208,8 @@ class KeyService:
 
     async def revoke(self, key_id: str, org: str | None = None, actor: str | None = None) -> ApiKey:
         """Revoke `key_id` (of `org`, when given); revoking twice changes nothing."""
+        if not KEY_ID_RE.fullmatch(key_id):
+            raise NotFound(f"API key '{key_id[:100]}' not found")
         async with self.storage.tx() as tx:
             key = await get_key(tx, key_id)
             if key is None or (org is not None and key.org != org):

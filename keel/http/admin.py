@@ -33,6 +33,7 @@ from .schemas import Body
 
 router = APIRouter(prefix="/keel", tags=["admin"])
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**31 - 1
 
 
 class KeyCreate(Body):
@@ -68,8 +69,8 @@ def _audit_query(request: Request, admin: User) -> AuditQuery:
     if outcome not in (None, "ok", REFUSED):
         raise InvalidInput("outcome must be 'ok' or 'refused'")
     limit, offset = query_int(request, "limit", 100), query_int(request, "offset", 0)
-    if not 1 <= limit <= MAX_LIMIT or offset < 0:
-        raise InvalidInput(f"limit must be within 1..{MAX_LIMIT} and offset >= 0")
+    if not 1 <= limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"limit must be within 1..{MAX_LIMIT}, offset within 0..{MAX_OFFSET}")
     return AuditQuery(admin.org, parse_since(since) if since else None, outcome, limit, offset)
 
 

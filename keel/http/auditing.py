@@ -17,7 +17,7 @@ import orjson
 from starlette.routing import Match
 from starlette.types import Message, Scope, Send
 
-from keel.auth.audit import OK, REFUSED
+from keel.auth.audit import OK, REFUSED, scrub
 from keel.auth.guard import AuditEntry, AuditSink
 from keel.auth.user import User
 from keel.errors import KeelError
@@ -71,8 +71,10 @@ def route_of(scope: Scope) -> tuple[str | None, Mapping[str, Any]]:
 
 
 def action_of(scope: Scope, template: str | None) -> str:
-    path = template if template is not None else str(scope.get("path", ""))[:MAX_PATH]
-    return f"{scope['method']} {path}"
+    """`<METHOD> <route template>`; a path no route matches is written as given, scrubbed."""
+    if template is None:
+        template = scrub(str(scope.get("path", ""))[:MAX_PATH]) or ""
+    return f"{scope['method']} {template}"
 
 
 def _first_id(values: Mapping[str, Any]) -> str | None:
@@ -129,32 +131,31 @@ class AuditedSend:
         result = outcome(self._scope["method"], template, self._status)
         if result is None:
             return
-        document = _json(self._headers, body)
+        resource_id = self._resource_id(params)
         detail = None
-        if result == REFUSED and document is not None:
-            detail = str(document.get("detail", ""))
+        if result == REFUSED or resource_id is None:  # the body is read only for these
+            document = _json(self._headers, body) or {}
+            if result == REFUSED:
+                detail = str(document.get("detail", ""))
+            else:
+                resource_id = _first_id(document)
         await self._sink.record(
             AuditEntry(
                 action_of(self._scope, template),
                 result,
                 self._user.identity if self._user is not None else None,
                 self._user.org if self._user is not None else None,
-                self._resource_id(params, document),
+                resource_id,
                 self._status,
                 detail,
             )
         )
 
-    def _resource_id(
-        self, params: Mapping[str, Any], document: dict[str, Any] | None
-    ) -> str | None:
+    def _resource_id(self, params: Mapping[str, Any]) -> str | None:
         for key, value in self._headers:
             if key == b"content-location":
                 return value.decode("latin-1").rstrip("/").rsplit("/", 1)[-1]
-        found = _first_id(params)
-        if found is None and document is not None and self._status < 300:
-            found = _first_id(document)
-        return found
+        return _first_id(params)
 
 
 async def record_refusal(sink: AuditSink, scope: Scope, exc: KeelError) -> None:

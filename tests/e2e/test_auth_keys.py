@@ -17,7 +17,15 @@ from langgraph_sdk import get_client
 
 from keel import clock
 from tests.e2e.helpers import poll, system_id
-from tests.support.api_keys import create_key, headers, keel_cli, key_id, serve_with_keys, sql
+from tests.support.api_keys import (
+    create_key,
+    headers,
+    keel_cli,
+    key_id,
+    org_keys,
+    serve_with_keys,
+    sql,
+)
 from tests.support.server import KeelServer
 
 # Routes the resources stream scopes (assistants, runs, crons, store): until it is merged a
@@ -37,20 +45,7 @@ def keys_server(
 
 @pytest.fixture(scope="module")
 def keys(keys_server: KeelServer) -> dict[str, str]:
-    """Two organisations' keys: `a_admin`, `a_member`, `a_viewer`, `b_member`, `b_admin`. The
-    admins' come from `keel keys create`, the others from the admin endpoint."""
-    made = {"a_admin": create_key(keys_server, "org-a", "admin", "--name", "a admin")}
-    made["b_admin"] = create_key(keys_server, "org-b", "admin")
-    with httpx.Client(base_url=keys_server.url, timeout=30) as http:
-        for name, admin, role in (
-            ("a_member", "a_admin", "member"),
-            ("a_viewer", "a_admin", "viewer"),
-            ("b_member", "b_admin", "member"),
-        ):
-            got = http.post("/keel/keys", json={"role": role}, headers=headers(made[admin]))
-            assert got.status_code == 200, got.text
-            made[name] = got.json()["key"]
-    return made
+    return org_keys(keys_server)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -81,3 +82,20 @@ def sql(server: KeelServer, statement: str, params: tuple[Any, ...] = ()) -> lis
     with psycopg.connect(server.database, autocommit=True) as pg:
         cur = pg.execute(statement.replace("?", "%s"), params)
         return cur.fetchall() if cur.description else []
+
+
+def org_keys(server: KeelServer) -> dict[str, str]:
+    """Two organisations' keys: `a_admin`, `a_member`, `a_viewer`, `b_member`, `b_admin`. The
+    admins' come from `keel keys create`, the others from the admin endpoint."""
+    made = {"a_admin": create_key(server, "org-a", "admin", "--name", "a admin")}
+    made["b_admin"] = create_key(server, "org-b", "admin")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for name, admin, role in (
+            ("a_member", "a_admin", "member"),
+            ("a_viewer", "a_admin", "viewer"),
+            ("b_member", "b_admin", "member"),
+        ):
+            got = http.post("/keel/keys", json={"role": role}, headers=headers(made[admin]))
+            assert got.status_code == 200, got.text
+            made[name] = got.json()["key"]
+    return made
