@@ -113,15 +113,19 @@ class AuditedSend:
         if message["type"] == "http.response.start":
             self._status = int(message["status"])
             self._headers = list(message.get("headers") or ())
-            template, _ = route_of(self._scope)
-            self._pending = outcome(self._scope["method"], template, self._status) is not None
+            template, params = route_of(self._scope)
+            result = outcome(self._scope["method"], template, self._status)
+            self._pending = result is not None
+            if result == OK and self._resource_id(params) is not None:
+                await self.record(None)  # the body is not needed: recorded before it is sent
         elif message["type"] == "http.response.body" and self._pending:
             whole = not message.get("more_body", False)
             await self.record(message.get("body", b"") if whole else None)
         await self._send(message)
 
     async def finish(self) -> None:
-        """After the app returned: a response that sent no body is recorded now."""
+        """After the app returned (or failed, or was cancelled once it had answered): a response
+        whose body never came is recorded now."""
         if self._pending:
             await self.record(None)
 

@@ -67,8 +67,10 @@ class AuthMiddleware:
         scope["user"] = user
         scope["auth"] = AuthCredentials(list(user.permissions))
         audited = AuditedSend(send, guard.audit, scope, user)
-        await self.app(scope, replay.receive, audited)
-        await audited.finish()
+        try:
+            await self.app(scope, replay.receive, audited)
+        finally:
+            await audited.finish()
 
     def _protected(self, scope: Scope) -> bool:
         path = _route_path(scope)

@@ -28,8 +28,8 @@ from tests.support.api_keys import (
 )
 from tests.support.server import KeelServer
 
-# Routes the resources stream scopes (assistants, runs, crons, store): until it is merged a
-# viewer's write there is not refused yet. Remove this mark with that merge.
+# Routes the resources stream scopes (assistants, crons, store): until it is merged a viewer's
+# write there is not refused yet. Remove this mark with that merge.
 PENDING = pytest.mark.xfail(
     strict=True, reason="route not scoped by auth on this branch yet (resources stream)"
 )
@@ -220,8 +220,8 @@ async def test_cli_refuses_bad_arguments_clearly(keys_server: KeelServer) -> Non
 WRITES = [
     pytest.param("POST", "/threads", {}, id="thread-create"),
     pytest.param("PATCH", "/threads/{thread}", {"metadata": {"x": 1}}, id="thread-update"),
-    pytest.param("POST", "/threads/{thread}/runs", {"assistant_id": "pipeline"}, id="run-create",
-                 marks=PENDING),
+    pytest.param("POST", "/threads/{thread}/runs", {"assistant_id": "pipeline"}, id="run-create"),
+    pytest.param("POST", "/runs/wait", {"assistant_id": "pipeline"}, id="stateless-run"),
     pytest.param("POST", "/assistants", {"graph_id": "pipeline"}, id="assistant-create",
                  marks=PENDING),
     pytest.param("POST", "/runs/crons", {"assistant_id": "pipeline", "schedule": "0 0 1 1 *"},

@@ -16,7 +16,9 @@ from starlette.middleware import Middleware
 
 from keel.auth.audit import AuditLog, AuditQuery, read_entries
 from keel.auth.config import AuthSettings
-from keel.auth.guard import Guard
+from keel.auth.guard import AUDITED_REQUEST, AuditEntry, Guard
+from keel.auth.quotas import Quotas, parse_quotas
+from keel.auth.ratelimit import MemoryLimiter
 from keel.auth.user import AuthenticationError, User
 from keel.errors import InvalidInput, PayloadTooLarge, TooManyRequests
 from keel.http.app import _install_error_handlers
@@ -109,5 +111,31 @@ async def test_one_entry_per_refused_or_changing_request(tmp_path: Path) -> None
             ("POST /threads", "ok", 200, "tester", THREAD, None),
             ("POST /threads/{thread_id}/runs/stream", "ok", 200, "tester", "run-1", None),
         ]
+    finally:
+        await storage.close()
+
+
+async def test_a_quota_refusal_is_one_entry_naming_the_caller(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "k.db")
+    await storage.open()
+    try:
+        config = {"default": {"requests_per_second": 0.001, "burst": 1}}
+        settings = AuthSettings(api_keys=True, quotas=config)
+        quotas = Quotas(parse_quotas(config), MemoryLimiter())
+        guard = Guard(settings, authenticators=[Tokens()], quotas=quotas)
+        guard.audit = AuditLog(storage)
+        transport = httpx.ASGITransport(_app(guard))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            good = {"x-api-key": "good"}
+            assert (await http.post("/threads/search", headers=good)).status_code == 200
+            assert (await http.post("/threads/search", headers=good)).status_code == 429
+        entries = await _entries(storage)
+        assert [e[:4] for e in entries] == [("POST /threads/search", "refused", 429, "tester")]
+        # Outside a request the edge audits (a cron's run), the guard records a refusal itself.
+        await guard._record(AuditEntry("quota.refused", "refused", "cron", "o", None, 429))
+        token = AUDITED_REQUEST.set(True)
+        await guard._record(AuditEntry("quota.refused", "refused", "edge", "o", None, 429))
+        AUDITED_REQUEST.reset(token)
+        assert [e[3] for e in await _entries(storage)] == ["tester", "cron"]
     finally:
         await storage.close()
