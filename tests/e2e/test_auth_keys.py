@@ -28,11 +28,6 @@ from tests.support.api_keys import (
 )
 from tests.support.server import KeelServer
 
-# Routes the resources stream scopes (assistants, crons, store): until it is merged a viewer's
-# write there is not refused yet. Remove this mark with that merge.
-PENDING = pytest.mark.xfail(
-    strict=True, reason="route not scoped by auth on this branch yet (resources stream)"
-)
 MISSING = "00000000-0000-0000-0000-000000000001"
 
 
@@ -222,12 +217,11 @@ WRITES = [
     pytest.param("PATCH", "/threads/{thread}", {"metadata": {"x": 1}}, id="thread-update"),
     pytest.param("POST", "/threads/{thread}/runs", {"assistant_id": "pipeline"}, id="run-create"),
     pytest.param("POST", "/runs/wait", {"assistant_id": "pipeline"}, id="stateless-run"),
-    pytest.param("POST", "/assistants", {"graph_id": "pipeline"}, id="assistant-create",
-                 marks=PENDING),
+    pytest.param("POST", "/assistants", {"graph_id": "pipeline"}, id="assistant-create"),
     pytest.param("POST", "/runs/crons", {"assistant_id": "pipeline", "schedule": "0 0 1 1 *"},
-                 id="cron-create", marks=PENDING),
+                 id="cron-create"),
     pytest.param("PUT", "/store/items", {"namespace": ["n"], "key": "k", "value": {"v": 1}},
-                 id="store-put", marks=PENDING),
+                 id="store-put"),
     pytest.param("DELETE", "/threads/{thread}", None, id="thread-delete"),
 ]  # fmt: skip
 READS = [
