@@ -16,6 +16,7 @@ from typing import Any
 
 from keel.auth.audit import AuditQuery, parse_since, read_entries, record_key_change
 from keel.auth.keys import ApiKey, KeyService
+from keel.errors import InvalidInput
 from keel.settings import Settings, StoreSettings
 from keel.storage import make_storage
 from keel.storage.base import Storage
@@ -88,6 +89,8 @@ def _created(key: ApiKey, token: str, settings: Settings, as_json: bool) -> None
 
 
 async def audit_command(settings: Settings, args: Any) -> None:
+    if args.limit < 1:
+        raise InvalidInput("--limit must be at least 1")
     query = AuditQuery(
         org=args.org,
         since=parse_since(args.since) if args.since else None,

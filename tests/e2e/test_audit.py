@@ -211,6 +211,7 @@ async def test_keel_audit_reads_every_organisation(
     assert None in {e["org"] for e in rows} and "org-a" in {e["org"] for e in rows}
     only_b = json.loads(keel_cli(audit_server, "audit", "--json", "--org", "org-b").stdout)
     assert only_b and {e["org"] for e in only_b} == {"org-b"}
+    assert keel_cli(audit_server, "audit", "--limit", "0").returncode == 2
     table = keel_cli(audit_server, "audit", "--since", "1h", "--limit", "3")
     lines = table.stdout.splitlines()
     assert lines[0].split()[:3] == ["ID", "AT", "IDENTITY"] and len(lines) == 4
