@@ -203,6 +203,8 @@ async def test_keel_audit_reads_every_organisation(
     audit_server: KeelServer, http: httpx.AsyncClient, keys: dict[str, str]
 ) -> None:
     await http.get(f"/threads/{MISSING}")  # no credentials: an entry of no organisation
+    await http.post("/threads", json={}, headers=headers(keys["a_viewer"]))  # 403, org-a
+    await http.post("/threads", json={}, headers=headers(keys["b_member"]))  # a change, org-b
     await flushed(http, keys)
     done = keel_cli(audit_server, "audit", "--json", "--outcome", "refused", "--limit", "500")
     assert done.returncode == 0, done.stderr
