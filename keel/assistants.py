@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keel import clock
-from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
+from keel.auth.filters import filter_sql
+from keel.auth.scope import EVERYTHING, Scope
+from keel.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from keel.graphs import GraphRegistry
 from keel.storage.base import Storage
-from keel.storage.tx import Row, Tx
+from keel.storage.tx import Dialect, Row, Tx
 
 SORTABLE = {"assistant_id", "graph_id", "name", "created_at", "updated_at"}
 
@@ -106,14 +109,43 @@ def synced(data: Row) -> Row:
     return {**data, "config": config, "context": context}
 
 
+def scope_sql(scope: Scope, graphs: GraphRegistry, dialect: Dialect) -> tuple[str, list[Any]]:
+    """SQL for the assistants in `scope`. Where rows without an organisation are shared
+    (reads under built-in auth) only the system assistants are: an assistant made before
+    organisations were on, or by a user without one, is not every organisation's."""
+    if not (scope.bound and scope.shared):
+        return scope.where(dialect)
+    system = sorted(g.assistant_id for g in graphs)
+    own, params = ("org IS NULL", []) if scope.org is None else ("org = ?", [scope.org])
+    if system:
+        own = f"({own} OR (org IS NULL AND assistant_id IN ({','.join('?' * len(system))})))"
+        params.extend(system)
+    filters, more = Scope(filters=scope.filters).where(dialect)
+    return f"{own} AND {filters}", [*params, *more]
+
+
+# Asked per thread when an assistant is deleted with its threads: the scope in which the caller
+# may delete that thread, or None when they may not (the thread is then left alone).
+ThreadDeleteScope = Callable[[str], Awaitable[Scope | None]]
+
+
 class AssistantService:
-    def __init__(self, storage: Storage, graphs: GraphRegistry) -> None:
+    """Assistants as one caller may see them: every read and write is limited to `scope`.
+
+    System assistants (one per graph, org NULL) are shared: under built-in auth every
+    organisation reads them, and none may change or delete them (403)."""
+
+    def __init__(self, storage: Storage, graphs: GraphRegistry, scope: Scope = EVERYTHING) -> None:
         self.storage = storage
         self.graphs = graphs
+        self.scope = scope
 
     def _check_graph(self, graph_id: str) -> None:
         if graph_id not in self.graphs:
             raise NotFound(f"Graph '{graph_id}' not found")
+
+    def check_graph(self, graph_id: str) -> None:
+        self._check_graph(graph_id)
 
     async def create(self, data: Row) -> Row:
         self._check_graph(data["graph_id"])
@@ -130,12 +162,14 @@ class AssistantService:
             "version": 1,
             "created_at": now,
             "updated_at": now,
+            "org": self.scope.org,
         }
         async with self.storage.tx() as tx:
             existing = await tx.get_assistant(record["assistant_id"])
             if existing is not None:
-                if data.get("if_exists") == "do_nothing":
-                    return view(existing)
+                visible = await self._scoped(tx, record["assistant_id"])
+                if visible is not None and data.get("if_exists") == "do_nothing":
+                    return view(visible)
                 raise Conflict(f"Assistant '{record['assistant_id']}' already exists")
             await tx.insert_assistant(record)
         return view(record)
@@ -144,19 +178,35 @@ class AssistantService:
         async with self.storage.read() as tx:
             return view(await self._get(tx, assistant_id))
 
-    async def _get(self, tx: Tx, assistant_id: str) -> Row:
-        a = await tx.get_assistant(assistant_id)
+    async def _scoped(self, tx: Tx, assistant_id: str) -> Row | None:
+        """The assistant if it exists in scope (and its graph is still served)."""
+        if self.scope.unrestricted:
+            a = await tx.get_assistant(assistant_id)
+        else:
+            where = scope_sql(self.scope, self.graphs, tx.dialect)
+            a = await tx.get_assistant_in(assistant_id, *where)
         if a is None or a["graph_id"] not in self.graphs:
+            return None
+        return a
+
+    async def _get(self, tx: Tx, assistant_id: str) -> Row:
+        a = await self._scoped(tx, assistant_id)
+        if a is None:
             raise NotFound(f"Assistant '{assistant_id}' not found")
         return a
+
+    async def _writable(self, tx: Tx, assistant_id: str) -> Row:
+        """The assistant, for a change: under built-in auth a system assistant is read-only."""
+        if self.scope.bound and assistant_id in {g.assistant_id for g in self.graphs}:
+            raise Forbidden(f"Assistant '{assistant_id}' is a system assistant: read-only")
+        return await self._get(tx, assistant_id)
 
     async def patch(self, assistant_id: str, data: Row) -> Row:
         if data.get("graph_id") is not None:
             self._check_graph(data["graph_id"])
         data = synced(data)
         async with self.storage.tx() as tx:
-            a = await self._get(tx, assistant_id)
-            a = dict(a)
+            a = dict(await self._writable(tx, assistant_id))
             for key in ("graph_id", "config", "context", "name", "description"):
                 if data.get(key) is not None:
                     a[key] = data[key]
@@ -168,25 +218,56 @@ class AssistantService:
             await tx.insert_assistant_version(a)
         return view(a)
 
-    async def delete(self, assistant_id: str, delete_threads: bool, runs: Any) -> None:
+    async def delete(
+        self,
+        assistant_id: str,
+        delete_threads: bool,
+        runs: Any,
+        thread_scope: ThreadDeleteScope | None = None,
+    ) -> None:
+        """Delete the assistant (its versions and crons); with `delete_threads`, also the
+        threads it ran on, those `thread_scope` (auth on) lets the caller delete."""
+        allowed = {}
+        if delete_threads:
+            allowed = await self._deletable_threads(assistant_id, thread_scope)
         async with self.storage.tx() as tx:
-            await self._get(tx, assistant_id)
+            await self._writable(tx, assistant_id)
             active = [
                 r
                 for r in await tx.runs_by_status(("pending", "running"))
                 if r["assistant_id"] == assistant_id
             ]
             await tx.delete_assistant(assistant_id)
-            if delete_threads:
-                owned = {"assistant_id": assistant_id}
-                where, params = self.storage.dialect.containment("metadata", owned)
-                for t in await tx.search_threads(where, params, "created_at", 1 << 30, 0):
-                    await tx.delete_thread(t["thread_id"])
+            for thread_id in await _threads_of(tx, assistant_id) if delete_threads else []:
+                scope = EVERYTHING if thread_scope is None else allowed.get(thread_id)
+                if scope is not None and (
+                    scope.unrestricted
+                    or await tx.in_scope("threads", thread_id, *scope.where(tx.dialect))
+                ):
+                    await tx.delete_thread(thread_id)
         if active:
             await runs.cancel(None, [r["run_id"] for r in active], None, "interrupt")
 
+    async def _deletable_threads(
+        self, assistant_id: str, thread_scope: ThreadDeleteScope | None
+    ) -> dict[str, Scope]:
+        """The scopes in which the caller may delete each thread the assistant ran on (asked
+        before the deletion's transaction: handlers may take their time)."""
+        if thread_scope is None:
+            return {}
+        async with self.storage.read() as tx:
+            await self._writable(tx, assistant_id)
+            candidates = await _threads_of(tx, assistant_id)
+        allowed: dict[str, Scope] = {}
+        for thread_id in candidates:
+            scope = await thread_scope(thread_id)
+            if scope is not None:
+                allowed[thread_id] = scope
+        return allowed
+
     def _where(self, metadata: Row | None, graph_id: str | None, name: str | None) -> Any:
-        clauses, params = ["1=1"], []
+        scoped, params = scope_sql(self.scope, self.graphs, self.storage.dialect)
+        clauses = [scoped]
         if metadata:
             sql, p = self.storage.dialect.containment("metadata", metadata)
             clauses.append(sql)
@@ -218,12 +299,20 @@ class AssistantService:
             return await tx.count("assistants", where, params)
 
     async def versions(self, assistant_id: str, q: Row) -> list[Row]:
+        """The assistant's versions, newest first; as the reference, the caller's filters apply
+        to each version's metadata too."""
         clauses, params = ["assistant_id=?"], [assistant_id]
-        if q.get("metadata"):
-            sql, p = self.storage.dialect.containment("metadata", q["metadata"])
+        metadata = [q["metadata"]] if q.get("metadata") else []
+        for part in metadata:
+            sql, p = self.storage.dialect.containment("metadata", part)
+            clauses.append(sql)
+            params.extend(p)
+        for filt in self.scope.filters:
+            sql, p = filter_sql(self.storage.dialect, "metadata", filt)
             clauses.append(sql)
             params.extend(p)
         async with self.storage.read() as tx:
+            await self._get(tx, assistant_id)
             rows = await tx.list_assistant_versions(
                 " AND ".join(clauses), params, q.get("limit", 10), q.get("offset", 0)
             )
@@ -233,7 +322,7 @@ class AssistantService:
 
     async def set_latest(self, assistant_id: str, version: int) -> Row:
         async with self.storage.tx() as tx:
-            a = dict(await self._get(tx, assistant_id))
+            a = dict(await self._writable(tx, assistant_id))
             v = await tx.get_assistant_version(assistant_id, version)
             if v is None:
                 raise NotFound(f"Assistant '{assistant_id}' has no version {version}")
@@ -243,3 +332,10 @@ class AssistantService:
             a["updated_at"] = clock.iso()
             await tx.update_assistant(a)
         return view(a)
+
+
+async def _threads_of(tx: Tx, assistant_id: str) -> list[str]:
+    """Threads an assistant ran on (their metadata names it)."""
+    where, params = tx.dialect.containment("metadata", {"assistant_id": assistant_id})
+    rows = await tx.search_threads(where, params, "created_at", 1 << 30, 0)
+    return [t["thread_id"] for t in rows]

@@ -1,4 +1,4 @@
-"""`keel dev | serve | worker | migrate`."""
+"""`keel dev | serve | worker | migrate | keys | audit`."""
 
 from __future__ import annotations
 
@@ -50,7 +50,41 @@ def _parser() -> argparse.ArgumentParser:
             )
         if name != "migrate":
             p.add_argument("--workers", type=int, help="runs executed at once (default 10)")
+    _keys_parser(sub)
+    _audit_parser(sub)
     return parser
+
+
+def _database_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="keel.json or langgraph.json (default: ./keel.json)")
+    p.add_argument("--database", help="sqlite:///PATH (default .keel/keel.db) or postgresql://...")
+
+
+def _keys_parser(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="built-in API keys (auth.api_keys)")
+    actions = keys.add_subparsers(dest="keys_command", required=True)
+    create = actions.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--org", required=True, help="the organisation the key acts in")
+    create.add_argument("--role", required=True, help="admin, member or viewer")
+    create.add_argument("--name", help="a name to recognise the key by")
+    create.add_argument("--expires", type=float, metavar="DAYS", help="expire after DAYS days")
+    listing = actions.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--org", help="only this organisation's keys")
+    revoke = actions.add_parser("revoke", help="revoke a key: refused from the next request on")
+    revoke.add_argument("key_id")
+    for p in (create, listing, revoke):
+        _database_args(p)
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _audit_parser(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="read the audit log, newest first")
+    _database_args(audit)
+    audit.add_argument("--org", help="only this organisation's entries")
+    audit.add_argument("--since", help="an ISO time, or a span back from now: 30m, 12h, 7d")
+    audit.add_argument("--outcome", choices=("ok", "refused"))
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -162,6 +196,13 @@ async def _migrate(settings: Settings) -> None:
     await storage.close()
 
 
+def _administer(args: argparse.Namespace, settings: Settings) -> None:
+    from keel.auth.commands import audit_command, keys_command
+
+    command = keys_command if args.command == "keys" else audit_command
+    asyncio.run(command(settings, args))
+
+
 def _run_worker(settings: Settings) -> None:
     import uvloop
 
@@ -176,6 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "migrate":
             asyncio.run(_migrate(settings))
             print(f"migrated {settings.database}")
+            return
+        if args.command in ("keys", "audit"):
+            _administer(args, settings)
             return
         if args.command == "worker":
             _run_worker(settings)

@@ -8,11 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keel import clock
+from keel.assistants import scope_sql
+from keel.auth.scope import EVERYTHING, Scope
+from keel.auth.user import User
 from keel.cron_schedule import CronSchedule, timezone
 from keel.errors import BadRequest, InvalidInput, NotFound
-from keel.runs import RunService, deep_merge
+from keel.run_config import auth_configurable, deep_merge, without_auth_keys
+from keel.runs import RunService
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
+from keel.threads import get_thread
 
 SORTABLE = {
     "cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at"
@@ -22,7 +27,7 @@ CRON_FIELDS = {"schedule", "end_time", "enabled", "timezone", "on_run_completed"
 
 
 def view(c: Row) -> Row:
-    out = {k: c[k] for k in c}
+    out = {k: c[k] for k in c if k != "org"}
     out["enabled"] = bool(c["enabled"])
     return out
 
@@ -46,46 +51,102 @@ def next_run(schedule: str, tz: str | None, after: float | None = None) -> str |
     return None if found is None else clock.iso(found.timestamp())
 
 
+def as_user(payload: Row, user: User | None) -> Row:
+    """A run payload whose runs run as `user` (auth on: None leaves it as it is): the user in
+    `config.configurable` as runs carry it, whatever the client put there; the scheduler
+    passes it to the runs (keel.scheduler)."""
+    if user is None:
+        return payload
+    payload = without_auth_keys(payload)
+    config = dict(payload.get("config") or {})
+    configurable = {**(config.get("configurable") or {}), **auth_configurable(user)}
+    return {**payload, "config": {**config, "configurable": configurable}}
+
+
+def run_payload(data: Row) -> Row:
+    """The run part of a cron body (everything but the cron's own fields)."""
+    return {k: v for k, v in data.items() if k not in CRON_FIELDS}
+
+
+def new_cron(data: Row, thread_id: str | None, assistant_id: str, now: str) -> Row:
+    """A cron row from a create body (its id new, no creator yet)."""
+    return {
+        "cron_id": str(uuid.uuid4()),
+        "assistant_id": assistant_id,
+        "thread_id": thread_id,
+        "on_run_completed": None if thread_id else data.get("on_run_completed") or "delete",
+        "end_time": utc_iso(data.get("end_time")),
+        "schedule": data["schedule"],
+        "timezone": data.get("timezone"),
+        "created_at": now,
+        "updated_at": now,
+        "payload": {**run_payload(data), "assistant_id": assistant_id},
+        "user_id": None,
+        "next_run_date": next_run(data["schedule"], data.get("timezone")),
+        "metadata": data.get("metadata") or {},
+        "enabled": data.get("enabled", True) is not False,
+    }
+
+
 class CronService:
+    """Crons as one caller may see them: every read and write is limited to `scope`; `user`
+    (auth on) is whom the crons it creates run as."""
+
     def __init__(
-        self, storage: Storage, runs: RunService, on_change: Callable[[], None] | None = None
+        self,
+        storage: Storage,
+        runs: RunService,
+        on_change: Callable[[], None] | None = None,
+        scope: Scope = EVERYTHING,
+        user: User | None = None,
     ) -> None:
         self.storage = storage
         self.runs = runs
         self.on_change = on_change or (lambda: None)
+        self.scope = scope
+        self.user = user
 
-    async def create(self, data: Row, thread_id: str | None) -> Row:
+    async def create(
+        self,
+        data: Row,
+        thread_id: str | None,
+        *,
+        cron_id: str | None = None,
+        assistant_scope: Scope = EVERYTHING,
+        thread_scope: Scope = EVERYTHING,
+    ) -> Row:
+        """A new cron; its assistant must be in `assistant_scope` and its thread (if any) in
+        `thread_scope` (else 404, as if they did not exist)."""
         timezone(data.get("timezone"))
         now = clock.iso()
-        payload = {k: v for k, v in data.items() if k not in CRON_FIELDS}
         async with self.storage.tx() as tx:
             assistant = await self.runs.resolve_assistant(tx, str(data["assistant_id"]))
-            if thread_id is not None and await tx.get_thread(thread_id) is None:
-                raise NotFound(f"Thread '{thread_id}' not found")
-            cron = {
-                "cron_id": str(uuid.uuid4()),
-                "assistant_id": assistant["assistant_id"],
-                "thread_id": thread_id,
-                "on_run_completed": (
-                    None if thread_id else data.get("on_run_completed") or "delete"
-                ),
-                "end_time": utc_iso(data.get("end_time")),
-                "schedule": data["schedule"],
-                "timezone": data.get("timezone"),
-                "created_at": now,
-                "updated_at": now,
-                "payload": {**payload, "assistant_id": assistant["assistant_id"]},
-                "user_id": None,
-                "next_run_date": next_run(data["schedule"], data.get("timezone")),
-                "metadata": data.get("metadata") or {},
-                "enabled": data.get("enabled", True) is not False,
-            }
+            await self._visible_assistant(tx, assistant["assistant_id"], assistant_scope)
+            if thread_id is not None:
+                await get_thread(tx, thread_id, thread_scope)
+            cron = new_cron(data, thread_id, assistant["assistant_id"], now)
+            cron.update(
+                cron_id=cron_id or cron["cron_id"],
+                payload=as_user(cron["payload"], self.user),
+                user_id=None if self.user is None else self.user.identity,
+                org=self.scope.org,
+            )
             await tx.insert_cron(cron)
         self.on_change()
         return view(cron)
 
+    async def _visible_assistant(self, tx: Tx, assistant_id: str, scope: Scope) -> None:
+        if scope.unrestricted:
+            return
+        where = scope_sql(scope, self.runs.graphs, tx.dialect)
+        if not await tx.in_scope("assistants", assistant_id, *where):
+            raise NotFound(f"Assistant '{assistant_id}' not found")
+
     async def _get(self, tx: Tx, cron_id: str) -> Row:
-        cron = await tx.get_cron(cron_id)
+        if self.scope.unrestricted:
+            cron = await tx.get_cron(cron_id)
+        else:
+            cron = await tx.get_cron_in(cron_id, *self.scope.where(tx.dialect))
         if cron is None:
             raise NotFound(f"Cron '{cron_id}' not found")
         return cron
@@ -96,6 +157,7 @@ class CronService:
 
     async def delete(self, cron_id: str) -> None:
         async with self.storage.tx() as tx:
+            await self._get(tx, cron_id)
             if not await tx.delete_cron(cron_id):
                 raise NotFound(f"Cron '{cron_id}' not found")
         self.on_change()
@@ -103,14 +165,17 @@ class CronService:
     async def patch(self, cron_id: str, data: Row) -> Row:
         if not data:
             raise BadRequest("Cron update needs at least one field")
+        if self.user is not None:
+            data = without_auth_keys(data)
         async with self.storage.tx() as tx:
             cron = apply_patch(await self._get(tx, cron_id), data)
             await tx.update_cron(cron)
         self.on_change()
         return view(cron)
 
-    async def search(self, q: Row) -> tuple[list[Row], bool]:
-        where, params = self._where(q)
+    async def search(self, q: Row, thread_scope: Scope = EVERYTHING) -> tuple[list[Row], bool]:
+        """Crons matching `q`; those on a thread outside `thread_scope` are left out."""
+        where, params = self._where(q, thread_scope)
         sort_by = q.get("sort_by") or "created_at"
         if sort_by not in SORTABLE:
             raise InvalidInput(f"sort_by: must be one of {sorted(SORTABLE)}")
@@ -120,13 +185,15 @@ class CronService:
             rows = await tx.search_crons(where, params, order, limit + 1, offset)
         return [view(r) for r in rows[:limit]], len(rows) > limit
 
-    async def count(self, q: Row) -> int:
-        where, params = self._where(q)
+    async def count(self, q: Row, thread_scope: Scope = EVERYTHING) -> int:
+        where, params = self._where(q, thread_scope)
         async with self.storage.read() as tx:
             return await tx.count("crons", where, params)
 
-    def _where(self, q: Row) -> tuple[str, list[Any]]:
-        clauses, params = ["1=1"], []
+    def _where(self, q: Row, thread_scope: Scope) -> tuple[str, list[Any]]:
+        dialect = self.storage.dialect
+        scoped, params = self.scope.where(dialect)
+        clauses = [scoped]
         for column in ("assistant_id", "thread_id"):
             if q.get(column) is not None:
                 clauses.append(f"{column}=?")
@@ -135,8 +202,15 @@ class CronService:
             clauses.append("enabled=?")
             params.append(int(bool(q["enabled"])))
         if q.get("metadata"):
-            sql, p = self.storage.dialect.containment("metadata", q["metadata"])
+            sql, p = dialect.containment("metadata", q["metadata"])
             clauses.append(sql)
+            params.extend(p)
+        if not thread_scope.unrestricted:
+            sql, p = thread_scope.where(dialect, "t")
+            clauses.append(
+                "(crons.thread_id IS NULL OR EXISTS (SELECT 1 FROM threads t "
+                f"WHERE t.thread_id = crons.thread_id AND {sql}))"
+            )
             params.extend(p)
         return " AND ".join(clauses), params
 

@@ -16,6 +16,7 @@ from langgraph.pregel import Pregel
 from langgraph.store.base import BaseStore
 from langgraph_sdk.runtime import AccessContext, ServerRuntime, _ExecutionRuntime, _ReadRuntime
 
+from keel.auth.user import User
 from keel.errors import GraphLoadError, InvalidInput, NotFound
 from keel.imports import load_attr
 from keel.settings import GraphSpec
@@ -79,11 +80,13 @@ class LoadedGraph:
         store: BaseStore,
         access: AccessContext = "threads.read",
         context: Any = None,
+        user: User | None = None,
     ) -> AsyncIterator[Graph]:
         """Yield a graph bound to Keel's checkpointer and store.
 
         `access` says why the graph is needed; a factory asking for a `ServerRuntime` gets it
-        (with the run's `context` only when executing, `threads.create_run`).
+        (with the run's `context` only when executing, `threads.create_run`), and `user`: the
+        requesting user, or the one a run carries (None without auth).
         """
         if not self.is_factory:
             # A compiled graph is bound once per (checkpointer, store) and reused.
@@ -92,7 +95,7 @@ class LoadedGraph:
                 self._bound = (checkpointer, store, bound)
             yield self._bound[2]
             return
-        runtime = server_runtime(access, store, context)
+        runtime = server_runtime(access, store, context, user)
         async with self._instantiate(cast(RunnableConfig, config), runtime) as graph:
             yield graph.copy(update={"checkpointer": checkpointer, "store": store})
 
@@ -142,12 +145,12 @@ class LoadedGraph:
 
 
 def server_runtime(
-    access: AccessContext, store: BaseStore, context: Any = None
+    access: AccessContext, store: BaseStore, context: Any = None, user: User | None = None
 ) -> ServerRuntime[Any]:
     """The `ServerRuntime` a factory receives: execution variant only for `threads.create_run`."""
     if access == "threads.create_run":
-        return _ExecutionRuntime(access_context=access, store=store, context=context)
-    return _ReadRuntime(access_context=access, store=store)
+        return _ExecutionRuntime(access_context=access, user=user, store=store, context=context)
+    return _ReadRuntime(access_context=access, user=user, store=store)
 
 
 def _wants_runtime(param: inspect.Parameter) -> bool:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from langgraph.store.base import NOT_PROVIDED, Item, NotProvided, PutOp, SearchItem
+from langgraph.store.base import NOT_PROVIDED, BaseStore, Item, NotProvided, PutOp, SearchItem
 
+from keel.auth.filters import Filter, matches
 from keel.errors import InvalidInput
 from keel.store import OFF, KeelStore, check_filter, check_op, encode_value
 
 Namespace = tuple[str, ...]
 
 
-def namespace_of(labels: list[str] | tuple[str, ...] | None, what: str = "namespace") -> Namespace:
-    """A validated namespace: every label non-empty and free of `.`."""
-    ns = tuple(labels or ())
+def namespace_of(labels: Any, what: str = "namespace") -> Namespace:
+    """A validated namespace: a list of labels, each a non-empty string free of `.`."""
+    if labels is None:
+        labels = ()
+    if not isinstance(labels, (list, tuple)):
+        raise InvalidInput(f"{what}: must be a list of labels, got {type(labels).__name__}")
+    ns = tuple(labels)
     for label in ns:
         if not isinstance(label, str) or not label:
             raise InvalidInput(f"{what}: labels must be non-empty strings, got {list(ns)!r}")
@@ -41,12 +47,25 @@ def item_view(item: Item | SearchItem) -> dict[str, Any]:
     return out
 
 
+def with_filters(filt: dict[str, Any] | None, filters: Sequence[Filter]) -> dict[str, Any] | None:
+    """A search's filter with an auth handler's filters ANDed in."""
+    parts = [f for f in (filt, *filters) if f]
+    if not parts:
+        return None
+    return dict(parts[0]) if len(parts) == 1 else {"$and": [dict(p) for p in parts]}
+
+
 class MemoryService:
     """The `/store` operations, over the store graphs use too. Requests are checked here,
-    before they join a batch with other requests' operations."""
+    before they join a batch with other requests' operations.
 
-    def __init__(self, store: KeelStore) -> None:
-        self.store = store
+    `store` is the `KeelStore` or, under built-in auth, one organisation's view of it
+    (`KeelStore.for_user`). `filters` (from auth handlers) narrow the items a caller may get,
+    delete or find: an item that does not match them is not there for that caller."""
+
+    def __init__(self, store: KeelStore, view: BaseStore | None = None) -> None:
+        self.keel = store
+        self.store = view or store
 
     async def put(
         self,
@@ -58,17 +77,25 @@ class MemoryService:
     ) -> None:
         check_op(PutOp(namespace, key, value, index))
         encode_value(value)  # refused here, before it joins other requests' batch
-        if isinstance(index, list) and self.store.embedder is None:
+        if isinstance(index, list) and self.keel.embedder is None:
             raise InvalidInput(f"index: {OFF}")
         await self.store.aput(namespace, key, value, index=index, ttl=ttl)
 
     async def get(
-        self, namespace: Namespace, key: str, refresh_ttl: bool | None = None
+        self,
+        namespace: Namespace,
+        key: str,
+        refresh_ttl: bool | None = None,
+        filters: Sequence[Filter] = (),
     ) -> dict[str, Any] | None:
         item = await self.store.aget(namespace, key, refresh_ttl=refresh_ttl)
-        return None if item is None else item_view(item)
+        if item is None or not all(matches(item.value, f) for f in filters):
+            return None
+        return item_view(item)
 
-    async def delete(self, namespace: Namespace, key: str) -> None:
+    async def delete(self, namespace: Namespace, key: str, filters: Sequence[Filter] = ()) -> None:
+        if filters and await self.get(namespace, key, False, filters) is None:
+            return  # not there for this caller
         await self.store.adelete(namespace, key)
 
     async def search(
@@ -80,14 +107,15 @@ class MemoryService:
         offset: int = 0,
         query: str | None = None,
         refresh_ttl: bool | None = None,
+        filters: Sequence[Filter] = (),
     ) -> list[dict[str, Any]]:
-        if query and self.store.embedder is None:
+        if query and self.keel.embedder is None:
             raise InvalidInput(f"query: {OFF}")
-        check_filter(filter, self.store.storage.dialect)
+        check_filter(filter, self.keel.storage.dialect)
         items = await self.store.asearch(
             prefix,
             query=query,
-            filter=filter,
+            filter=with_filters(filter, filters),
             limit=limit,
             offset=offset,
             refresh_ttl=refresh_ttl,

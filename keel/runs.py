@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keel import clock
+from keel.auth.scope import EVERYTHING, Scope
 from keel.errors import BadRequest, Conflict, NotFound
 from keel.execution import RunResult
 from keel.faults import Faults
 from keel.graphs import GraphRegistry, system_assistant_id
 from keel.replay import live_channel
+from keel.run_config import (
+    OPEN,
+    RunAccess,
+    run_config,
+    run_context,
+    run_kwargs,
+    run_metadata,
+    without_auth_keys,
+)
+from keel.run_config import deep_merge as deep_merge  # keel.crons takes it from here
 from keel.serde import loads
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
@@ -25,8 +36,6 @@ RUNS_CHANNEL = "keel_runs"  # a run became claimable
 CANCEL_CHANNEL = "keel_cancel"  # "<run_id> <action>": cancel a running run
 EVENTS_CHANNEL = "keel_events"  # "<run_id> <thread_id> <first seq>|done": new events logged
 THREAD_CHANNEL = "keel_thread"  # "<thread_id> <event_id>": a thread-level event was stored
-# Marks a run whose `configurable` mirrors the request's `context` (see run_config).
-CONTEXT_MIRRORED = "__context_provided__"
 
 
 def new_run_id() -> str:
@@ -40,106 +49,6 @@ def _uuid7() -> str:
     rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
     value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
     return str(uuid.UUID(int=value))
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in (extra or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def run_config(
-    body: Row, assistant: Row, thread: Row, tid: str, run_id: str, headers: Row | None = None
-) -> tuple[Row, Row]:
-    """The graph's config (assistant < thread < request) and the checkpoint to start from."""
-    body_config = body.get("config") or {}
-    if (body_config.get("configurable") or {}) and body.get("context"):
-        raise BadRequest("Cannot specify both configurable and context. Prefer context.")
-    # Of the thread's config (see keel.threads.run_thread_config) only `configurable` carries over.
-    thread_conf = {"configurable": (thread.get("config") or {}).get("configurable") or {}}
-    config = deep_merge(deep_merge(assistant["config"], thread_conf), body_config)
-    checkpoint = dict(body.get("checkpoint") or {})
-    checkpoint.pop("thread_id", None)
-    if body.get("checkpoint_id"):
-        checkpoint["checkpoint_id"] = body["checkpoint_id"]
-    configurable = config.setdefault("configurable", {})
-    if body.get("context"):
-        # As the reference: the request's context is also the run's `configurable`, for graphs
-        # that read it there; the worker drops what the context schema drops (unmirror_context).
-        configurable.update(copy.deepcopy(body["context"]), **{CONTEXT_MIRRORED: True})
-    configurable.update(checkpoint)
-    configurable.update(headers or {})  # http.configurable_headers: over the body's values
-    configurable.update(
-        run_id=run_id,
-        thread_id=tid,
-        graph_id=assistant["graph_id"],
-        assistant_id=assistant["assistant_id"],
-    )
-    config.setdefault("metadata", {}).update(
-        {
-            **assistant["metadata"],
-            **thread["metadata"],
-            **(body_config.get("metadata") or {}),
-            **(body.get("metadata") or {}),
-            "assistant_id": assistant["assistant_id"],
-        }
-    )
-    return config, checkpoint
-
-
-def run_context(body: Row, assistant: Row) -> Row:
-    """Runtime context: the assistant's, updated by the request's context or, when it sends
-    none, by its `configurable`."""
-    configurable = (body.get("config") or {}).get("configurable")
-    return deep_merge(assistant.get("context") or {}, body.get("context") or configurable)
-
-
-def unmirror_context(configurable: Row, context: Any, kept: Any) -> None:
-    """Remove from a run's `configurable` the context keys the graph's context schema dropped
-    (`context` as requested, `kept` as filtered), where it still holds the mirrored value."""
-    if not isinstance(context, dict):
-        return
-    dropped = set(context) - set(kept if isinstance(kept, dict) else ())
-    for key in dropped:
-        if key in configurable and configurable[key] == context[key]:
-            del configurable[key]
-
-
-def run_kwargs(body: Row, config: Row, context: Row, checkpoint: Row) -> Row:
-    """Everything the worker needs to execute the run, as stored on the run row."""
-    return {
-        "input": body.get("input"),
-        "command": body.get("command"),
-        "config": config,
-        "context": context,
-        "stream_mode": body.get("stream_mode") or ["values"],
-        "interrupt_before": body.get("interrupt_before"),
-        "interrupt_after": body.get("interrupt_after"),
-        "webhook": None,
-        "feedback_keys": None,
-        "temporary": False,
-        "subgraphs": bool(body.get("stream_subgraphs")),
-        "resumable": bool(body.get("stream_resumable")),
-        "checkpoint_during": body.get("checkpoint_during", True),
-        "durability": body.get("durability") or "async",
-        "on_disconnect": body.get("on_disconnect") or "continue",
-        "checkpoint": checkpoint or None,
-    }
-
-
-def run_metadata(body: Row, assistant: Row, thread: Row) -> Row:
-    """A run's metadata as the reference keeps it: the assistant's, the thread's, the request's."""
-    return {
-        **assistant["metadata"],
-        **thread["metadata"],
-        **((body.get("config") or {}).get("metadata") or {}),
-        **(body.get("metadata") or {}),
-        "assistant_id": assistant["assistant_id"],
-    }
 
 
 # Kept in a run's kwargs for the worker, not part of the reference's Run object.
@@ -184,60 +93,86 @@ class RunService:
         self.cancel_local = cancel_local
         self.origin = origin  # this process's id in notifications (its own are ignored)
         self.faults = faults or Faults.from_env()
+        # Called inside a creation's transaction with the run just inserted; may refuse it
+        # (quotas: keel.auth.guard.Guard.admit_run), which rolls the creation back.
+        self.admit: Callable[[Tx, Row], Awaitable[None]] | None = None
 
     # ----------------------------------------------------------------- create
-    async def resolve_assistant(self, tx: Tx, assistant_id: str) -> Row:
+    def assistant_uuid(self, assistant_id: str) -> str:
+        """The id of the assistant a run names (a graph id names its system assistant)."""
         if assistant_id in self.graphs:
-            assistant_id = system_assistant_id(assistant_id)
-        else:
-            try:
-                uuid.UUID(assistant_id)
-            except ValueError:
-                raise self.graphs.invalid_assistant(assistant_id) from None
+            return system_assistant_id(assistant_id)
+        try:
+            return str(uuid.UUID(assistant_id))
+        except ValueError:
+            raise self.graphs.invalid_assistant(assistant_id) from None
+
+    def is_system_assistant(self, assistant_id: str) -> bool:
+        """Whether `assistant_id` (see assistant_uuid) is a graph's system assistant: one every
+        caller may run, without `assistants.read` (as the reference)."""
+        return any(g.assistant_id == assistant_id for g in self.graphs)
+
+    async def resolve_assistant(self, tx: Tx, assistant_id: Any, scope: Scope = EVERYTHING) -> Row:
+        """The assistant a run uses; a non-system one must be in the caller's `scope`."""
+        assistant_id = self.assistant_uuid(str(assistant_id))
         assistant = await tx.get_assistant(assistant_id)
-        if assistant is None or assistant["graph_id"] not in self.graphs:
+        # Only system assistants are shared between organisations (keel.assistants.scope_sql).
+        shared = self.is_system_assistant(assistant_id)
+        hidden = assistant is not None and not (
+            shared or dataclasses.replace(scope, shared=False).admits(assistant)
+        )
+        if assistant is None or hidden or assistant["graph_id"] not in self.graphs:
             raise NotFound(f"Assistant '{assistant_id}' not found")
         return assistant
 
-    async def create(self, body: Row, thread_id: str | None, headers: Row | None = None) -> Row:
-        """Insert a pending run (and its thread when needed) in one transaction."""
+    async def create(
+        self,
+        body: Row,
+        thread_id: str | None,
+        headers: Row | None = None,
+        access: RunAccess = OPEN,
+        run_id: str | None = None,
+    ) -> Row:
+        """Insert a pending run (and its thread when needed) in one transaction, for the user
+        and within the scopes of `access`."""
+        body = without_auth_keys(body)
         stateless = thread_id is None
         strategy = body.get("multitask_strategy") or "enqueue"
         now_ts = clock.now()
         now = clock.iso(now_ts)
-        run_id = new_run_id()
         to_cancel: list[Row] = []
         async with self.storage.tx() as tx:
-            assistant = await self.resolve_assistant(tx, str(body["assistant_id"]))
-            thread, tid = await self._thread_for_run(tx, body, thread_id, assistant, now)
+            assistant = await self.resolve_assistant(tx, body["assistant_id"], access.assistants)
+            thread, tid = await self._thread_for_run(tx, body, thread_id, assistant, access)
             active = await tx.active_runs(tid)
-            if active and strategy == "reject":
-                raise Conflict(
-                    "Thread is already running a task. Wait for it to finish or choose a "
-                    "different multitask strategy."
-                )
+            self._check_busy(strategy, active)
             self._check_resume(body, thread, active, stateless)
             thread = self._taken(thread, body, assistant)
-            run = self._build_run(body, assistant, thread, tid, run_id, now_ts, strategy, headers)
+            ids = (tid, run_id or new_run_id())
+            run = self._build_run(body, assistant, thread, ids, now_ts, strategy, headers, access)
             run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
             run["kwargs"]["temporary"] = stateless
             await tx.insert_run(run)
             await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
             if active and strategy in ("interrupt", "rollback"):
                 to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
+            if self.admit is not None:  # last: its lock (quotas) is held the shortest
+                await self.admit(tx, run)
             await tx.notify(RUNS_CHANNEL, self.origin)
         self._after_cancel(to_cancel)
         self.wake_workers()
         return run
 
     async def _thread_for_run(
-        self, tx: Tx, body: Row, thread_id: str | None, assistant: Row, now: str
+        self, tx: Tx, body: Row, thread_id: str | None, assistant: Row, access: RunAccess
     ) -> tuple[Row, str]:
+        """The run's thread: an existing one in the caller's scope, or a new one (stateless, or
+        `if_not_exists=create`) stamped with the caller's org."""
         if thread_id is not None:
             thread = await tx.get_thread(thread_id)
-            if thread is not None:
+            if thread is not None and access.threads.admits(thread):
                 return thread, thread_id
-            if body.get("if_not_exists", "reject") != "create":
+            if thread is not None or body.get("if_not_exists", "reject") != "create":
                 raise NotFound("Thread or assistant not found.")
         tid = thread_id or str(uuid.uuid4())
         meta = {
@@ -246,6 +181,7 @@ class RunService:
             **((body.get("config") or {}).get("metadata") or {}),
             **(body.get("metadata") or {}),
         }
+        now = clock.iso()
         thread = {
             "thread_id": tid,
             "created_at": now,
@@ -255,6 +191,7 @@ class RunService:
             "status": "busy",
             "values": None,
             "interrupts": {},
+            "org": access.threads.org,
         }
         await tx.insert_thread(thread)
         return thread, tid
@@ -274,6 +211,14 @@ class RunService:
         return {**thread, "metadata": meta, "config": config}
 
     @staticmethod
+    def _check_busy(strategy: str, active: list[Row]) -> None:
+        if active and strategy == "reject":
+            raise Conflict(
+                "Thread is already running a task. Wait for it to finish or choose a "
+                "different multitask strategy."
+            )
+
+    @staticmethod
     def _check_resume(body: Row, thread: Row, active: list[Row], stateless: bool) -> None:
         command = body.get("command") or {}
         if "resume" not in command:
@@ -291,24 +236,26 @@ class RunService:
         body: Row,
         assistant: Row,
         thread: Row,
-        tid: str,
-        run_id: str,
+        ids: tuple[str, str],
         now_ts: float,
         strategy: str,
-        headers: Row | None = None,
+        headers: Row | None,
+        access: RunAccess,
     ) -> Row:
-        config, checkpoint = run_config(body, assistant, thread, tid, run_id, headers)
+        config, checkpoint = run_config(body, assistant, thread, ids, headers, access.user)
         created = clock.iso(now_ts + float(body.get("after_seconds") or 0))
+        kwargs = run_kwargs(body, config, run_context(body, assistant), checkpoint)
         return {
-            "run_id": run_id,
-            "thread_id": tid,
+            "run_id": ids[1],
+            "thread_id": ids[0],
             "assistant_id": assistant["assistant_id"],
             "created_at": created,
             "updated_at": created,
             "status": "pending",
             "metadata": run_metadata(body, assistant, thread),
-            "kwargs": run_kwargs(body, config, run_context(body, assistant), checkpoint),
+            "kwargs": kwargs,
             "multitask_strategy": strategy,
+            "org": access.threads.org,
         }
 
     # ----------------------------------------------------------------- cancel
@@ -347,8 +294,10 @@ class RunService:
         action: str,
         *,
         delete_pending: bool = True,
+        scope: Scope = EVERYTHING,
     ) -> int:
-        """Cancel matching pending/running runs; returns how many were cancelled."""
+        """Cancel matching pending/running runs on threads in `scope`; returns how many were
+        cancelled."""
         now = clock.iso()
         async with self.storage.tx() as tx:
             if run_ids is not None:
@@ -358,6 +307,7 @@ class RunService:
                 wanted = ("pending", "running") if status in (None, "all") else (status,)
                 runs = await tx.runs_by_status(wanted)
             runs = [r for r in runs if r["status"] in ("pending", "running")]
+            runs = await _in_scope(tx, runs, scope)
             if not runs:
                 return 0
             await self.faults.point("cancel-read", runs[0]["thread_id"], runs[0]["run_id"])
@@ -427,6 +377,19 @@ class RunService:
             if ch.result is not None:
                 return ch.result
             # Closed without a result (cancelled, or handed back at shutdown): look again.
+
+
+async def _in_scope(tx: Tx, runs: list[Row], scope: Scope) -> list[Row]:
+    """The runs whose thread is in `scope`."""
+    if scope.unrestricted or not runs:
+        return runs
+    where, params = scope.where(tx.dialect)
+    visible = {
+        tid
+        for tid in {r["thread_id"] for r in runs}
+        if await tx.in_scope("threads", tid, where, params)
+    }
+    return [r for r in runs if r["thread_id"] in visible]
 
 
 async def _end_pending(tx: Tx, run_id: str, action: str, now: str, delete: bool) -> str | None:

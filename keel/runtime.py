@@ -51,6 +51,7 @@ class Runtime:
         self.scheduler = Scheduler(self.storage, self.runs)
         self.guard = build_guard(settings.auth, settings.base_dir)
         install_builtin_auth(self.guard, self.storage)
+        self.runs.admit = self.guard.admit_run if self.guard.quotas is not None else None
         self.relay = Relay(self.storage, self.hub, self.workers, settings.poll_seconds)
 
     async def start(self) -> None:

@@ -10,6 +10,7 @@ import logging
 from keel import clock
 from keel.crons import next_run
 from keel.errors import KeelError
+from keel.run_config import RunAccess, stored_user
 from keel.runs import RunService
 from keel.storage.base import Storage
 from keel.storage.tx import Row
@@ -92,6 +93,8 @@ class Scheduler:
         if cron["thread_id"] is None:
             body["on_completion"] = cron["on_run_completed"] or "delete"
         try:
-            await self.runs.create(body, cron["thread_id"])
+            # The cron's creator, when its payload carries them (keel.crons stores it).
+            access = RunAccess.of(stored_user(body.get("config")))
+            await self.runs.create(body, cron["thread_id"], access=access)
         except KeelError as exc:
             log.warning("cron %s: creating its run failed: %s", cron["cron_id"], exc.detail)

@@ -14,6 +14,8 @@ from langgraph.types import StateSnapshot, StateUpdate
 from langgraph_sdk.runtime import AccessContext
 
 from keel import clock
+from keel.auth.scope import EVERYTHING, Scope
+from keel.auth.user import User
 from keel.errors import BadRequest, Conflict, InvalidInput, NotFound
 from keel.execution import build_command, interrupts_view, thread_interrupts
 from keel.graphs import Graph, GraphRegistry
@@ -143,14 +145,26 @@ def superstep_updates(supersteps: list[Row]) -> list[list[StateUpdate]]:
 
 
 class StateService:
-    def __init__(self, storage: Storage, graphs: GraphRegistry, hub: StreamHub) -> None:
+    """A thread's state as one caller may see it: threads outside `scope` are not found, and
+    graph factories asking for a `ServerRuntime` get `user`."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        graphs: GraphRegistry,
+        hub: StreamHub,
+        scope: Scope = EVERYTHING,
+        user: User | None = None,
+    ) -> None:
         self.storage = storage
         self.graphs = graphs
         self.hub = hub
+        self.scope = scope
+        self.user = user
 
     async def _thread(self, thread_id: str) -> Row:
         async with self.storage.read() as tx:
-            return await get_thread(tx, thread_id)
+            return await get_thread(tx, thread_id, self.scope)
 
     def graph_id(self, metadata: Row) -> str | None:
         """The thread's graph id (None before its first run); 404 when no longer deployed."""
@@ -173,8 +187,10 @@ class StateService:
             "graph_id": graph_id,
         }
         storage = self.storage
+        # With organisations on, a factory reading the store at build time sees its org's only.
+        store = storage.store.for_user(self.user, self.scope.bound)
         async with self.graphs.get(graph_id).build(
-            config, storage.checkpointer, storage.store, access
+            config, storage.checkpointer, store, access, user=self.user
         ) as graph:
             yield graph
 

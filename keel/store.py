@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from langgraph.store.base import (
     NOT_PROVIDED,
+    BaseStore,
     GetOp,
     InvalidNamespaceError,
     Item,
@@ -47,11 +48,13 @@ from keel.storage.queries.store import filter_sql
 from keel.vectors import Floats, VectorIndex
 
 if TYPE_CHECKING:
+    from keel.auth.user import User
     from keel.embeddings import Embedder
     from keel.storage.base import Storage
     from keel.storage.tx import Tx
 
 ItemKey = tuple[str, str]
+Namespace = tuple[str, ...]
 DELETE_LOG_SECONDS = 3600.0  # vector deletions are logged this long for other processes
 SWEEP_BATCH = 1000
 OFF = "semantic search is off: store.index is null in the config"
@@ -129,6 +132,15 @@ def matches(ns: tuple[str, ...], cond: MatchCondition) -> bool:
     return all(p == "*" or p == n for p, n in zip(path, part, strict=True))
 
 
+def select_namespaces(found: Iterable[tuple[str, ...]], op: ListNamespacesOp) -> list[Namespace]:
+    """The page of `found` namespaces that `op` asks for (conditions, depth, offset, limit)."""
+    conds = op.match_conditions or ()
+    kept = [ns for ns in found if all(matches(ns, c) for c in conds)]
+    if op.max_depth is not None:
+        kept = list({ns[: op.max_depth] for ns in kept})
+    return sorted(kept)[op.offset : op.offset + op.limit]
+
+
 class KeelStore(AsyncBatchedBaseStore):
     supports_ttl = True
 
@@ -147,6 +159,29 @@ class KeelStore(AsyncBatchedBaseStore):
         }
         self.index = VectorIndex(embedder.dims, embedder.coarse_dims) if embedder else None
         self._sync_lock = asyncio.Lock()
+        self._orgs: dict[str | None, BaseStore] = {}
+
+    # ------------------------------------------------------------- organisations
+    def for_org(self, org: str | None) -> BaseStore:
+        """One organisation's view of the store (`keel.store_orgs`), one object per org."""
+        from keel.store_orgs import OrgStore
+
+        view = self._orgs.get(org)
+        if view is None:
+            if len(self._orgs) >= 1024:
+                self._orgs.clear()
+            view = self._orgs[org] = OrgStore(self, org)
+        return view
+
+    def for_user(self, user: User | None, orgs: bool) -> BaseStore:
+        """The store as `user` may use it: their organisation's when organisations are on."""
+        return self.for_org(None if user is None else user.org) if orgs else self
+
+    def for_run(self, run: Row, orgs: bool) -> BaseStore:
+        """The store a run's graph gets: its organisation's when organisations are on."""
+        from keel.store_orgs import run_org
+
+        return self.for_org(run_org(run)) if orgs else self
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
@@ -268,11 +303,7 @@ class KeelStore(AsyncBatchedBaseStore):
                     fixed.append(label)
                 break
         found = {tuple(p.split(".")) for p in await tx.store_namespaces(ns_text(fixed), now)}
-        conds = op.match_conditions or ()
-        kept = [ns for ns in found if all(matches(ns, c) for c in conds)]
-        if op.max_depth is not None:
-            kept = list({ns[: op.max_depth] for ns in kept})
-        return sorted(kept)[op.offset : op.offset + op.limit]
+        return select_namespaces(found, op)
 
     # ------------------------------------------------------------------ vectors
     async def _sync(self, tx: Tx) -> None:

@@ -67,7 +67,7 @@ def auth_settings(raw: Any) -> AuthSettings:
     api_keys = raw.get("api_keys", False)
     if not isinstance(api_keys, bool):
         raise ConfigError("auth.api_keys must be true or false")
-    return AuthSettings(
+    settings = AuthSettings(
         path=path,
         default=default,
         api_keys=api_keys,
@@ -76,6 +76,10 @@ def auth_settings(raw: Any) -> AuthSettings:
         quotas=_section(raw, "quotas"),
         openapi=_section(raw, "openapi"),
     )
+    from keel.auth.quotas import check_quotas  # here: keel.auth.quotas imports this module
+
+    check_quotas(settings)  # a bad value stops the start here, with a clear message
+    return settings
 
 
 def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:

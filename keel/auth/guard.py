@@ -3,15 +3,20 @@
 Authentication tries Keel's built-in credentials first (an API key or a JWT, when configured),
 then the project's `@auth.authenticate`. Authorization checks the built-in role (a ceiling),
 then calls the project's one `@auth.on` handler for the action; the result is a `Scope`.
-Refusals and failures go to the audit log; requests and runs pass the quotas.
+Requests and runs pass the quotas. The HTTP edge records refused and changing requests in the
+audit log (`audit`), one entry per request; the guard itself records only refusals made outside
+such a request (a cron's run refused by a quota).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 import time
 from collections import OrderedDict
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langgraph_sdk import Auth
 
@@ -20,8 +25,15 @@ from keel.auth.config import AuthSettings
 from keel.auth.handlers import Credentials, HandlerError
 from keel.auth.scope import EVERYTHING, Scope
 from keel.auth.user import AuthenticationError, User
-from keel.errors import Forbidden, KeelError
+from keel.errors import Forbidden, KeelError, TooManyRequests
 
+if TYPE_CHECKING:
+    from keel.storage.tx import Row, Tx
+
+# True while the HTTP edge handles a request it audits (keel/http/auditing.py).
+AUDITED_REQUEST: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "keel_audited_request", default=False
+)
 # Resources whose rows without an organisation (system assistants) every org may read.
 SHARED = {("assistants", "read"), ("assistants", "search")}
 
@@ -40,8 +52,8 @@ class Authenticator(Protocol):
 
 @dataclasses.dataclass
 class AuditEntry:
-    action: str  # "auth.failed", "threads.create", "keys.revoke", "quota.refused", ...
-    outcome: str  # "ok", "denied", "failed", "refused"
+    action: str  # a request: "<METHOD> <route template>"; else "keys.create", "quota.refused"...
+    outcome: str  # "ok" (a change made), "refused" (401, 403, 404, 409, 413, 429)
     identity: str | None = None
     org: str | None = None
     resource_id: str | None = None
@@ -58,26 +70,43 @@ class Quotas(Protocol):
         """Raise TooManyRequests when `user` (their org, their key) is over its request rate."""
         ...
 
+    async def admit_run(self, tx: Tx, run: Row) -> None:
+        """Inside the transaction that inserted `run`: raise TooManyRequests when its org (or
+        key) is at its concurrent or daily run limit (the creation then rolls back)."""
+        ...
+
+
+class Part(Protocol):
+    """A built-in part with a life of its own (a background task), started and stopped with
+    the HTTP server."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 class NoAudit:
     async def record(self, entry: AuditEntry) -> None:
         return None
 
 
-def bearer_token(creds: Credentials) -> str | None:
-    """The credential a request presents: `x-api-key`, or `Authorization: Bearer <token>`."""
+def presented_tokens(creds: Credentials) -> list[str]:
+    """The credentials a request presents, in order: `x-api-key`, `Authorization: Bearer`."""
+    tokens = []
     key = creds.header(b"x-api-key")
-    if key:
-        return key.strip()
+    if key and key.strip():
+        tokens.append(key.strip())
     authorization = creds.header(b"authorization")
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    return None
+            tokens.append(token.strip())
+    return tokens
 
 
 class Guard:
+    base_dir: Path = Path()  # the config file's directory: relative paths in `auth` start there
+
     def __init__(
         self,
         settings: AuthSettings,
@@ -91,35 +120,70 @@ class Guard:
         self.authenticators = authenticators or []
         self.audit: AuditSink = audit or NoAudit()
         self.quotas = quotas
+        self._audits: set[asyncio.Task[None]] = set()
+        self.parts: list[Part] = []
         self._cache: OrderedDict[tuple[str | None, ...], tuple[float, User]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
         return self.settings.enabled
 
+    async def start(self) -> None:
+        for part in self.parts:
+            await part.start()
+
+    async def stop(self) -> None:
+        """Stop the parts, last started first (the audit log flushes what it holds)."""
+        for part in reversed(self.parts):
+            await part.stop()
+
+    async def _record(self, entry: AuditEntry) -> None:
+        """A refusal made outside an audited HTTP request (there the edge records it)."""
+        if not AUDITED_REQUEST.get():
+            await self.audit.record(entry)
+
     # ------------------------------------------------------------ authentication
     async def authenticate(self, creds: Credentials) -> User:
-        try:
-            user = await self._identify(creds)
-        except KeelError as exc:
-            await self.audit.record(
-                AuditEntry("auth.failed", "failed", status=exc.status_code, detail=exc.detail)
-            )
-            raise
+        user = await self._identify(creds)
         if self.quotas is not None:
-            await self.quotas.admit_request(user)
+            try:
+                await self.quotas.admit_request(user)
+            except TooManyRequests as exc:
+                # Who was refused, for the edge's audit entry (it has no user yet).
+                exc.identity, exc.org = user.identity, user.org  # type: ignore[attr-defined]
+                await self._record(_refused(exc, user.identity, user.org, None))
+                raise
         return user
 
+    async def admit_run(self, tx: Tx, run: Row) -> None:
+        """`RunService.admit`: the quotas' run check. A refusal is audited once the creation's
+        transaction is over (an audit write inside it could wait on that very transaction)."""
+        if self.quotas is None:
+            return
+        try:
+            await self.quotas.admit_run(tx, run)
+        except TooManyRequests as exc:
+            user = ((run["kwargs"].get("config") or {}).get("configurable") or {}).get(
+                "langgraph_auth_user"
+            ) or {}
+            entry = _refused(exc, user.get("identity"), run.get("org"), run["run_id"])
+            task = asyncio.get_running_loop().create_task(self._record(entry))
+            self._audits.add(task)
+            task.add_done_callback(self._audits.discard)
+            raise
+
     async def _identify(self, creds: Credentials) -> User:
-        token = bearer_token(creds)
-        if token is not None:
+        # The first credential a built-in authenticator recognises decides (an SDK may send a
+        # stray `x-api-key` from its environment next to a real bearer token).
+        tokens = presented_tokens(creds)
+        for token in tokens:
             for authenticator in self.authenticators:
                 if authenticator.claims(token):
                     return await authenticator.authenticate(token)
         if self.auth is not None and self.auth._authenticate_handler is not None:
             return await self._custom(creds)
         if self.authenticators:
-            detail = "Invalid credentials" if token else "Missing credentials"
+            detail = "Invalid credentials" if tokens else "Missing credentials"
             raise AuthenticationError(detail)
         # Handlers without `@auth.authenticate`: as the reference, an anonymous user.
         return User("anonymous", is_authenticated=False)
@@ -159,22 +223,8 @@ class Guard:
         """The scope `user` may `action` `resource` in; Forbidden when not at all."""
         if not self.enabled or user is None:
             return EVERYTHING
-        try:
-            return await self._decide(user, resource, action, value)
-        except KeelError as exc:
-            if exc.status_code in (401, 403):
-                await self.audit.record(
-                    AuditEntry(
-                        f"{resource}.{action}",
-                        "denied",
-                        user.identity,
-                        user.org,
-                        _resource_id(value),
-                        exc.status_code,
-                        exc.detail,
-                    )
-                )
-            raise
+        # A refusal is audited by the HTTP edge, which records one entry per request.
+        return await self._decide(user, resource, action, value)
 
     async def _decide(self, user: User, resource: str, action: str, value: Any) -> Scope:
         builtin = self.settings.builtin
@@ -191,24 +241,25 @@ class Guard:
         filt = await handlers.decide(handler, user, resource, action, value)
         return scope if filt is None else scope.narrowed(filt)
 
-    def require_admin(self, user: User | None) -> None:
-        """Keel's administration endpoints: built-in admins only."""
+    def require_admin(self, user: User | None, permission: str = "audit:read") -> User:
+        """Keel's administration endpoints: built-in admins of an organisation only."""
         if user is None or not self.settings.builtin:
             raise Forbidden("Administration needs built-in auth (API keys or JWT)")
-        if "audit:read" not in roles.ROLES.get(user.role or "", frozenset()):
+        if permission not in roles.ROLES.get(user.role or "", frozenset()) or user.org is None:
             raise Forbidden("Admins only")
+        return user
 
 
-def _resource_id(value: Any) -> str | None:
-    if not isinstance(value, dict):
-        return None
-    for key in ("run_id", "thread_id", "assistant_id", "cron_id", "key"):
-        if value.get(key):
-            return str(value[key])
-    return None
+def _refused(
+    exc: TooManyRequests, identity: Any, org: str | None, run_id: str | None
+) -> AuditEntry:
+    ident = None if identity is None else str(identity)
+    return AuditEntry("quota.refused", "refused", ident, org, run_id, 429, exc.detail)
 
 
 def build_guard(settings: AuthSettings, base_dir: Any) -> Guard:
     """The guard the settings describe (its built-in parts are added by `keel.auth.builtin`)."""
     auth = handlers.load_auth(settings.path, base_dir) if settings.path else None
-    return Guard(settings, auth)
+    guard = Guard(settings, auth)
+    guard.base_dir = base_dir
+    return guard

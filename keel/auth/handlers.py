@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from langgraph_sdk import Auth
 from langgraph_sdk.auth.types import AuthContext
 
@@ -114,12 +115,23 @@ async def _argument(name: str, creds: Credentials) -> Any:
     if name == "authorization":
         return creds.header(b"authorization")
     if name == "body":
-        return await creds.read_body() if creds.read_body is not None else b""
+        return _json_body(await creds.read_body() if creds.read_body is not None else b"")
     if name == "scopes":
         return list(creds.scope.get("auth_scopes", ()))
     if name == "user":
         return None
     return getattr(creds, name)
+
+
+def _json_body(raw: bytes) -> Any:
+    """The body as `@auth.authenticate` gets it: parsed JSON (None when empty; the bytes when
+    it is not JSON)."""
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
 
 
 def find_handler(auth: Auth, resource: str, action: str) -> Callable[..., Any] | None:

@@ -69,6 +69,16 @@ class User:
     def get(self, key: str, default: Any = None) -> Any:
         return self.to_dict().get(key, default)
 
+    # A mapping as the reference's user is (graphs call `dict(user)` on the one a run carries).
+    def keys(self) -> Any:
+        return self.to_dict().keys()
+
+    def values(self) -> Any:
+        return self.to_dict().values()
+
+    def items(self) -> Any:
+        return self.to_dict().items()
+
     def to_dict(self) -> dict[str, Any]:
         """The user as runs carry it (`configurable.langgraph_auth_user`): JSON only."""
         out: dict[str, Any] = {**self.fields}

@@ -21,7 +21,7 @@ from keel.errors import KeelError
 from keel.runtime import Runtime
 from keel.settings import Settings
 
-from . import assistants, crons, meta, runs, state, store, threads
+from . import admin, assistants, crons, meta, runs, state, store, threads
 from .auth import AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
@@ -57,8 +57,10 @@ def _lifespan(
             settings, rt.storage, rt.graphs, rt.hub, rt.workers, rt.runs, rt.scheduler, rt.guard
         )
         try:
+            await rt.guard.start()  # built-in auth's background parts (the audit log's writer)
             yield
         finally:
+            await rt.guard.stop()
             await rt.stop()
 
     return lifespan
@@ -95,6 +97,8 @@ def create_app(settings: Settings) -> ASGIApp:
     for surface, module in SURFACES:
         if http.enabled(surface):
             app.include_router(module.router)
+    if settings.auth.builtin:
+        app.include_router(admin.router)
     if http.mount_prefix:
         return mounted(app, http.mount_prefix, meta.ok)
     return app

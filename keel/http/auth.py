@@ -1,5 +1,6 @@
 """Authentication at the edge: an ASGI middleware that turns each protected request into a
-`User` (or a 401/403 with `{"detail"}`), and `authorize`, which routes call for a `Scope`."""
+`User` (or a 401/403 with `{"detail"}`) and records it in the audit log when it is refused or
+changes something (keel/http/auditing.py), and `authorize`, which routes call for a `Scope`."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from starlette.authentication import AuthCredentials
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keel.auth.guard import Guard
+from keel.auth.guard import AUDITED_REQUEST, Guard
 from keel.auth.handlers import Credentials
 from keel.auth.scope import EVERYTHING
 from keel.auth.scope import Scope as AuthScope
 from keel.auth.user import User
 from keel.errors import KeelError, NotFound
 from keel.serde import dumps
+
+from .auditing import AuditedSend, record_refusal
 
 # Never authenticated: health, server info, the API docs.
 OPEN_PATHS = frozenset(
@@ -46,16 +49,28 @@ class AuthMiddleware:
         if guard is None or not guard.enabled:
             await self.app(scope, receive, send)
             return
+        token = AUDITED_REQUEST.set(True)  # the guard leaves this request's entry to the edge
+        try:
+            await self._handle(guard, scope, receive, send)
+        finally:
+            AUDITED_REQUEST.reset(token)
+
+    async def _handle(self, guard: Guard, scope: Scope, receive: Receive, send: Send) -> None:
         replay = _BodyReplay(receive)
         try:
             user = await guard.authenticate(_credentials(scope, replay))
         except KeelError as exc:
+            await record_refusal(guard.audit, scope, exc)
             await _error(send, exc)
             return
         scope.setdefault("state", {})[STATE_KEY] = user
         scope["user"] = user
         scope["auth"] = AuthCredentials(list(user.permissions))
-        await self.app(scope, replay.receive, send)
+        audited = AuditedSend(send, guard.audit, scope, user)
+        try:
+            await self.app(scope, replay.receive, audited)
+        finally:
+            await audited.finish()
 
     def _protected(self, scope: Scope) -> bool:
         path = _route_path(scope)
@@ -113,7 +128,7 @@ def _credentials(scope: Scope, replay: _BodyReplay) -> Credentials:
         method=scope["method"],
         path=_route_path(scope),
         headers=list(scope.get("headers", ())),
-        query_params=dict(Request(scope).query_params),
+        query_params=Request(scope).query_params,
         path_params=dict(scope.get("path_params") or {}),
         scope=scope,
         request=Request(scope, replay.receive),

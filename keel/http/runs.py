@@ -9,13 +9,16 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from keel.auth.scope import EVERYTHING
 from keel.errors import Conflict, InvalidInput, NotFound
 from keel.replay import run_events
-from keel.runs import run_view
+from keel.run_config import OPEN, RunAccess, create_run_value, without_auth_keys
+from keel.runs import new_run_id, run_view
 from keel.serde import dumps
 from keel.storage.tx import Row
 from keel.streams import HEARTBEAT, mode_filter, parse_last_event_id, sse, wanted
 
+from .auth import authorize, current_user
 from .deps import Services, body, check_uuid, query_bool, query_int, query_list, raw_body, services
 from .responses import JSON
 from .schemas import BulkCancel, RunCreate, validate
@@ -28,8 +31,38 @@ router = APIRouter(tags=["runs"])
 async def _create(request: Request, thread_id: str | None) -> tuple[Services, Row]:
     s = services(request)
     parsed = await body(request, RunCreate)
-    run = await s.runs.create(parsed.normalized(thread_id is None), thread_id, _headers(s, request))
-    return s, run
+    return s, await _create_one(request, s, parsed.normalized(thread_id is None), thread_id)
+
+
+async def _create_one(
+    request: Request, s: Services, data: Row, thread_id: str | None, headers: Row | None = None
+) -> Row:
+    """Authorize, then create, one run for the request's user."""
+    run_id = new_run_id()
+    access = await _access(request, s, data, thread_id, run_id)
+    if headers is None:
+        headers = _headers(s, request)
+    return await s.runs.create(data, thread_id, headers, access, run_id)
+
+
+async def _access(
+    request: Request, s: Services, data: Row, thread_id: str | None, run_id: str
+) -> RunAccess:
+    """Who creates the run and where, as the reference authorizes it: `threads.create_run`
+    (a handler may stamp the run's metadata: `data` takes it back), then `assistants.read`
+    for an assistant that is not a graph's system assistant."""
+    if not s.guard.enabled:
+        return OPEN
+    user = current_user(request)
+    assistant_id = s.runs.assistant_uuid(str(data["assistant_id"]))
+    value = create_run_value(without_auth_keys(data), (thread_id, run_id), assistant_id, user)
+    threads = await authorize(request, "threads", "create_run", value)
+    data["metadata"] = value.get("metadata")
+    assistants = EVERYTHING
+    if not s.runs.is_system_assistant(assistant_id):
+        read = {"assistant_id": assistant_id}
+        assistants = await authorize(request, "assistants", "read", read)
+    return RunAccess(user, threads, assistants)
 
 
 def _headers(s: Services, request: Request) -> dict[str, str]:
@@ -119,14 +152,25 @@ async def _wait_response(
     return StreamingResponse(body_gen(), media_type="application/json", headers=headers)
 
 
-async def _get_run(s: Services, thread_id: str, run_id: str) -> Row:
+async def _get_run(
+    request: Request, thread_id: str, run_id: str, verb: str = "read", **value: Any
+) -> tuple[Services, Row]:
+    """The run, if the request's user may `verb` its thread (`threads.read`, `.update`,
+    `.delete`; `value`: more of the handler's value); a run on a thread outside their scope is
+    not found, as a missing one."""
+    s = services(request)
     thread_id = check_uuid(thread_id, "thread_id")
     run_id = check_uuid(run_id, "run_id")
+    value = {"thread_id": thread_id, "run_id": run_id, **value}
+    scope = await authorize(request, "threads", verb, value)
     async with s.storage.read() as tx:
         run = await tx.get_run(run_id)
-    if run is None or run["thread_id"] != thread_id:
+        visible = scope.unrestricted or await tx.in_scope(
+            "threads", thread_id, *scope.where(tx.dialect)
+        )
+    if run is None or run["thread_id"] != thread_id or not visible:
         raise NotFound(f"Run '{run_id}' not found")
-    return run
+    return s, run
 
 
 # ------------------------------------------------------------ thread runs
@@ -156,16 +200,21 @@ async def wait_run(request: Request, thread_id: str) -> Any:
 async def list_runs(request: Request, thread_id: str) -> Any:
     s = services(request)
     thread_id = check_uuid(thread_id, "thread_id")
-    status = query_list(request, "status")
+    statuses = query_list(request, "status")
+    status = statuses[-1] if statuses else None
+    limit, offset = query_int(request, "limit", 10), query_int(request, "offset", 0)
+    # As the reference: the thread must be readable (threads.read), its runs searchable
+    # (threads.search): a thread outside that scope lists no runs.
+    read = await authorize(request, "threads", "read", {"thread_id": thread_id})
+    search = await authorize(request, "threads", "search", {"thread_id": thread_id, "metadata": {}})
     async with s.storage.read() as tx:
-        if await tx.get_thread(thread_id) is None:
+        if await tx.get_thread_in(thread_id, *read.where(tx.dialect)) is None:
             raise NotFound(f"Thread '{thread_id}' not found")
-        rows = await tx.list_runs(
-            thread_id,
-            status[-1] if status else None,
-            query_int(request, "limit", 10),
-            query_int(request, "offset", 0),
-        )
+        rows = []
+        if search.unrestricted or await tx.in_scope(
+            "threads", thread_id, *search.where(tx.dialect)
+        ):
+            rows = await tx.list_runs(thread_id, status, limit, offset)
     items = [run_view(r) for r in rows]
     select = query_list(request, "select")
     if select:
@@ -175,13 +224,12 @@ async def list_runs(request: Request, thread_id: str) -> Any:
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
 async def get_run(request: Request, thread_id: str, run_id: str) -> Any:
-    return JSON(run_view(await _get_run(services(request), thread_id, run_id)))
+    return JSON(run_view((await _get_run(request, thread_id, run_id))[1]))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
 async def delete_run(request: Request, thread_id: str, run_id: str) -> Response:
-    s = services(request)
-    run = await _get_run(s, thread_id, run_id)
+    s, run = await _get_run(request, thread_id, run_id, "delete")
     if run["status"] in ("pending", "running"):
         raise Conflict("Cannot delete a run that is pending or running; cancel it first")
     async with s.storage.tx() as tx:
@@ -192,8 +240,7 @@ async def delete_run(request: Request, thread_id: str, run_id: str) -> Response:
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join_run(request: Request, thread_id: str, run_id: str) -> Any:
-    s = services(request)
-    run = await _get_run(s, thread_id, run_id)
+    s, run = await _get_run(request, thread_id, run_id)
     cancel = query_bool(request, "cancel_on_disconnect")
     base = _run_path(run)
     return await _wait_response(s, run, cancel, base + "/join", base, joined=True)
@@ -201,8 +248,7 @@ async def join_run(request: Request, thread_id: str, run_id: str) -> Any:
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
 async def join_stream(request: Request, thread_id: str, run_id: str) -> Any:
-    s = services(request)
-    run = await _get_run(s, thread_id, run_id)
+    s, run = await _get_run(request, thread_id, run_id)
     last = request.headers.get("last-event-id")
     after = parse_last_event_id(last) if last is not None else None
     keep = mode_filter(query_list(request, "stream_mode"))
@@ -213,9 +259,9 @@ async def join_stream(request: Request, thread_id: str, run_id: str) -> Any:
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
 async def cancel_run(request: Request, thread_id: str, run_id: str) -> Any:
-    s = services(request)
-    run = await _get_run(s, thread_id, run_id)
     action = _action(request)
+    meta = {"run_ids": [run_id], "status": None}
+    s, run = await _get_run(request, thread_id, run_id, "update", action=action, metadata=meta)
     missing = f"No matching runs to cancel: run '{run_id}' is not pending or running"
     if not query_bool(request, "wait"):
         if not await s.runs.cancel(run["thread_id"], [run["run_id"]], None, action):
@@ -267,8 +313,7 @@ async def batch(request: Request) -> Any:
         raise InvalidInput("body: expected an array of run-create objects")
     bodies = [validate(RunCreate, item).normalized(True) for item in payload]
     headers = _headers(s, request)
-    runs = [run_view(await s.runs.create(b, None, headers)) for b in bodies]
-    return JSON(runs)
+    return JSON([run_view(await _create_one(request, s, b, None, headers)) for b in bodies])
 
 
 @router.post("/runs/cancel", status_code=204)
@@ -281,7 +326,15 @@ async def bulk_cancel(request: Request) -> Response:
         raise InvalidInput("Provide either status or run_ids")
     run_ids = [check_uuid(r, "run_id") for r in q.run_ids] if q.run_ids else None
     thread_id = check_uuid(q.thread_id, "thread_id") if q.thread_id else None
-    n = await s.runs.cancel(thread_id, run_ids, q.status, _action(request))
+    action = _action(request)
+    value = {
+        "thread_id": thread_id,
+        "action": action,
+        "metadata": {"run_ids": run_ids, "status": q.status},
+    }
+    scope = await authorize(request, "threads", "update", value)
+    # Runs on threads outside the caller's scope count as not found.
+    n = await s.runs.cancel(thread_id, run_ids, q.status, action, scope=scope)
     if n == 0:
         raise NotFound("No matching runs to cancel")
     return Response(status_code=204)

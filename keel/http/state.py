@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from keel.errors import InvalidInput
 from keel.state import StateService
 
+from .auth import authorize, current_user
 from .deps import body, check_uuid, query_bool, query_int, query_list, services
 from .responses import JSON
 from .schemas import HISTORY_LIMIT, HistoryQuery, StateAt, StateUpdate
@@ -16,29 +17,35 @@ from .schemas import HISTORY_LIMIT, HistoryQuery, StateAt, StateUpdate
 router = APIRouter(tags=["state"])
 
 
-def _svc(request: Request) -> StateService:
+async def _svc(request: Request, thread_id: str, action: str = "read") -> StateService:
+    """The thread's state as the request's user may `action` it (`threads.read`: reads and
+    history; `threads.update`: a state update); a thread outside their scope is not found."""
     s = services(request)
-    return StateService(s.storage, s.graphs, s.hub)
+    scope = await authorize(request, "threads", action, {"thread_id": thread_id})
+    return StateService(s.storage, s.graphs, s.hub, scope, current_user(request))
 
 
 @router.get("/threads/{thread_id}/state")
 async def get_state(request: Request, thread_id: str) -> Any:
     subgraphs = query_bool(request, "subgraphs")
-    return JSON(await _svc(request).get(check_uuid(thread_id, "thread_id"), None, subgraphs))
+    thread_id = check_uuid(thread_id, "thread_id")
+    return JSON(await (await _svc(request, thread_id)).get(thread_id, None, subgraphs))
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}")
 async def get_state_at(request: Request, thread_id: str, checkpoint_id: str) -> Any:
     subgraphs = query_bool(request, "subgraphs")
     cp = {"checkpoint_id": checkpoint_id}
-    return JSON(await _svc(request).get(check_uuid(thread_id, "thread_id"), cp, subgraphs))
+    thread_id = check_uuid(thread_id, "thread_id")
+    return JSON(await (await _svc(request, thread_id)).get(thread_id, cp, subgraphs))
 
 
 @router.post("/threads/{thread_id}/state/checkpoint")
 async def post_state_at(request: Request, thread_id: str) -> Any:
     q = await body(request, StateAt)
     cp = q.checkpoint.model_dump()
-    return JSON(await _svc(request).get(check_uuid(thread_id, "thread_id"), cp, bool(q.subgraphs)))
+    thread_id = check_uuid(thread_id, "thread_id")
+    return JSON(await (await _svc(request, thread_id)).get(thread_id, cp, bool(q.subgraphs)))
 
 
 @router.post("/threads/{thread_id}/state")
@@ -47,14 +54,16 @@ async def update_state(request: Request, thread_id: str) -> Any:
     given = data.given()
     if data.checkpoint is not None:
         given["checkpoint"] = data.checkpoint.model_dump()
-    return JSON(await _svc(request).update(check_uuid(thread_id, "thread_id"), given))
+    thread_id = check_uuid(thread_id, "thread_id")
+    return JSON(await (await _svc(request, thread_id, "update")).update(thread_id, given))
 
 
 @router.post("/threads/{thread_id}/history")
 async def history(request: Request, thread_id: str) -> Any:
     q = (await body(request, HistoryQuery)).given()
     q.setdefault("limit", 1)
-    return JSON(await _svc(request).history(check_uuid(thread_id, "thread_id"), q))
+    thread_id = check_uuid(thread_id, "thread_id")
+    return JSON(await (await _svc(request, thread_id)).history(thread_id, q))
 
 
 @router.get("/threads/{thread_id}/history")
@@ -64,4 +73,5 @@ async def history_get(request: Request, thread_id: str) -> Any:
     if not 1 <= limit <= HISTORY_LIMIT:
         raise InvalidInput(f"limit: must be between 1 and {HISTORY_LIMIT}")
     q = {"limit": limit, "before": before[-1] if before else None}
-    return JSON(await _svc(request).history(check_uuid(thread_id, "thread_id"), q))
+    thread_id = check_uuid(thread_id, "thread_id")
+    return JSON(await (await _svc(request, thread_id)).history(thread_id, q))

@@ -14,7 +14,7 @@ from keel.state import StateService
 from keel.streams import HEARTBEAT, sse
 from keel.threads import ThreadService
 
-from .auth import authorize
+from .auth import authorize, current_user
 from .deps import body, check_uuid, query_list, services
 from .responses import JSON, paginated, select_fields
 from .schemas import Prune, ThreadCreate, ThreadPatch, ThreadSearch
@@ -47,7 +47,7 @@ async def create(request: Request) -> Any:
     if not supersteps:
         return JSON(await svc.create(data))
     s = services(request)
-    state = StateService(s.storage, s.graphs, s.hub)
+    state = StateService(s.storage, s.graphs, s.hub, svc.scope, current_user(request))
     return JSON(await state.create_thread(svc, data, supersteps))
 
 

@@ -74,6 +74,8 @@ class SqliteTx(Tx):
 class SqliteStorage(Storage):
     dialect = SqliteTx.dialect
     shared = False
+    # False for `keel keys` and `keel audit`: when a server holds the file they share it (WAL).
+    exclusive = True
 
     def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
         self.path = path
@@ -104,6 +106,8 @@ class SqliteStorage(Storage):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            if not self.exclusive:
+                return  # the server holding the lock has applied the migrations
             raise Unavailable(
                 f"SQLite database {str(self.path)!r} is in use by another Keel process; "
                 "SQLite mode runs one server process per file (use PostgreSQL to scale out)"
@@ -122,6 +126,11 @@ class SqliteStorage(Storage):
             conn.executescript(
                 f"BEGIN;\n{sql}\nINSERT INTO keel_migrations VALUES ({version}, '{name}');\nCOMMIT;"
             )
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) committed to the file."""
+        row = self.conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
 
     @property
     def conn(self) -> sqlite3.Connection:

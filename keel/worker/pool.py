@@ -26,7 +26,8 @@ from keel.execution import (
 )
 from keel.faults import Faults
 from keel.graphs import GraphRegistry
-from keel.runs import CONTEXT_MIRRORED, EVENTS_CHANNEL, RUNS_CHANNEL, unmirror_context
+from keel.run_config import CONTEXT_MIRRORED, carried_user, unmirror_context
+from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
@@ -352,8 +353,10 @@ class WorkerPool:
         entry = self.graphs.get(configurable["graph_id"])
         storage = self.storage
         context = kwargs.get("context")
+        user = carried_user(configurable)  # who created the run, in this process too
+        store = storage.store.for_run(run, self.settings.auth.builtin)  # its organisation's
         async with entry.build(
-            config, storage.checkpointer, storage.store, "threads.create_run", context
+            config, storage.checkpointer, store, "threads.create_run", context, user
         ) as graph:
             if run["attempt"] == 1:  # the root run's id is the run's (events, traces)
                 config = {**config, "run_id": uuid.UUID(run["run_id"])}
@@ -447,7 +450,8 @@ class WorkerPool:
         try:
             entry = self.graphs.get(config["configurable"]["graph_id"])
             storage = self.storage
-            async with entry.build(config, storage.checkpointer, storage.store) as graph:
+            user = carried_user(config["configurable"])
+            async with entry.build(config, storage.checkpointer, storage.store, user=user) as graph:
                 return await graph.aget_state({"configurable": {"thread_id": run["thread_id"]}})
         except Exception:
             log.exception("run %s: reading the thread state failed", run["run_id"])

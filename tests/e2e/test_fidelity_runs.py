@@ -284,3 +284,19 @@ async def test_run_metadata_carries_server_keys(client: Client, backend: str) ->
     if backend != "reference":  # Keel's own values
         assert {meta["langgraph_api_version"] for meta in metadata} == {__version__}
         assert {meta["langgraph_plan"] for meta in metadata} == {"developer"}
+
+
+async def test_without_auth_runs_carry_no_user_and_a_body_cannot_give_one(
+    client: Client,
+) -> None:
+    """Without auth the user keys are null / "" / [] in every run, whatever the request says
+    (the reference drops them from `config.configurable` and `context`)."""
+    forged = {"langgraph_auth_user_id": "mallory", "langgraph_auth_permissions": ["all"]}
+    for extra in ({}, {"config": {"configurable": forged}}, {"context": forged}):
+        run = await client.runs.create(None, "config_echo", input={}, **extra)
+        configurable = run["kwargs"]["config"]["configurable"]
+        assert configurable["langgraph_auth_user"] is None
+        assert configurable["langgraph_auth_user_id"] == ""
+        assert configurable["langgraph_auth_permissions"] == []
+    seen = await client.runs.wait(None, "config_echo", input={}, context=forged)
+    assert seen["seen"]["langgraph_auth_user_id"] == ""

@@ -49,8 +49,18 @@ class AssistantQueries(Queries):
         )
 
     async def get_assistant(self, assistant_id: str) -> Row | None:
+        """The assistant, with its `org` (auth scopes read it)."""
         return await self.one(
-            f"SELECT {ASSISTANT_COLS} FROM assistants WHERE assistant_id=?", [assistant_id]
+            f"SELECT {ASSISTANT_COLS}, org FROM assistants WHERE assistant_id=?", [assistant_id]
+        )
+
+    async def get_assistant_in(
+        self, assistant_id: str, where: str, params: list[Any]
+    ) -> Row | None:
+        """The assistant (with its `org`) if it satisfies `where` (an auth scope's SQL)."""
+        return await self.one(
+            f"SELECT {ASSISTANT_COLS}, org FROM assistants WHERE assistant_id=? AND {where}",
+            [assistant_id, *params],
         )
 
     async def delete_assistant(self, assistant_id: str) -> int:

@@ -51,6 +51,12 @@ class CronQueries(Queries):
     async def get_cron(self, cron_id: str) -> Row | None:
         return await self.one(f"SELECT {CRON_COLS} FROM crons WHERE cron_id=?", [cron_id])
 
+    async def get_cron_in(self, cron_id: str, where: str, params: list[Any]) -> Row | None:
+        """The cron if it satisfies `where` (an auth scope's SQL)."""
+        return await self.one(
+            f"SELECT {CRON_COLS} FROM crons WHERE cron_id=? AND {where}", [cron_id, *params]
+        )
+
     async def delete_cron(self, cron_id: str) -> int:
         return await self.run("DELETE FROM crons WHERE cron_id=?", [cron_id])
 
@@ -64,7 +70,7 @@ class CronQueries(Queries):
 
     async def due_crons(self, now: str) -> list[Row]:
         return await self.all(
-            f"SELECT {CRON_COLS} FROM crons WHERE enabled=1 AND next_run_date IS NOT NULL "
+            f"SELECT {CRON_COLS}, org FROM crons WHERE enabled=1 AND next_run_date IS NOT NULL "
             "AND next_run_date<=? AND (end_time IS NULL OR end_time>=next_run_date) "
             "ORDER BY next_run_date",
             [now],

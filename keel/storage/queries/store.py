@@ -13,6 +13,7 @@ from keel.storage.queries.base import Dialect, Queries, Row
 
 ITEM_COLS = "prefix, key, value, created_at, updated_at, expires_at, ttl_minutes"
 COMPARATORS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+MAX_FILTER_DEPTH = 4
 ItemKey = tuple[str, str]
 
 
@@ -44,29 +45,58 @@ def chunks(keys: Sequence[ItemKey]) -> list[Sequence[ItemKey]]:
     return [keys[i : i + KEYS_PER_QUERY] for i in range(0, len(keys), KEYS_PER_QUERY)]
 
 
-def filter_sql(dialect: Dialect, filt: Row | None) -> tuple[str, list[Any]]:
+def filter_sql(dialect: Dialect, filt: Row | None, depth: int = 0) -> tuple[str, list[Any]]:
     """SQL for LangGraph's store filter: top-level keys AND-ed; a value is an exact match
-    (objects match partially) or `{"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": operand}`.
-    Raises `ValueError` for a filter it cannot express."""
+    (objects match partially) or `{"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte"|"$contains": operand}`
+    (`$contains`: the list holds the operand, or each element of a list operand). Keel also
+    takes `"$and"` / `"$or"`: a list of such filters (how an auth handler's filter is ANDed into
+    a search's). Raises `ValueError` for a filter it cannot express."""
     clauses: list[str] = []
     params: list[Any] = []
     for key, want in (filt or {}).items():
-        if isinstance(want, dict) and any(str(k).startswith("$") for k in want):
-            for op, operand in want.items():
-                sql, args = _operator(dialect, key, op, operand)
-                clauses.append(sql)
-                params.extend(args)
+        if key in ("$and", "$or"):
+            sql, args = _combined(dialect, key, want, depth)
+        elif isinstance(want, dict) and any(str(k).startswith("$") for k in want):
+            sql, args = _operators(dialect, key, want)
         else:
             sql, args = dialect.containment("value", {key: want})
-            clauses.append(sql)
-            params.extend(args)
+        clauses.append(sql)
+        params.extend(args)
     return (" AND ".join(clauses) or "1=1"), params
+
+
+def _combined(dialect: Dialect, key: str, filters: Any, depth: int) -> tuple[str, list[Any]]:
+    if depth >= MAX_FILTER_DEPTH:
+        raise ValueError(f"{key} nested deeper than {MAX_FILTER_DEPTH} levels")
+    if not isinstance(filters, list) or not filters:
+        raise ValueError(f"{key} takes a non-empty list of filters")
+    if not all(isinstance(f, dict) for f in filters):
+        raise ValueError(f"{key} takes a list of filter objects")
+    parts = [filter_sql(dialect, f, depth + 1) for f in filters]
+    joiner = " AND " if key == "$and" else " OR "
+    return "(" + joiner.join(f"({sql})" for sql, _ in parts) + ")", [
+        x for _, args in parts for x in args
+    ]
+
+
+def _operators(dialect: Dialect, key: str, ops: Row) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for op, operand in ops.items():
+        sql, args = _operator(dialect, key, op, operand)
+        clauses.append(sql)
+        params.extend(args)
+    return " AND ".join(clauses), params
 
 
 def _operator(dialect: Dialect, key: str, op: str, operand: Any) -> tuple[str, list[Any]]:
     if op in ("$eq", "$ne"):
         sql, args = dialect.containment("value", {key: operand})
         return (sql, args) if op == "$eq" else (f"NOT COALESCE(({sql}), FALSE)", args)
+    if op == "$contains":
+        wanted = operand if isinstance(operand, list) else [operand]
+        # Qualified: inside json_each's subquery a bare `value` is json_each's own column.
+        return dialect.json_list_holds("store_items.value", key, wanted)
     if op not in COMPARATORS:
         raise ValueError(f"unknown operator {op!r} on {key!r}")
     if isinstance(operand, bool) or not isinstance(operand, (int, float, str)):
@@ -112,8 +142,9 @@ class StoreQueries(Queries):
         """Live items without vectors (ranked after the scored ones, as LangGraph does)."""
         where, params = self._search_where(prefix, filt, now)
         return await self.all(
-            f"SELECT {ITEM_COLS} FROM store_items s WHERE {where} AND NOT EXISTS "
-            "(SELECT 1 FROM store_vectors v WHERE v.prefix = s.prefix AND v.key = s.key) "
+            f"SELECT {ITEM_COLS} FROM store_items WHERE {where} AND NOT EXISTS "
+            "(SELECT 1 FROM store_vectors v "
+            "WHERE v.prefix = store_items.prefix AND v.key = store_items.key) "
             "ORDER BY updated_at DESC, prefix, key LIMIT ?",
             [*params, limit],
         )

@@ -1,0 +1,296 @@
+"""Quotas per organisation and per API key (`auth.quotas`): requests per second, concurrent runs
+and runs per day; a refusal is a 429 with `Retry-After`.
+
+    "quotas": {
+      "default": {"requests_per_second": 50, "burst": 100,
+                  "concurrent_runs": 10, "runs_per_day": 10000},
+      "orgs": {"acme": {"requests_per_second": 200, "runs_per_day": null}},
+      "key_default": {"requests_per_second": 20},
+      "keys": {"<key id>": {"concurrent_runs": 2}}
+    }
+
+`default` applies to each organisation (each has its own budget), `orgs` overrides it per
+organisation, field by field (`null`: no limit). `key_default` and `keys` do the same for API
+keys (a user authenticated by an API key carries its id as `key_id`); a request must pass both
+its key's limits and its organisation's. Users without an organisation share one budget.
+
+Requests per second: a token bucket per subject (`keel.auth.ratelimit`), in memory on SQLite,
+in the `quota_rates` table on PostgreSQL. Runs: checked inside the transaction that creates the
+run (`admit_run`), after the run is inserted: the subject's row in `quota_runs` is upserted
+first (it counts today's runs and, on PostgreSQL, locks the subject until the transaction ends,
+so two processes cannot both take the last slot), then the subject's pending and running runs
+are counted. A refusal rolls the whole creation back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from keel import clock
+from keel.auth.config import AuthSettings
+from keel.auth.ratelimit import Bucket, MemoryLimiter, Rate, Refusal, SqlLimiter
+from keel.auth.user import User
+from keel.errors import ConfigError, TooManyRequests
+from keel.storage.base import Storage
+from keel.storage.tx import Row, Tx
+
+SECTIONS = {"default", "orgs", "key_default", "keys"}
+LIMITS = ("requests_per_second", "burst", "concurrent_runs", "runs_per_day")
+BUSY_RETRY_AFTER = 5.0  # seconds: a refusal for concurrent runs (a run may end any moment)
+DAY = 86400.0
+KEY_FIELD = "key_id"  # the field of a User (and of a run's user) naming its API key
+# Where a run carries its user (as the reference): kwargs.config.configurable.
+RUN_USER_PATH = ("config", "configurable", "langgraph_auth_user")
+
+
+class Limiter(Protocol):
+    """What `Quotas` needs of a rate limiter (`MemoryLimiter`, `SqlLimiter`)."""
+
+    async def admit(self, buckets: Sequence[Bucket]) -> Refusal | None: ...
+
+
+# ----------------------------------------------------------------- configuration
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    rate: Rate | None = None
+    concurrent_runs: int | None = None
+    runs_per_day: int | None = None
+
+    @property
+    def limits_runs(self) -> bool:
+        return self.concurrent_runs is not None or self.runs_per_day is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaConfig:
+    org_default: Limits
+    orgs: Mapping[str, Limits]
+    key_default: Limits
+    keys: Mapping[str, Limits]
+
+    def for_org(self, org: str | None) -> Limits:
+        return self.org_default if org is None else self.orgs.get(org, self.org_default)
+
+    def for_key(self, key: str) -> Limits:
+        return self.keys.get(key, self.key_default)
+
+
+def parse_quotas(raw: Mapping[str, Any]) -> QuotaConfig:
+    """`auth.quotas` as limits; ConfigError naming the first bad value."""
+    unknown = sorted(set(raw) - SECTIONS)
+    if unknown:
+        raise ConfigError(f"auth.quotas: unsupported keys {unknown}; supported: {sorted(SECTIONS)}")
+    default = _object(raw.get("default"), "auth.quotas.default")
+    key_default = _object(raw.get("key_default"), "auth.quotas.key_default")
+    return QuotaConfig(
+        org_default=_limits(default, default, "auth.quotas.default"),
+        orgs=_overrides(raw.get("orgs"), default, "auth.quotas.orgs"),
+        key_default=_limits(key_default, key_default, "auth.quotas.key_default"),
+        keys=_overrides(raw.get("keys"), key_default, "auth.quotas.keys"),
+    )
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be an object")
+    return value
+
+
+def _overrides(value: Any, base: dict[str, Any], where: str) -> dict[str, Limits]:
+    out = {}
+    for name, own in _object(value, where).items():
+        own = _object(own, f"{where}.{name}")
+        out[name] = _limits({**base, **own}, own, f"{where}.{name}")
+    return out
+
+
+def _limits(merged: dict[str, Any], own: dict[str, Any], where: str) -> Limits:
+    unknown = sorted(set(own) - set(LIMITS))
+    if unknown:
+        raise ConfigError(f"{where}: unsupported keys {unknown}; supported: {list(LIMITS)}")
+    rps = merged.get("requests_per_second")
+    if rps is not None and (
+        isinstance(rps, bool) or not isinstance(rps, (int, float)) or not 0 < rps < math.inf
+    ):
+        raise ConfigError(f"{where}.requests_per_second must be a number > 0 (or null)")
+    burst = _count(merged, "burst", 1, where)
+    if burst is not None and rps is None and "requests_per_second" not in own:
+        raise ConfigError(f"{where}.burst needs requests_per_second")
+    rate = None
+    if rps is not None:
+        rate = Rate(float(rps), burst if burst is not None else max(1, math.ceil(rps)))
+    return Limits(
+        rate,
+        _count(merged, "concurrent_runs", 0, where),
+        _count(merged, "runs_per_day", 0, where),
+    )
+
+
+def _count(raw: dict[str, Any], key: str, minimum: int, where: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}.{key} must be an integer >= {minimum} (or null)")
+    return value
+
+
+# ----------------------------------------------------------------------- subjects
+def org_name(org: str | None) -> str:
+    return "org" if org is None else f"org:{org}"
+
+
+def org_label(org: str | None) -> str:
+    return "users without an organisation" if org is None else f"organisation '{org}'"
+
+
+def user_key(user: User) -> str | None:
+    """The id of the API key `user` authenticated with (None: not an API key)."""
+    key = user.fields.get(KEY_FIELD)
+    return None if key is None else str(key)
+
+
+def run_subjects(run: Row) -> tuple[str | None, str | None]:
+    """The organisation and API key a run counts against: its `org`, and the key id of the
+    user it carries (`kwargs.config.configurable.langgraph_auth_user.key_id`)."""
+    user: Any = run.get("kwargs") or {}
+    for part in RUN_USER_PATH:
+        user = user.get(part) if isinstance(user, dict) else None
+    key = user.get(KEY_FIELD) if isinstance(user, dict) else None
+    return run.get("org"), None if key is None else str(key)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSubject:
+    """An organisation or a key, as run creation counts it."""
+
+    name: str
+    label: str
+    limits: Limits
+    org: str | None
+    key: str | None = None
+
+
+# ------------------------------------------------------------------------- quotas
+class Quotas:
+    """The `Quotas` hook of `keel.auth.guard.Guard`."""
+
+    def __init__(self, config: QuotaConfig, limiter: Limiter) -> None:
+        self.config = config
+        self.limiter = limiter
+
+    async def admit_request(self, user: User) -> None:
+        buckets = self._buckets(user.org, user_key(user))
+        if not buckets:
+            return
+        refusal = await self.limiter.admit(buckets)
+        if refusal is not None:
+            raise TooManyRequests(refusal.detail, refusal.wait)
+
+    def _buckets(self, org: str | None, key: str | None) -> list[Bucket]:
+        """The key's bucket first: the organisation's is drawn on only when the key admits."""
+        out = []
+        if key is not None:
+            rate = self.config.for_key(key).rate
+            if rate is not None:
+                out.append(Bucket(f"key:{key}", f"API key '{key}'", rate))
+        rate = self.config.for_org(org).rate
+        if rate is not None:
+            out.append(Bucket(org_name(org), org_label(org), rate))
+        return out
+
+    async def admit_run(self, tx: Tx, run: Row) -> None:
+        """Inside the transaction that just inserted `run`: raise TooManyRequests (and so roll
+        the creation back) when its organisation or key is at its concurrent or daily limit."""
+        org, key = run_subjects(run)
+        subjects = [RunSubject(org_name(org), org_label(org), self.config.for_org(org), org)]
+        if key is not None:
+            limits = self.config.for_key(key)
+            subjects.append(RunSubject(f"key:{key}", f"API key '{key}'", limits, org, key))
+        now = clock.now()
+        # Always in the same order, so that two creations never wait on each other's lock.
+        for subject in sorted(subjects, key=lambda s: s.name):
+            if subject.limits.limits_runs:
+                await _admit_run(tx, subject, now)
+
+
+async def _admit_run(tx: Tx, subject: RunSubject, now: float) -> None:
+    limits = subject.limits
+    today = await count_today(tx, subject.name, clock.iso(now)[:10])
+    if limits.runs_per_day is not None and today > limits.runs_per_day:
+        raise TooManyRequests(
+            f"Run quota exceeded for {subject.label}: {limits.runs_per_day} runs per day (UTC)",
+            DAY - now % DAY,
+        )
+    if limits.concurrent_runs is not None:
+        active = await count_active(tx, subject.org, subject.key)
+        if active > limits.concurrent_runs:
+            raise TooManyRequests(
+                f"Run quota exceeded for {subject.label}: {limits.concurrent_runs} concurrent "
+                "runs (pending or running)",
+                BUSY_RETRY_AFTER,
+            )
+
+
+async def count_today(tx: Tx, subject: str, day: str) -> int:
+    """Count one more run of `subject` on `day` (UTC, YYYY-MM-DD); the count, this one included.
+    On PostgreSQL the upsert locks the subject's row until the transaction ends. A day never
+    goes back: a process whose clock lags counts into the latest day seen."""
+    row = await tx.one(
+        "INSERT INTO quota_runs (subject, on_day, runs) VALUES (?, ?, 1) "
+        "ON CONFLICT (subject) DO UPDATE SET "
+        "runs = CASE WHEN quota_runs.on_day < excluded.on_day THEN 1 "
+        "ELSE quota_runs.runs + 1 END, "
+        "on_day = CASE WHEN quota_runs.on_day < excluded.on_day THEN excluded.on_day "
+        "ELSE quota_runs.on_day END "
+        "RETURNING runs",
+        [subject, day],
+    )
+    assert row is not None
+    return int(row["runs"])
+
+
+async def count_active(tx: Tx, org: str | None, key: str | None) -> int:
+    """Pending and running runs of an organisation (of one of its keys, with `key`)."""
+    where = "status IN ('pending','running') AND "
+    params: list[Any] = []
+    where += "org IS NULL" if org is None else "org = ?"
+    params += [] if org is None else [org]
+    if key is not None:
+        where += f" AND {_run_key_sql(tx)} = ?"
+        params.append(key)
+    row = await tx.one(f"SELECT COUNT(*) AS n FROM runs WHERE {where}", params)
+    return int(row["n"]) if row else 0
+
+
+def _run_key_sql(tx: Tx) -> str:
+    """SQL for the key id of the user a run carries (see `run_subjects`)."""
+    path = [*RUN_USER_PATH, KEY_FIELD]
+    if tx.dialect.name == "postgres":
+        return "kwargs #>> '{" + ",".join(path) + "}'"
+    return "json_extract(kwargs, '$." + ".".join(path) + "')"
+
+
+def check_quotas(settings: AuthSettings) -> QuotaConfig | None:
+    """`auth.quotas` parsed (None: none); ConfigError when it cannot be honoured."""
+    if settings.quotas is None:
+        return None
+    if not settings.builtin:
+        raise ConfigError(
+            "auth.quotas needs organisations: turn on built-in auth (auth.api_keys or auth.jwt)"
+        )
+    return parse_quotas(settings.quotas)
+
+
+def build_quotas(settings: AuthSettings, storage: Storage) -> Quotas | None:
+    """The quotas `auth.quotas` asks for (None: none); shared by every process on PostgreSQL."""
+    config = check_quotas(settings)
+    if config is None:
+        return None
+    limiter: Limiter = SqlLimiter(storage) if storage.shared else MemoryLimiter()
+    return Quotas(config, limiter)
