@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import schemas as s
+from .admin import KeyCreate
 
 REF = "#/components/schemas/{model}"
 # (method, path) -> the model of its JSON body (a list of it for /runs/batch)
@@ -50,6 +51,7 @@ BODIES: dict[tuple[str, str], type[BaseModel] | tuple[type[BaseModel]]] = {
     ("delete", "/store/items"): s.StoreDelete,
     ("post", "/store/items/search"): s.StoreSearch,
     ("post", "/store/namespaces"): s.StoreNamespaces,
+    ("post", "/keel/keys"): KeyCreate,
 }
 # Routes that take no body (their input is in the path and the query string).
 NO_BODY = {
@@ -84,6 +86,13 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("get", RUN + "/stream"): {"stream_mode": STRS, "cancel_on_disconnect": BOOL},
     ("post", RUN + "/cancel"): {"wait": BOOL, "action": {"enum": ["interrupt", "rollback"]}},
     ("get", "/store/items"): {"namespace": STR, "key*": STR, "refresh_ttl": BOOL},
+    ("get", "/keel/audit"): {
+        "since": STR,
+        "outcome": {"enum": ["ok", "refused"]},
+        "limit": INT,
+        "offset": INT,
+        "org": STR,
+    },
 }
 UUID_PATH_PARAMETERS = {"thread_id", "run_id", "cron_id"}
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
+import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -34,6 +35,19 @@ from keel.errors import InvalidInput
 
 # The checkpoint metadata keys LangGraph's SQLite saver can filter on.
 FILTER_KEY = re.compile(r"[a-zA-Z0-9_.-]+")
+NUL_TEXT = "Text holding a NUL character (\\u0000) cannot be stored on PostgreSQL"
+
+
+@contextlib.contextmanager
+def nul_is_bad_input() -> Iterator[None]:
+    """PostgreSQL's refusal of a NUL character in text (psycopg's own, or the server's for a
+    `\\u0000` in JSON) is the client's bad input: 422, not a failure."""
+    try:
+        yield
+    except psycopg.DataError as exc:
+        if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "NUL (0x00)" in str(exc):
+            raise InvalidInput(NUL_TEXT) from exc
+        raise
 
 
 def with_thread_id(config: RunnableConfig, metadata: CheckpointMetadata) -> CheckpointMetadata:
@@ -128,6 +142,22 @@ class KeelPostgresSaver(AsyncPostgresSaver):
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         super().__init__(pool)
         self.lock = contextlib.nullcontext()  # type: ignore[assignment]
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        with nul_is_bad_input():  # a checkpoint namespace or id from a request
+            return await super().aget_tuple(config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        with nul_is_bad_input():  # a history filter from a request
+            async for item in super().alist(config, filter=filter, before=before, limit=limit):
+                yield item
 
     async def aput(
         self,

@@ -19,17 +19,16 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from keel.errors import Conflict, InvalidInput, Unavailable
+from keel.errors import Conflict, Unavailable
 from keel.serde import dumps, loads
 from keel.storage.base import Listener, Storage, exception_chain, migration_files
-from keel.storage.checkpointer import KeelPostgresSaver
+from keel.storage.checkpointer import KeelPostgresSaver, nul_is_bad_input
 from keel.storage.tx import Dialect, Row, Tx, j
 
 log = logging.getLogger("keel.storage")
 MIGRATION_LOCK = 0x6B65656C  # "keel": pg_advisory_lock key held while migrating
 LISTEN_PING = 5.0  # seconds of silence after which the LISTEN connection is checked
 SUSPECT_SECONDS = 30.0  # after a lost connection, test pooled connections this long
-NUL_TEXT = "Text holding a NUL character (\\u0000) cannot be stored on PostgreSQL"
 _SQL: dict[str, str] = {}
 
 
@@ -276,13 +275,10 @@ class PostgresStorage(Storage):
         """Database failures as Keel errors: lost connections are 503, unique clashes 409, text
         PostgreSQL cannot hold (a NUL character) 422."""
         try:
-            yield
+            with nul_is_bad_input():
+                yield
         except psycopg.errors.UniqueViolation as exc:
             raise Conflict(f"conflicting change: {exc.diag.message_primary}") from exc
-        except psycopg.DataError as exc:
-            if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "NUL (0x00)" in str(exc):
-                raise InvalidInput(NUL_TEXT) from exc
-            raise
         except (psycopg.OperationalError, PoolTimeout) as exc:
             self._suspect()
             raise Unavailable(f"database unavailable: {exc}") from exc

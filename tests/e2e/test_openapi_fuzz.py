@@ -216,6 +216,28 @@ async def test_a_history_filter_key_the_sqlite_saver_refuses_is_bad_input(
 
 
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/threads/{thread_id}/history", {"metadata": {"note": "a\x00b"}}),
+        ("/threads/{thread_id}/state/checkpoint", {"checkpoint": {"checkpoint_ns": "a\x00b"}}),
+    ],
+    ids=["history-filter", "checkpoint-namespace"],
+)
+async def test_a_nul_that_reaches_the_checkpointer_is_bad_input_on_postgres(
+    api: httpx.AsyncClient, backend: str, path: str, body: dict[str, Any]
+) -> None:
+    thread_id = await _thread(api)
+    ran = await api.post(f"/threads/{thread_id}/runs/wait", json={"assistant_id": PIPELINE})
+    assert ran.status_code == 200, ran.text
+    response = await api.post(path.format(thread_id=thread_id), json=body)
+    if backend == "postgres":
+        assert response.status_code == 422, response.text
+        assert "NUL character" in response.json()["detail"]
+    else:
+        assert response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize(
     ("method", "path", "body"),
     [
         ("post", "/threads/{thread_id}/runs", {"assistant_id": PIPELINE, "after_seconds": 1e12}),
