@@ -6,6 +6,9 @@ is bounded and reproducible: deterministic generation (no random seed, no exampl
 fixed number of cases per operation, one worker, and the path ids fixed to rows seeded before
 (a thread with a finished run, an assistant, a cron, a checkpoint), so requests reach the routes'
 logic instead of stopping at 404; each DELETE gets rows of its own, so the others keep theirs.
+The fuzzing phase only (~280 cases per backend, ~10 s): schemathesis's coverage phase adds
+~4,600 boundary cases (~20 s per backend), worth running by hand (`--phases coverage,fuzzing`)
+after a change to the schemas or the storage, not on every run.
 
 Excluded: `GET /threads/{thread_id}/stream`, which streams until the client goes away (on an
 existing thread it would only time out). Nothing else can wait: no run is pending or running
