@@ -60,7 +60,7 @@ class MemoryService:
     before they join a batch with other requests' operations.
 
     `store` is the `KeelStore` or, under built-in auth, one organisation's view of it
-    (`KeelStore.for_user`). `filters` (from auth handlers) narrow the items a caller may get,
+    (`keel.store_orgs.for_user`). `filters` (from auth handlers) narrow the items a caller may get,
     delete or find: an item that does not match them is not there for that caller."""
 
     def __init__(self, store: KeelStore, view: BaseStore | None = None) -> None:

@@ -23,6 +23,7 @@ from keel.runs import THREAD_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.storage.base import Storage
 from keel.storage.tx import Row
+from keel.store_orgs import for_user
 from keel.streams import StreamHub
 from keel.threads import ThreadService, get_thread
 
@@ -188,7 +189,7 @@ class StateService:
         }
         storage = self.storage
         # With organisations on, a factory reading the store at build time sees its org's only.
-        store = storage.store.for_user(self.user, self.scope.bound)
+        store = for_user(storage.store, self.user, self.scope.bound)
         async with self.graphs.get(graph_id).build(
             config, storage.checkpointer, store, access, user=self.user
         ) as graph:

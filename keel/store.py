@@ -48,7 +48,6 @@ from keel.storage.queries.store import filter_sql
 from keel.vectors import Floats, VectorIndex
 
 if TYPE_CHECKING:
-    from keel.auth.user import User
     from keel.embeddings import Embedder
     from keel.storage.base import Storage
     from keel.storage.tx import Tx
@@ -159,29 +158,8 @@ class KeelStore(AsyncBatchedBaseStore):
         }
         self.index = VectorIndex(embedder.dims, embedder.coarse_dims) if embedder else None
         self._sync_lock = asyncio.Lock()
-        self._orgs: dict[str | None, BaseStore] = {}
-
-    # ------------------------------------------------------------- organisations
-    def for_org(self, org: str | None) -> BaseStore:
-        """One organisation's view of the store (`keel.store_orgs`), one object per org."""
-        from keel.store_orgs import OrgStore
-
-        view = self._orgs.get(org)
-        if view is None:
-            if len(self._orgs) >= 1024:
-                self._orgs.clear()
-            view = self._orgs[org] = OrgStore(self, org)
-        return view
-
-    def for_user(self, user: User | None, orgs: bool) -> BaseStore:
-        """The store as `user` may use it: their organisation's when organisations are on."""
-        return self.for_org(None if user is None else user.org) if orgs else self
-
-    def for_run(self, run: Row, orgs: bool) -> BaseStore:
-        """The store a run's graph gets: its organisation's when organisations are on."""
-        from keel.store_orgs import run_org
-
-        return self.for_org(run_org(run)) if orgs else self
+        # Each organisation's view of this store, made by `keel.store_orgs.for_org`.
+        self.org_views: dict[str | None, BaseStore] = {}
 
     async def aclose(self) -> None:
         task, self._task = self._task, None

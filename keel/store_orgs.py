@@ -69,6 +69,26 @@ def run_org(run: Mapping[str, Any]) -> str | None:
     return None if org is None else str(org)
 
 
+def for_org(store: KeelStore, org: str | None) -> BaseStore:
+    """One organisation's view of the store, one object per org."""
+    view = store.org_views.get(org)
+    if view is None:
+        if len(store.org_views) >= 1024:
+            store.org_views.clear()
+        view = store.org_views[org] = OrgStore(store, org)
+    return view
+
+
+def for_user(store: KeelStore, user: User | None, orgs: bool) -> BaseStore:
+    """The store as `user` may use it: their organisation's when organisations are on."""
+    return for_org(store, None if user is None else user.org) if orgs else store
+
+
+def for_run(store: KeelStore, run: Mapping[str, Any], orgs: bool) -> BaseStore:
+    """The store a run's graph gets: its organisation's when organisations are on."""
+    return for_org(store, run_org(run)) if orgs else store
+
+
 class OrgStore(BaseStore):
     """One organisation's view of the store (see the module docstring)."""
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from langgraph_sdk import Auth
 
 from keel.auth import handlers, roles
-from keel.auth.config import AuthSettings
 from keel.auth.handlers import Credentials, HandlerError
 from keel.auth.scope import EVERYTHING, Scope
 from keel.auth.user import AuthenticationError, User
 from keel.errors import Forbidden, KeelError, TooManyRequests
+from keel.settings import AuthSettings
 
 if TYPE_CHECKING:
     from keel.storage.tx import Row, Tx

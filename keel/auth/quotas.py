@@ -25,20 +25,18 @@ are counted. A refusal rolls the whole creation back.
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from keel import clock
-from keel.auth.config import AuthSettings
 from keel.auth.ratelimit import Bucket, MemoryLimiter, Rate, Refusal, SqlLimiter
 from keel.auth.user import User
-from keel.errors import ConfigError, TooManyRequests
+from keel.errors import TooManyRequests
+from keel.settings import AuthSettings
+from keel.settings.quotas import Limits, QuotaConfig, check_quotas
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 
-SECTIONS = {"default", "orgs", "key_default", "keys"}
-LIMITS = ("requests_per_second", "burst", "concurrent_runs", "runs_per_day")
 BUSY_RETRY_AFTER = 5.0  # seconds: a refusal for concurrent runs (a run may end any moment)
 DAY = 86400.0
 KEY_FIELD = "key_id"  # the field of a User (and of a run's user) naming its API key
@@ -52,92 +50,18 @@ class Limiter(Protocol):
     async def admit(self, buckets: Sequence[Bucket]) -> Refusal | None: ...
 
 
-# ----------------------------------------------------------------- configuration
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    rate: Rate | None = None
-    concurrent_runs: int | None = None
-    runs_per_day: int | None = None
-
-    @property
-    def limits_runs(self) -> bool:
-        return self.concurrent_runs is not None or self.runs_per_day is not None
 
 
-@dataclasses.dataclass(frozen=True)
-class QuotaConfig:
-    org_default: Limits
-    orgs: Mapping[str, Limits]
-    key_default: Limits
-    keys: Mapping[str, Limits]
-
-    def for_org(self, org: str | None) -> Limits:
-        return self.org_default if org is None else self.orgs.get(org, self.org_default)
-
-    def for_key(self, key: str) -> Limits:
-        return self.keys.get(key, self.key_default)
 
 
-def parse_quotas(raw: Mapping[str, Any]) -> QuotaConfig:
-    """`auth.quotas` as limits; ConfigError naming the first bad value."""
-    unknown = sorted(set(raw) - SECTIONS)
-    if unknown:
-        raise ConfigError(f"auth.quotas: unsupported keys {unknown}; supported: {sorted(SECTIONS)}")
-    default = _object(raw.get("default"), "auth.quotas.default")
-    key_default = _object(raw.get("key_default"), "auth.quotas.key_default")
-    return QuotaConfig(
-        org_default=_limits(default, default, "auth.quotas.default"),
-        orgs=_overrides(raw.get("orgs"), default, "auth.quotas.orgs"),
-        key_default=_limits(key_default, key_default, "auth.quotas.key_default"),
-        keys=_overrides(raw.get("keys"), key_default, "auth.quotas.keys"),
-    )
 
 
-def _object(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be an object")
-    return value
 
 
-def _overrides(value: Any, base: dict[str, Any], where: str) -> dict[str, Limits]:
-    out = {}
-    for name, own in _object(value, where).items():
-        own = _object(own, f"{where}.{name}")
-        out[name] = _limits({**base, **own}, own, f"{where}.{name}")
-    return out
 
 
-def _limits(merged: dict[str, Any], own: dict[str, Any], where: str) -> Limits:
-    unknown = sorted(set(own) - set(LIMITS))
-    if unknown:
-        raise ConfigError(f"{where}: unsupported keys {unknown}; supported: {list(LIMITS)}")
-    rps = merged.get("requests_per_second")
-    if rps is not None and (
-        isinstance(rps, bool) or not isinstance(rps, (int, float)) or not 0 < rps < math.inf
-    ):
-        raise ConfigError(f"{where}.requests_per_second must be a number > 0 (or null)")
-    burst = _count(merged, "burst", 1, where)
-    if burst is not None and rps is None and "requests_per_second" not in own:
-        raise ConfigError(f"{where}.burst needs requests_per_second")
-    rate = None
-    if rps is not None:
-        rate = Rate(float(rps), burst if burst is not None else max(1, math.ceil(rps)))
-    return Limits(
-        rate,
-        _count(merged, "concurrent_runs", 0, where),
-        _count(merged, "runs_per_day", 0, where),
-    )
 
 
-def _count(raw: dict[str, Any], key: str, minimum: int, where: str) -> int | None:
-    value = raw.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}.{key} must be an integer >= {minimum} (or null)")
-    return value
 
 
 # ----------------------------------------------------------------------- subjects
@@ -196,12 +120,12 @@ class Quotas:
         """The key's bucket first: the organisation's is drawn on only when the key admits."""
         out = []
         if key is not None:
-            rate = self.config.for_key(key).rate
-            if rate is not None:
-                out.append(Bucket(f"key:{key}", f"API key '{key}'", rate))
-        rate = self.config.for_org(org).rate
-        if rate is not None:
-            out.append(Bucket(org_name(org), org_label(org), rate))
+            limit = self.config.for_key(key).rate
+            if limit is not None:
+                out.append(Bucket(f"key:{key}", f"API key '{key}'", Rate.of(limit)))
+        limit = self.config.for_org(org).rate
+        if limit is not None:
+            out.append(Bucket(org_name(org), org_label(org), Rate.of(limit)))
         return out
 
     async def admit_run(self, tx: Tx, run: Row) -> None:
@@ -276,20 +200,9 @@ def _run_key_sql(tx: Tx) -> str:
     return "json_extract(kwargs, '$." + ".".join(path) + "')"
 
 
-def check_quotas(settings: AuthSettings) -> QuotaConfig | None:
-    """`auth.quotas` parsed (None: none); ConfigError when it cannot be honoured."""
-    if settings.quotas is None:
-        return None
-    if not settings.builtin:
-        raise ConfigError(
-            "auth.quotas needs organisations: turn on built-in auth (auth.api_keys or auth.jwt)"
-        )
-    return parse_quotas(settings.quotas)
-
-
 def build_quotas(settings: AuthSettings, storage: Storage) -> Quotas | None:
     """The quotas `auth.quotas` asks for (None: none); shared by every process on PostgreSQL."""
-    config = check_quotas(settings)
+    config = check_quotas(settings.quotas, settings.builtin)
     if config is None:
         return None
     limiter: Limiter = SqlLimiter(storage) if storage.shared else MemoryLimiter()

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from keel import clock
+from keel.settings.quotas import RateLimit
 from keel.storage.base import Storage
 
 PRUNE_AT = 10_000  # subjects kept in memory before the idle ones are dropped
@@ -44,9 +45,12 @@ LEASE_SECONDS = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
-class Rate:
-    per_second: float
-    burst: int
+class Rate(RateLimit):
+    """A configured rate limit, with the bucket arithmetic."""
+
+    @classmethod
+    def of(cls, limit: RateLimit) -> Rate:
+        return cls(limit.per_second, limit.burst)
 
     @property
     def step(self) -> float:

@@ -11,6 +11,7 @@ from keel.assistants import AssistantService, ThreadDeleteScope
 from keel.auth.scope import Scope
 from keel.errors import InvalidInput, KeelError, NotFound
 from keel.graphs import drawable, graph_schemas, system_assistant_id
+from keel.store_orgs import for_user
 
 from .auth import authorize, current_user
 from .deps import body, check_uuid, query_bool, query_list, services
@@ -150,7 +151,7 @@ async def _graph_of(request: Request, assistant_id: str) -> Any:
     assistant = await (await _reader(request, assistant_id)).get(assistant_id)
     entry = s.graphs.get(assistant["graph_id"])
     config = {"configurable": {"assistant_id": assistant_id}, **assistant["config"]}
-    store = s.storage.store.for_user(current_user(request), s.settings.auth.builtin)
+    store = for_user(s.storage.store, current_user(request), s.settings.auth.builtin)
     return assistant, entry.build(config, None, store, "assistants.read")
 
 

@@ -10,13 +10,12 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel
 
-from keel.auth.config import AuthSettings
 from keel.auth.guard import Guard
 from keel.errors import InvalidInput
 from keel.graphs import GraphRegistry
 from keel.runs import RunService
 from keel.scheduler import Scheduler
-from keel.settings import Settings
+from keel.settings import AuthSettings, Settings
 from keel.storage.base import Storage
 from keel.streams import StreamHub
 from keel.worker import WorkerPool

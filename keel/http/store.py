@@ -15,6 +15,7 @@ from langgraph.store.base import NOT_PROVIDED
 from keel.auth.scope import Scope
 from keel.errors import BadRequest
 from keel.memory import MemoryService, namespace_of
+from keel.store_orgs import for_user
 
 from .auth import authorize, current_user
 from .deps import body, query_list, services
@@ -28,7 +29,7 @@ async def _svc(request: Request, action: str, value: dict[str, Any]) -> tuple[Me
     """The store as the request's user may `action` it, and the scope their handler gave."""
     scope = await authorize(request, "store", action, value)
     s = services(request)
-    view = s.storage.store.for_user(current_user(request), s.settings.auth.builtin)
+    view = for_user(s.storage.store, current_user(request), s.settings.auth.builtin)
     return MemoryService(s.storage.store, view), scope
 
 

@@ -32,6 +32,7 @@ from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
+from keel.store_orgs import for_run
 from keel.streams import RunChannel, StreamHub
 from keel.worker.leases import LOST, Leases
 from keel.worker.recording import Flusher, end_run, roll_back
@@ -354,7 +355,7 @@ class WorkerPool:
         storage = self.storage
         context = kwargs.get("context")
         user = carried_user(configurable)  # who created the run, in this process too
-        store = storage.store.for_run(run, self.settings.auth.builtin)  # its organisation's
+        store = for_run(storage.store, run, self.settings.auth.builtin)  # its organisation's
         async with entry.build(
             config, storage.checkpointer, store, "threads.create_run", context, user
         ) as graph:

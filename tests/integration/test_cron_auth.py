@@ -10,13 +10,13 @@ import asyncio
 from typing import Any
 
 from keel import clock
-from keel.auth.config import AuthSettings
 from keel.auth.scope import Scope
 from keel.auth.user import User
 from keel.crons import CronService
 from keel.scheduler import Scheduler
-from keel.settings import StoreSettings
+from keel.settings import AuthSettings, StoreSettings
 from keel.storage.tx import Row
+from keel.store_orgs import for_org
 from keel.threads import ThreadService
 from tests.integration.test_worker import Rig, rig
 
@@ -55,7 +55,7 @@ async def test_a_cron_runs_as_its_creator_in_its_organisation(database_url: str)
     async with rig(database_url, auth=auth, store=store_settings) as r:
         await r.pool.start()
         store = r.storage.store
-        await store.for_org("globex").aput(tuple(NS), "theirs", {"text": "theirs"})
+        await for_org(store, "globex").aput(tuple(NS), "theirs", {"text": "theirs"})
         ann = User("ann", org="acme", role="member", permissions=["threads:create"])
         input_ = {"namespace": NS, "put": "ours"}
         cron = await _cron_for(r, ann, {"input": input_, "context": {"c": 1}})
@@ -71,6 +71,6 @@ async def test_a_cron_runs_as_its_creator_in_its_organisation(database_url: str)
         assert thread is not None
         assert thread["values"]["seen"] == ["ours"]
         assert thread["values"]["namespaces"] == [NS]
-        mine = await store.for_org("acme").aget(tuple(NS), "ours")
+        mine = await for_org(store, "acme").aget(tuple(NS), "ours")
         assert mine is not None and mine.value == {"text": "ours"}
-        assert await store.for_org("globex").aget(tuple(NS), "ours") is None
+        assert await for_org(store, "globex").aget(tuple(NS), "ours") is None

@@ -1,4 +1,4 @@
-"""One organisation's view of Keel's store (`KeelStore.for_org`, keel/store_orgs.py), as a
+"""One organisation's view of Keel's store (`keel.store_orgs.for_org`), as a
 graph's `BaseStore` and the `/store` API use it: each organisation sees only its own items,
 namespaces and vectors, under the namespaces it wrote (the reserved label never shows), whatever
 it asks; a namespace starting with the reserved label is refused. The namespace listing of a
@@ -16,7 +16,7 @@ from langgraph.store.memory import InMemoryStore
 
 from keel.errors import InvalidInput
 from keel.store import KeelStore
-from keel.store_orgs import ORG_LABEL, org_label, run_org
+from keel.store_orgs import ORG_LABEL, for_org, for_run, for_user, org_label, run_org
 from tests.store.conftest import KEEL_BACKENDS, Stores, unique_ns
 
 BACKENDS = KEEL_BACKENDS
@@ -30,7 +30,7 @@ async def _keel(stores: Stores) -> KeelStore:
 
 async def test_each_organisation_sees_only_its_items(stores: Stores) -> None:
     store = await _keel(stores)
-    acme, globex, none = store.for_org("acme"), store.for_org("globex"), store.for_org(None)
+    acme, globex, none = for_org(store, "acme"), for_org(store, "globex"), for_org(store, None)
     ns = ("notes", "q3")
     await acme.aput(ns, "k", {"text": "acme launch plan"})
     await globex.aput(ns, "k", {"text": "globex merger plan"})
@@ -53,9 +53,9 @@ async def test_organisation_labels_never_collide(stores: Stores) -> None:
     store = await _keel(stores)
     orgs = ["a", "a.b", "a:b", "a/b", "a%2Eb", "a b", "ä"]
     for org in orgs:
-        await store.for_org(org).aput(("x",), "k", {"org": org})
+        await for_org(store, org).aput(("x",), "k", {"org": org})
     for org in orgs:
-        view = store.for_org(org)
+        view = for_org(store, org)
         assert [i.value["org"] for i in await view.asearch(())] == [org]
         assert await view.alist_namespaces() == [("x",)]
     labels = {org_label(org) for org in orgs} | {org_label(None)}
@@ -63,7 +63,7 @@ async def test_organisation_labels_never_collide(stores: Stores) -> None:
 
 
 async def test_the_reserved_label_is_refused(stores: Stores) -> None:
-    view = (await _keel(stores)).for_org("acme")
+    view = for_org(await _keel(stores), "acme")
     for ns in ((ORG_LABEL, "x"), (f"{ORG_LABEL}:globex",), (f"{ORG_LABEL}:", "x")):
         with pytest.raises(InvalidInput, match="reserved"):
             await view.aput(ns, "k", {})
@@ -79,8 +79,8 @@ async def test_the_reserved_label_is_refused(stores: Stores) -> None:
 async def test_sync_callers_get_the_same_view(stores: Stores) -> None:
     """Sync graph nodes (worker threads) reach the store through `batch`."""
     store = await _keel(stores)
-    acme = store.for_org("acme")
-    await store.for_org("globex").aput(("s",), "k", {"v": "globex"})
+    acme = for_org(store, "acme")
+    await for_org(store, "globex").aput(("s",), "k", {"v": "globex"})
     await asyncio.to_thread(acme.put, ("s",), "k", {"v": "acme"})
     item = await asyncio.to_thread(acme.get, ("s",), "k")
     assert item is not None and item.value == {"v": "acme"} and item.namespace == ("s",)
@@ -113,11 +113,11 @@ LISTINGS: list[dict[str, Any]] = [
 async def test_listing_namespaces_is_langgraphs(stores: Stores, ask: dict[str, Any]) -> None:
     store = await _keel(stores)
     oracle = InMemoryStore()
-    view = store.for_org("acme")
+    view = for_org(store, "acme")
     for ns in NAMESPACES:
         await view.aput(ns, "k", {})
         await oracle.aput(ns, "k", {})
-        await store.for_org("globex").aput(("globex", *ns), "k", {})
+        await for_org(store, "globex").aput(("globex", *ns), "k", {})
     assert await view.alist_namespaces(**ask) == await oracle.alist_namespaces(**ask)
 
 
@@ -133,9 +133,9 @@ def test_a_runs_organisation() -> None:
 async def test_stores_for_users_and_runs(stores: Stores) -> None:
     store = await _keel(stores)
     run = {"org": "acme", "kwargs": {}}
-    assert store.for_run(run, orgs=False) is store
-    assert store.for_run(run, orgs=True) is store.for_org("acme")
-    assert store.for_user(None, orgs=False) is store
+    assert for_run(store, run, orgs=False) is store
+    assert for_run(store, run, orgs=True) is for_org(store, "acme")
+    assert for_user(store, None, orgs=False) is store
 
 
 # ------------------------------------------------------------------------ filters

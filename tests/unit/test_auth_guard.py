@@ -10,12 +10,12 @@ import pytest
 from langgraph_sdk import Auth
 
 from keel.auth import handlers
-from keel.auth.config import AuthCache, AuthSettings, auth_settings
 from keel.auth.filters import FilterError
 from keel.auth.guard import Guard
 from keel.auth.handlers import Credentials, HandlerError
 from keel.auth.user import User, normalize
 from keel.errors import ConfigError, Forbidden
+from keel.settings import AuthCache, AuthSettings, auth_settings
 
 
 def _creds(**headers: str) -> Credentials:

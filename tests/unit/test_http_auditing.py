@@ -15,14 +15,15 @@ from fastapi.responses import StreamingResponse
 from starlette.middleware import Middleware
 
 from keel.auth.audit import AuditLog, AuditQuery, read_entries
-from keel.auth.config import AuthSettings
 from keel.auth.guard import AUDITED_REQUEST, AuditEntry, Guard
-from keel.auth.quotas import Quotas, parse_quotas
+from keel.auth.quotas import Quotas
 from keel.auth.ratelimit import MemoryLimiter
 from keel.auth.user import AuthenticationError, User
 from keel.errors import InvalidInput, PayloadTooLarge, TooManyRequests
 from keel.http.app import _install_error_handlers
 from keel.http.auth import AuthMiddleware
+from keel.settings import AuthSettings
+from keel.settings.quotas import parse_quotas
 from keel.storage.sqlite import SqliteStorage
 
 THREAD = "6f1c2b9e-0000-4000-8000-000000000001"

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from keel.auth import roles
-from keel.auth.config import AuthSettings
 from keel.auth.guard import Guard
 from keel.auth.handlers import Credentials
 from keel.auth.jwt import JwtAuthenticator, jwt_config, usable_keys
 from keel.auth.user import AuthenticationError, User
 from keel.errors import ConfigError, Forbidden, Unavailable
+from keel.settings import AuthSettings
 from tests.support.clock import FakeClock
 from tests.support.jwks import (
     AUDIENCE,

@@ -7,10 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from keel.auth.config import AuthSettings
 from keel.http.app import create_app
 from keel.http.openapi import BODIES, NO_BODY, QUERY
-from keel.settings import Settings
+from keel.settings import AuthSettings, Settings
 
 WRITES = {"post", "put", "patch"}
 

@@ -14,18 +14,9 @@ from typing import Any
 import pytest
 
 from keel import clock
-from keel.auth.config import AuthSettings
 from keel.auth.guard import AuditEntry, Guard
 from keel.auth.handlers import Credentials
-from keel.auth.quotas import (
-    DAY,
-    Limits,
-    Quotas,
-    build_quotas,
-    count_active,
-    parse_quotas,
-    run_subjects,
-)
+from keel.auth.quotas import DAY, Quotas, build_quotas, count_active, run_subjects
 from keel.auth.ratelimit import (
     LEASE_SECONDS,
     Bucket,
@@ -37,7 +28,8 @@ from keel.auth.ratelimit import (
 )
 from keel.auth.user import User
 from keel.errors import ConfigError, TooManyRequests
-from keel.settings import Settings, load_settings
+from keel.settings import AuthSettings, Settings, load_settings
+from keel.settings.quotas import Limits, RateLimit, parse_quotas
 from keel.storage import make_storage
 from keel.storage.base import Storage
 from keel.storage.tx import Row
@@ -58,14 +50,15 @@ def test_org_overrides_inherit_the_default_field_by_field() -> None:
             "keys": {"k1": {"runs_per_day": 3}},
         }
     )
-    assert config.for_org("other") == Limits(Rate(50, 100), 10, None)
+    assert config.for_org("other") == Limits(RateLimit(50, 100), 10, None)
     assert config.for_org(None) == config.for_org("other")
     # `null` lifts a default limit; what the override leaves out is the default's.
-    assert config.for_org("acme") == Limits(Rate(200, 100), None, None)
+    assert config.for_org("acme") == Limits(RateLimit(200, 100), None, None)
     # Without `burst`, a bucket holds one second's worth (at least one request).
-    assert config.for_key("k2") == Limits(Rate(2.5, 3), None, None)
-    assert config.for_key("k1") == Limits(Rate(2.5, 3), None, 3)
-    assert parse_quotas({"default": {"requests_per_second": 0.5}}).org_default.rate == Rate(0.5, 1)
+    assert config.for_key("k2") == Limits(RateLimit(2.5, 3), None, None)
+    assert config.for_key("k1") == Limits(RateLimit(2.5, 3), None, 3)
+    half = parse_quotas({"default": {"requests_per_second": 0.5}})
+    assert half.org_default.rate == RateLimit(0.5, 1)
     assert parse_quotas({}).for_org("x") == Limits()
 
 

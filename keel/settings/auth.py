@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from keel.errors import ConfigError
+from keel.settings.quotas import check_quotas
 
 KEYS = {
     "path",
@@ -35,7 +36,7 @@ class AuthSettings:
     path: str | None = None  # "./auth.py:auth": a langgraph_sdk.Auth instance
     default: str = "allow"  # "deny": an action no handler covers is refused
     api_keys: bool = False  # Keel's own API keys (`keel keys`)
-    jwt: Mapping[str, Any] | None = None  # bearer tokens from an OIDC provider (keel.auth.jwt)
+    jwt: Mapping[str, Any] | None = None  # OIDC bearer tokens (parsed by keel.auth.jwt)
     cache: AuthCache | None = None
     quotas: Mapping[str, Any] | None = None  # per org and per key (keel.auth.quotas)
     openapi: Mapping[str, Any] | None = None  # security schemes shown in /openapi.json
@@ -76,9 +77,7 @@ def auth_settings(raw: Any) -> AuthSettings:
         quotas=_section(raw, "quotas"),
         openapi=_section(raw, "openapi"),
     )
-    from keel.auth.quotas import check_quotas  # here: keel.auth.quotas imports this module
-
-    check_quotas(settings)  # a bad value stops the start here, with a clear message
+    check_quotas(settings.quotas, settings.builtin)  # a bad value stops the start here
     return settings
 
 

@@ -1,0 +1,45 @@
+"""Keel's settings: one typed `Settings` object (core.py) with a section per concern of the
+config file (http.py, store.py, auth.py, quotas.py), loaded at the edge and passed down."""
+
+from keel.settings.auth import AuthCache, AuthSettings, auth_settings
+from keel.settings.core import (
+    ENVIRONMENT,
+    IGNORED_KEYS,
+    SILENT_KEYS,
+    SUPPORTED_KEYS,
+    GraphSpec,
+    Settings,
+    load_settings,
+    read_config,
+)
+from keel.settings.http import (
+    DEFAULT_MAX_BODY_BYTES,
+    HTTP_SURFACES,
+    NEVER_COPIED_HEADERS,
+    HeaderRules,
+    HttpSettings,
+)
+from keel.settings.store import IndexSettings, StoreSettings, TTLSettings, store_settings
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "ENVIRONMENT",
+    "HTTP_SURFACES",
+    "IGNORED_KEYS",
+    "NEVER_COPIED_HEADERS",
+    "SILENT_KEYS",
+    "SUPPORTED_KEYS",
+    "AuthCache",
+    "AuthSettings",
+    "GraphSpec",
+    "HeaderRules",
+    "HttpSettings",
+    "IndexSettings",
+    "Settings",
+    "StoreSettings",
+    "TTLSettings",
+    "auth_settings",
+    "load_settings",
+    "read_config",
+    "store_settings",
+]
