@@ -240,10 +240,7 @@ class AssistantService:
             await tx.delete_assistant(assistant_id)
             for thread_id in await _threads_of(tx, assistant_id) if delete_threads else []:
                 scope = EVERYTHING if thread_scope is None else allowed.get(thread_id)
-                if scope is not None and (
-                    scope.unrestricted
-                    or await tx.in_scope("threads", thread_id, *scope.where(tx.dialect))
-                ):
+                if scope is not None and await scope.covers(tx, "threads", thread_id):
                     await tx.delete_thread(thread_id)
         if active:
             await runs.cancel(None, [r["run_id"] for r in active], None, "interrupt")

@@ -10,14 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from keel.auth.scope import EVERYTHING, Scope
-from keel.auth.user import User
+from keel.auth.user import AUTH_USER, User
 from keel.errors import BadRequest
 from keel.storage.tx import Row
 
 # Marks a run whose `configurable` mirrors the request's `context` (see run_config).
 CONTEXT_MIRRORED = "__context_provided__"
 # The user a run carries, as the reference names it; only the server writes these keys.
-AUTH_USER = "langgraph_auth_user"
 AUTH_USER_ID = "langgraph_auth_user_id"
 AUTH_PERMISSIONS = "langgraph_auth_permissions"
 AUTH_KEYS = (AUTH_USER, AUTH_USER_ID, AUTH_PERMISSIONS)

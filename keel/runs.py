@@ -383,11 +383,8 @@ async def _in_scope(tx: Tx, runs: list[Row], scope: Scope) -> list[Row]:
     """The runs whose thread is in `scope`."""
     if scope.unrestricted or not runs:
         return runs
-    where, params = scope.where(tx.dialect)
     visible = {
-        tid
-        for tid in {r["thread_id"] for r in runs}
-        if await tx.in_scope("threads", tid, where, params)
+        tid for tid in {r["thread_id"] for r in runs} if await scope.covers(tx, "threads", tid)
     }
     return [r for r in runs if r["thread_id"] in visible]
 

@@ -32,7 +32,7 @@ from langgraph.store.base import (
     SearchOp,
 )
 
-from keel.auth.user import User
+from keel.auth.user import User, run_user
 from keel.errors import InvalidInput
 from keel.store import KeelStore, check_op, select_namespaces
 
@@ -63,9 +63,7 @@ def run_org(run: Mapping[str, Any]) -> str | None:
     """A run's organisation: its `org` column, else its user's (`langgraph_auth_user`)."""
     if run.get("org") is not None:
         return str(run["org"])
-    config = (run.get("kwargs") or {}).get("config") or {}
-    user = (config.get("configurable") or {}).get("langgraph_auth_user")
-    org = user.get("org") if isinstance(user, (Mapping, User)) else None
+    org = run_user(run).get("org")
     return None if org is None else str(org)
 
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from langgraph_sdk import Auth
 
 from keel.auth import handlers, roles
-from keel.auth.handlers import Credentials, HandlerError
+from keel.auth.handlers import Credentials
 from keel.auth.scope import EVERYTHING, Scope
-from keel.auth.user import AuthenticationError, User
+from keel.auth.user import AuthenticationError, User, run_user
 from keel.errors import Forbidden, KeelError, TooManyRequests
 from keel.settings import AuthSettings
 
@@ -163,9 +163,7 @@ class Guard:
         try:
             await self.quotas.admit_run(tx, run)
         except TooManyRequests as exc:
-            user = ((run["kwargs"].get("config") or {}).get("configurable") or {}).get(
-                "langgraph_auth_user"
-            ) or {}
+            user = run_user(run)
             entry = _refused(exc, user.get("identity"), run.get("org"), run["run_id"])
             task = asyncio.get_running_loop().create_task(self._record(entry))
             self._audits.add(task)
@@ -209,7 +207,7 @@ class Guard:
         assert self.auth is not None
         try:
             user = await handlers.authenticate(self.auth, creds)
-        except (HandlerError, KeelError):
+        except KeelError:  # HandlerError too: the handler's own status
             raise
         except Exception as exc:  # the project's handler failed: the reference answers 500
             raise KeelError(f"Authentication handler failed: {exc!r}") from exc

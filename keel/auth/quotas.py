@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from keel import clock
 from keel.auth.ratelimit import Bucket, MemoryLimiter, Rate, Refusal, SqlLimiter
-from keel.auth.user import User
+from keel.auth.user import RUN_USER_PATH, User, run_user
 from keel.errors import TooManyRequests
 from keel.settings import AuthSettings
 from keel.settings.quotas import Limits, QuotaConfig, check_quotas
@@ -41,27 +41,12 @@ BUSY_RETRY_AFTER = 5.0  # seconds: a refusal for concurrent runs (a run may end 
 DAY = 86400.0
 KEY_FIELD = "key_id"  # the field of a User (and of a run's user) naming its API key
 # Where a run carries its user (as the reference): kwargs.config.configurable.
-RUN_USER_PATH = ("config", "configurable", "langgraph_auth_user")
 
 
 class Limiter(Protocol):
     """What `Quotas` needs of a rate limiter (`MemoryLimiter`, `SqlLimiter`)."""
 
     async def admit(self, buckets: Sequence[Bucket]) -> Refusal | None: ...
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ----------------------------------------------------------------------- subjects
@@ -82,10 +67,7 @@ def user_key(user: User) -> str | None:
 def run_subjects(run: Row) -> tuple[str | None, str | None]:
     """The organisation and API key a run counts against: its `org`, and the key id of the
     user it carries (`kwargs.config.configurable.langgraph_auth_user.key_id`)."""
-    user: Any = run.get("kwargs") or {}
-    for part in RUN_USER_PATH:
-        user = user.get(part) if isinstance(user, dict) else None
-    key = user.get(KEY_FIELD) if isinstance(user, dict) else None
+    key = run_user(run).get(KEY_FIELD)
     return run.get("org"), None if key is None else str(key)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.auth.filters import Filter, filter_sql, matches
 from keel.storage.queries.base import Dialect
+
+if TYPE_CHECKING:
+    from keel.storage.tx import Tx
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,11 @@ class Scope:
             clauses.append(sql)
             params.extend(p)
         return (" AND ".join(clauses) or "1=1"), params
+
+    async def covers(self, tx: Tx, table: str, ident: str) -> bool:
+        """Whether row `ident` of `table` is in scope: always when unrestricted (nothing is
+        read), else when it exists and satisfies `where` (one query)."""
+        return self.unrestricted or await tx.in_scope(table, ident, *self.where(tx.dialect))
 
     def admits(self, row: dict[str, Any]) -> bool:
         """The same test in Python, for a row already read (`org` and `metadata` columns)."""

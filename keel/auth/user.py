@@ -14,6 +14,10 @@ from typing import Any
 from keel.errors import KeelError
 
 CORE = ("identity", "display_name", "is_authenticated", "permissions")
+# The `configurable` key of the user a run carries (as the reference names it), and where a run
+# row keeps it: `kwargs.config.configurable.langgraph_auth_user`.
+AUTH_USER = "langgraph_auth_user"
+RUN_USER_PATH = ("config", "configurable", AUTH_USER)
 
 
 class AuthenticationError(KeelError):
@@ -178,3 +182,14 @@ def _from_object(user: Any, permissions: Any) -> User:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def run_user(run: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The user a run row carries (its stored dict, or the `User` the worker put in its place);
+    empty when it carries none."""
+    user: Any = run.get("kwargs") or {}
+    for part in RUN_USER_PATH:
+        user = user.get(part) if isinstance(user, Mapping) else None
+    if isinstance(user, User):
+        return user.to_dict()
+    return user if isinstance(user, Mapping) else {}

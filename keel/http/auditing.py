@@ -107,16 +107,21 @@ class AuditedSend:
         self._user = user
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
+        # Decided once the response starts: the route, the outcome, the resource it names.
+        self._template: str | None = None
+        self._result: str | None = None
+        self._resource: str | None = None
         self._pending = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self._status = int(message["status"])
             self._headers = list(message.get("headers") or ())
-            template, params = route_of(self._scope)
-            result = outcome(self._scope["method"], template, self._status)
-            self._pending = result is not None
-            if result == OK and self._resource_id(params) is not None:
+            self._template, params = route_of(self._scope)
+            self._result = outcome(self._scope["method"], self._template, self._status)
+            self._resource = self._resource_id(params)
+            self._pending = self._result is not None
+            if self._result == OK and self._resource is not None:
                 await self.record(None)  # the body is not needed: recorded before it is sent
         elif message["type"] == "http.response.body" and self._pending:
             whole = not message.get("more_body", False)
@@ -131,11 +136,9 @@ class AuditedSend:
 
     async def record(self, body: bytes | None) -> None:
         self._pending = False
-        template, params = route_of(self._scope)
-        result = outcome(self._scope["method"], template, self._status)
+        result, resource_id = self._result, self._resource
         if result is None:
             return
-        resource_id = self._resource_id(params)
         detail = None
         if result == REFUSED or resource_id is None:  # the body is read only for these
             document = _json(self._headers, body) or {}
@@ -145,7 +148,7 @@ class AuditedSend:
                 resource_id = _first_id(document)
         await self._sink.record(
             AuditEntry(
-                action_of(self._scope, template),
+                action_of(self._scope, self._template),
                 result,
                 self._user.identity if self._user is not None else None,
                 self._user.org if self._user is not None else None,

@@ -32,8 +32,8 @@ async def _svc(request: Request, action: str, value: dict[str, Any]) -> CronServ
 
 async def _assistant_scope(request: Request, assistant_id: str) -> Scope:
     """Where the cron's assistant must be: system assistants are everyone's (no handler)."""
-    graphs = services(request).graphs
-    if assistant_id in graphs or assistant_id in {g.assistant_id for g in graphs}:
+    runs = services(request).runs
+    if assistant_id in runs.graphs or runs.is_system_assistant(assistant_id):
         return EVERYTHING
     return await authorize(request, "assistants", "read", {"assistant_id": assistant_id})
 

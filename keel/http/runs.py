@@ -165,9 +165,7 @@ async def _get_run(
     scope = await authorize(request, "threads", verb, value)
     async with s.storage.read() as tx:
         run = await tx.get_run(run_id)
-        visible = scope.unrestricted or await tx.in_scope(
-            "threads", thread_id, *scope.where(tx.dialect)
-        )
+        visible = await scope.covers(tx, "threads", thread_id)
     if run is None or run["thread_id"] != thread_id or not visible:
         raise NotFound(f"Run '{run_id}' not found")
     return s, run
@@ -211,9 +209,7 @@ async def list_runs(request: Request, thread_id: str) -> Any:
         if await tx.get_thread_in(thread_id, *read.where(tx.dialect)) is None:
             raise NotFound(f"Thread '{thread_id}' not found")
         rows = []
-        if search.unrestricted or await tx.in_scope(
-            "threads", thread_id, *search.where(tx.dialect)
-        ):
+        if await search.covers(tx, "threads", thread_id):
             rows = await tx.list_runs(thread_id, status, limit, offset)
     items = [run_view(r) for r in rows]
     select = query_list(request, "select")
