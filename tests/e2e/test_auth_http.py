@@ -6,7 +6,6 @@ outcomes, the OpenAPI security schemes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -16,10 +15,8 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
-from tests.conftest import database_for
-from tests.e2e.test_http_config import _reference
-from tests.support.reference import ROOT, ReferenceServer
-from tests.support.server import KeelServer
+from tests.support.configured import serve_config
+from tests.support.reference import ROOT
 
 GRAPHS = ROOT / "tests" / "graphs"
 SCHEMES = {
@@ -32,28 +29,14 @@ SCHEMES = {
 def url(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
+    config = {
+        "dependencies": ["."],
+        "graphs": {"config_echo": f"{GRAPHS / 'config_echo.py'}:graph"},
+        "auth": {"path": f"{GRAPHS / 'auth_owner.py'}:auth", "openapi": SCHEMES},
+        "http": {"app": f"{GRAPHS / 'auth_app.py'}:app", "enable_custom_route_auth": True},
+    }
     workdir = tmp_path_factory.mktemp(f"auth-http-{backend}")
-    config = workdir / "langgraph.json"
-    config.write_text(
-        json.dumps(
-            {
-                "dependencies": ["."],
-                "graphs": {"config_echo": f"{GRAPHS / 'config_echo.py'}:graph"},
-                "auth": {"path": f"{GRAPHS / 'auth_owner.py'}:auth", "openapi": SCHEMES},
-                "http": {"app": f"{GRAPHS / 'auth_app.py'}:app", "enable_custom_route_auth": True},
-            }
-        )
-    )
-    srv: KeelServer | ReferenceServer
-    if backend == "reference":
-        srv = _reference(config, workdir)
-    else:
-        srv = KeelServer(config, workdir, database=database_for(backend, request, workdir))
-    srv.start()
-    try:
-        yield srv.url
-    finally:
-        srv.stop()
+    yield from serve_config(backend, request, workdir, config)
 
 
 @pytest.fixture

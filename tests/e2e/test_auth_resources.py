@@ -16,11 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError, PermissionDeniedError
 
 from tests.e2e.helpers import system_id
-from tests.support.auth_servers import as_user, keel_only, raw_as, serve_with_auth
+from tests.support.auth_servers import clients_as, keel_only, raw_as, serve_with_auth
 
 NEVER = "0 0 1 1 *"  # crons of these tests never fire while they run
 GRAPH = "config_echo"
@@ -43,24 +42,15 @@ def org_url(
     yield from serve_with_auth(backend, request, workdir, orgs=True)
 
 
-async def _clients(url: str, names: tuple[str, ...]) -> AsyncIterator[Clients]:
-    clients: dict[str, LangGraphClient] = {name: as_user(url, name) for name in names}
-    try:
-        yield clients
-    finally:
-        for client in clients.values():
-            await client.aclose()
-
-
 @pytest.fixture
 async def sdk(url: str) -> AsyncIterator[Clients]:
-    async for clients in _clients(url, ("alice", "bob", "mallory", "auditor")):
+    async for clients in clients_as(url, ("alice", "bob", "mallory", "auditor")):
         yield clients
 
 
 @pytest.fixture
 async def org_sdk(org_url: str) -> AsyncIterator[Clients]:
-    async for clients in _clients(org_url, ("ann", "gus", "vic", "nobody")):
+    async for clients in clients_as(org_url, ("ann", "gus", "vic", "nobody")):
         yield clients
 
 

@@ -18,11 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from langgraph_sdk.client import LangGraphClient
 
 from tests.support.auth_servers import (
     FAKE_EMBED_INDEX,
-    as_user,
+    clients_as,
     keel_only,
     raw_as,
     serve_with_auth,
@@ -49,24 +48,15 @@ def org_url(
     yield from serve_with_auth(backend, request, workdir, orgs=True, store=STORE)
 
 
-async def _clients(url: str, names: tuple[str, ...]) -> AsyncIterator[Clients]:
-    clients: dict[str, LangGraphClient] = {name: as_user(url, name) for name in names}
-    try:
-        yield clients
-    finally:
-        for client in clients.values():
-            await client.aclose()
-
-
 @pytest.fixture
 async def sdk(url: str) -> AsyncIterator[Clients]:
-    async for clients in _clients(url, ("alice", "bob", "picky")):
+    async for clients in clients_as(url, ("alice", "bob", "picky")):
         yield clients
 
 
 @pytest.fixture
 async def org_sdk(org_url: str) -> AsyncIterator[Clients]:
-    async for clients in _clients(org_url, ("ann", "ada", "gus", "nobody")):
+    async for clients in clients_as(org_url, ("ann", "ada", "gus", "nobody")):
         yield clients
 
 

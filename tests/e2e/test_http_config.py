@@ -4,9 +4,6 @@ headers copied into runs (`configurable_headers`). Three servers, each with its 
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import database_for
-from tests.support.reference import ROOT, ReferenceServer
-from tests.support.server import KeelServer
+from tests.support.configured import serve_config
+from tests.support.reference import ROOT
 
 GRAPHS = ROOT / "tests" / "graphs"
 CUSTOM_APP = f"{GRAPHS / 'custom_app.py'}:app"
@@ -35,35 +31,13 @@ BARE = {"disable_meta": True, "disable_threads": True, "disable_runs": True}
 MISSING = "00000000-0000-0000-0000-000000000001"
 
 
-def _reference(config: Path, workdir: Path) -> ReferenceServer:
-    """The reference's environment has no FastAPI: lend it Keel's (same Starlette, Pydantic)."""
-    overlay = workdir / "overlay"
-    overlay.mkdir()
-    for name in ("fastapi", "annotated_doc"):
-        spec = importlib.util.find_spec(name)
-        assert spec is not None and spec.submodule_search_locations
-        (overlay / name).symlink_to(spec.submodule_search_locations[0])
-    return ReferenceServer(config, workdir, env={"PYTHONPATH": f"{ROOT}{os.pathsep}{overlay}"})
-
-
 def _serve(
     backend: str, request: pytest.FixtureRequest, workdir: Path, http: dict[str, Any]
 ) -> Iterator[str]:
     """A server whose config has the `config_echo` graph and this `http` section; its URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "langgraph.json"
     graphs = {"config_echo": f"{GRAPHS / 'config_echo.py'}:graph"}
-    config.write_text(json.dumps({"dependencies": ["."], "graphs": graphs, "http": http}))
-    srv: KeelServer | ReferenceServer
-    if backend == "reference":
-        srv = _reference(config, workdir)
-    else:
-        srv = KeelServer(config, workdir, database=database_for(backend, request, workdir))
-    srv.start()
-    try:
-        yield srv.url
-    finally:
-        srv.stop()
+    config = {"dependencies": ["."], "graphs": graphs, "http": http}
+    yield from serve_config(backend, request, workdir, config)
 
 
 @pytest.fixture(scope="module")

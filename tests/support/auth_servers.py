@@ -8,8 +8,7 @@ organisations (its tests skip, see `keel_only`)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,8 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.conftest import database_for
-from tests.e2e.test_http_config import _reference
-from tests.support.reference import ROOT, ReferenceServer
-from tests.support.server import KeelServer
+from tests.support.configured import serve_config
+from tests.support.reference import ROOT
 
 GRAPHS = ROOT / "tests" / "graphs"
 AUTH = f"{GRAPHS / 'auth_resources.py'}:auth"
@@ -43,7 +40,6 @@ def serve_with_auth(
 ) -> Iterator[str]:
     """A started server with the `config_echo` and `store_org` graphs and
     tests/graphs/auth_resources.py; its URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "dependencies": ["."],
         "graphs": {
@@ -54,18 +50,7 @@ def serve_with_auth(
     }
     if store is not None:
         config["store"] = store
-    path = workdir / "langgraph.json"
-    path.write_text(json.dumps(config))
-    srv: KeelServer | ReferenceServer
-    if backend == "reference":
-        srv = _reference(path, workdir)
-    else:
-        srv = KeelServer(path, workdir, database=database_for(backend, request, workdir))
-    srv.start()
-    try:
-        yield srv.url
-    finally:
-        srv.stop()
+    yield from serve_config(backend, request, workdir, config)
 
 
 def as_user(url: str, name: str) -> LangGraphClient:
@@ -78,3 +63,13 @@ def raw_as(url: str, name: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=url, timeout=30.0, headers={"Authorization": f"Bearer {name}"}
     )
+
+
+async def clients_as(url: str, names: tuple[str, ...]) -> AsyncIterator[dict[str, LangGraphClient]]:
+    """An official SDK client per user name (`as_user`), closed afterwards."""
+    clients = {name: as_user(url, name) for name in names}
+    try:
+        yield clients
+    finally:
+        for client in clients.values():
+            await client.aclose()
