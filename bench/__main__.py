@@ -1,5 +1,5 @@
 """`python -m bench`: see bench/harness.py; `python -m bench store`: see bench/store.py;
-`python -m bench auth`: see bench/auth.py."""
+`python -m bench auth`: see bench/auth.py; `python -m bench soak`: see bench/soak.py."""
 
 import sys
 
@@ -7,6 +7,11 @@ if sys.argv[1:2] == ["auth"]:
     from bench.auth import main as auth_main
 
     sys.exit(auth_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["soak"]:
+    from bench.soak import main as soak_main
+
+    sys.exit(soak_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["store"]:
     from bench.store import main as store_main
