@@ -170,22 +170,19 @@ class ThreadQueries(Queries):
         savers that keep values apart from checkpoints have any)."""
 
     async def keep_latest_checkpoint(self, thread_id: str) -> None:
-        latest = await self.one(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            [thread_id],
-        )
-        if latest is None:
-            return
-        keep = [thread_id, latest["checkpoint_id"]]
+        """Keep only the latest checkpoint of each namespace (the thread's state, and that of a
+        subgraph that may resume), with its pending writes; older history goes."""
+        writes = self.writes_table
         for sql in (
-            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
-            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
-            "checkpoint_id=?",
-            f"DELETE FROM {self.writes_table} WHERE thread_id=? AND checkpoint_ns='' AND "
-            "checkpoint_id<>?",
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_id < (SELECT "
+            "MAX(c.checkpoint_id) FROM checkpoints c WHERE c.thread_id=checkpoints.thread_id "
+            "AND c.checkpoint_ns=checkpoints.checkpoint_ns)",
+            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=?",
+            f"DELETE FROM {writes} WHERE thread_id=? AND NOT EXISTS (SELECT 1 FROM checkpoints "
+            f"c WHERE c.thread_id={writes}.thread_id AND c.checkpoint_ns={writes}.checkpoint_ns "
+            f"AND c.checkpoint_id={writes}.checkpoint_id)",
         ):
-            await self.run(sql, keep)
+            await self.run(sql, [thread_id])
         await self.drop_orphan_blobs(thread_id)
 
     async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
