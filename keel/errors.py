@@ -47,6 +47,12 @@ class NotFound(KeelError):
     status_code = 404
 
 
+class Gone(KeelError):
+    """It existed, and retention has removed it (a finished run's event log)."""
+
+    status_code = 410
+
+
 class Conflict(KeelError):
     status_code = 409
 

@@ -169,7 +169,9 @@ class RunService:
         """The run's thread: an existing one in the caller's scope, or a new one (stateless, or
         `if_not_exists=create`) stamped with the caller's org."""
         if thread_id is not None:
-            thread = await tx.get_thread(thread_id)
+            # Locked (thread, then runs): a TTL sweep or a delete deciding on this thread now
+            # waits for this run, or finished before and the thread is gone.
+            thread = await tx.get_thread(thread_id, lock=True)
             if thread is not None and access.threads.admits(thread):
                 return thread, thread_id
             if thread is not None or body.get("if_not_exists", "reject") != "create":
@@ -191,6 +193,7 @@ class RunService:
             "status": "busy",
             "values": None,
             "interrupts": {},
+            "ttl": self.storage.thread_ttl.for_new_thread(),
             "org": access.threads.org,
         }
         await tx.insert_thread(thread)

@@ -21,6 +21,7 @@ from keel.settings import Settings
 from keel.storage import make_storage
 from keel.storage.base import Storage
 from keel.streams import StreamHub
+from keel.sweeps import Sweeper
 from keel.worker import WorkerPool
 
 log = logging.getLogger("keel")
@@ -48,7 +49,8 @@ class Runtime:
             self.workers.cancel_local,
             origin=self.workers.worker_id,
         )
-        self.scheduler = Scheduler(self.storage, self.runs)
+        self.sweeper = Sweeper(self.storage, settings)
+        self.scheduler = Scheduler(self.storage, self.runs, self.sweeper)
         self.guard = build_guard(settings.auth, settings.base_dir)
         install_builtin_auth(self.guard, self.storage)
         self.runs.admit = self.guard.admit_run if self.guard.quotas is not None else None

@@ -1,5 +1,5 @@
-"""Fires due crons (each due cron becomes a run, and its next run date moves on) and sweeps
-expired store items every `store.ttl.sweep_interval_minutes`."""
+"""Fires due crons (each due cron becomes a run, and its next run date moves on) and runs the
+sweeper (`keel.sweeps`: TTLs and retention)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from keel.run_config import RunAccess, stored_user
 from keel.runs import RunService
 from keel.storage.base import Storage
 from keel.storage.tx import Row
+from keel.sweeps import Sweeper
 
 log = logging.getLogger("keel.scheduler")
 MAX_SLEEP = 30.0
@@ -22,9 +23,10 @@ MAX_SLEEP = 30.0
 class Scheduler:
     """One background task per process; a compare-and-set on `next_run_date` claims a firing."""
 
-    def __init__(self, storage: Storage, runs: RunService) -> None:
+    def __init__(self, storage: Storage, runs: RunService, sweeper: Sweeper) -> None:
         self.storage = storage
         self.runs = runs
+        self.sweeper = sweeper
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -34,7 +36,7 @@ class Scheduler:
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._loop(), name="keel-scheduler"),
-            asyncio.create_task(self._sweep_loop(), name="keel-store-sweeper"),
+            asyncio.create_task(self.sweeper.run_forever(), name="keel-sweeper"),
         ]
 
     async def stop(self) -> None:
@@ -43,17 +45,6 @@ class Scheduler:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    async def _sweep_loop(self) -> None:
-        interval = self.storage.store_settings.ttl.sweep_interval_minutes * 60
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                swept = await self.storage.store.sweep()
-                if swept:
-                    log.info("store: swept %d expired items", swept)
-            except Exception:
-                log.exception("store sweep failed")
 
     async def _loop(self) -> None:
         while True:

@@ -346,10 +346,10 @@ class KeelStore(AsyncBatchedBaseStore):
             await tx.put_store_items(rows)
             await tx.put_store_vectors(vectors, seq)
 
-    async def sweep(self) -> int:
-        """Delete expired items (reads already skip them); returns how many."""
+    async def sweep(self, now: float | None = None) -> int:
+        """Delete items expired as of `now` (reads already skip them); returns how many."""
         total = 0
-        now = clock.now()
+        now = clock.now() if now is None else now
         while True:
             async with self.storage.tx() as tx:
                 keys = await tx.expired_store_items(now, SWEEP_BATCH)

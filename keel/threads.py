@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from keel import clock
@@ -19,14 +18,16 @@ _PATH_TOKEN = re.compile(r"\.?([A-Za-z_][\w-]*)|\[(-?\d+)\]")
 
 
 def ttl_view(thread: Row) -> Row | None:
+    """`{strategy, ttl_minutes, expires_at}`; `expires_at` is null after a keep_latest prune
+    until the thread changes again."""
     ttl = thread.get("ttl")
     if not ttl:
         return None
-    expires = datetime.fromisoformat(thread["updated_at"]) + timedelta(minutes=ttl["ttl"])
+    due = thread.get("expires_at")
     return {
         "strategy": ttl.get("strategy", "delete"),
         "ttl_minutes": ttl["ttl"],
-        "expires_at": expires.astimezone(UTC).isoformat(),
+        "expires_at": None if due is None else clock.iso(due),
     }
 
 
@@ -112,7 +113,7 @@ class ThreadService:
             "status": "idle",
             "values": None,
             "interrupts": {},
-            "ttl": data.get("ttl"),
+            "ttl": data.get("ttl") or self.storage.thread_ttl.for_new_thread(),
             "org": self.scope.org,
         }
         async with self.storage.tx() as tx:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from keel.auth.scope import EVERYTHING
-from keel.errors import Conflict, InvalidInput, NotFound
+from keel.errors import Conflict, Gone, InvalidInput, NotFound
 from keel.replay import run_events
 from keel.run_config import OPEN, RunAccess, create_run_value, without_auth_keys
 from keel.runs import new_run_id, run_view
@@ -245,6 +245,11 @@ async def join_run(request: Request, thread_id: str, run_id: str) -> Any:
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
 async def join_stream(request: Request, thread_id: str, run_id: str) -> Any:
     s, run = await _get_run(request, thread_id, run_id)
+    if run.get("events_swept_at"):
+        raise Gone(
+            f"Run '{run_id}' finished and its events were removed by retention at "
+            f"{run['events_swept_at']}; read the thread's state or the run instead"
+        )
     last = request.headers.get("last-event-id")
     after = parse_last_event_id(last) if last is not None else None
     keep = mode_filter(query_list(request, "stream_mode"))

@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel.errors import InvalidInput
+from keel.settings.retention import MAX_TTL_MINUTES
 
 StreamMode = Literal[
     "values",
@@ -179,7 +180,7 @@ class SetLatest(Body):
 
 class Ttl(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ttl: float = Field(ge=0)
+    ttl: float = Field(ge=0, le=MAX_TTL_MINUTES)
     strategy: Literal["delete", "keep_latest"] = "delete"
 
 

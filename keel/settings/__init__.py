@@ -1,5 +1,6 @@
 """Keel's settings: one typed `Settings` object (core.py) with a section per concern of the
-config file (http.py, store.py, auth.py, quotas.py), loaded at the edge and passed down."""
+config file (http.py, store.py, auth.py, quotas.py,
+retention.py), loaded at the edge and passed down."""
 
 from keel.settings.auth import AuthCache, AuthSettings, auth_settings
 from keel.settings.core import (
@@ -19,6 +20,13 @@ from keel.settings.http import (
     HeaderRules,
     HttpSettings,
 )
+from keel.settings.retention import (
+    CheckpointerSettings,
+    RetentionSettings,
+    ThreadTtl,
+    checkpointer_settings,
+    retention_settings,
+)
 from keel.settings.store import IndexSettings, StoreSettings, TTLSettings, store_settings
 
 __all__ = [
@@ -31,15 +39,20 @@ __all__ = [
     "SUPPORTED_KEYS",
     "AuthCache",
     "AuthSettings",
+    "CheckpointerSettings",
     "GraphSpec",
     "HeaderRules",
     "HttpSettings",
     "IndexSettings",
+    "RetentionSettings",
     "Settings",
     "StoreSettings",
     "TTLSettings",
+    "ThreadTtl",
     "auth_settings",
+    "checkpointer_settings",
     "load_settings",
     "read_config",
+    "retention_settings",
     "store_settings",
 ]

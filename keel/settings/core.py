@@ -15,12 +15,27 @@ from dotenv import dotenv_values
 from keel.errors import ConfigError
 from keel.settings.auth import AuthSettings, auth_settings
 from keel.settings.http import HttpSettings, _body_limit, _http
+from keel.settings.retention import (
+    CheckpointerSettings,
+    RetentionSettings,
+    checkpointer_settings,
+    retention_settings,
+)
 from keel.settings.store import StoreSettings, store_settings
 
 log = logging.getLogger("keel.settings")
 
 # Keys of langgraph.json that Keel honours.
-SUPPORTED_KEYS = {"graphs", "dependencies", "env", "http", "store", "auth"}
+SUPPORTED_KEYS = {
+    "graphs",
+    "dependencies",
+    "env",
+    "http",
+    "store",
+    "auth",
+    "checkpointer",
+    "retention",
+}
 
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
 SILENT_KEYS = {"$schema"}
@@ -71,6 +86,8 @@ class Settings:
     dependencies: list[str] = dataclasses.field(default_factory=list)
     store: StoreSettings = dataclasses.field(default_factory=StoreSettings)
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
+    checkpointer: CheckpointerSettings = dataclasses.field(default_factory=CheckpointerSettings)
+    retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     dev_mode: bool = False
 
     @property
@@ -208,6 +225,8 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         dependencies=deps,
         store=store_settings(data.get("store")),
         auth=auth_settings(data.get("auth")),
+        checkpointer=checkpointer_settings(data.get("checkpointer")),
+        retention=retention_settings(data.get("retention")),
     )
     if not quiet:
         for note in notes:

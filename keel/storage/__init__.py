@@ -18,6 +18,7 @@ def make_storage(settings: Settings) -> Storage:
 
         storage = SqliteStorage(settings.sqlite_path, synchronous=settings.sqlite_synchronous)
     storage.store_settings = settings.store
+    storage.thread_ttl = settings.checkpointer.ttl
     storage.base_dir = settings.base_dir
     return storage
 

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.settings import StoreSettings
+from keel.settings import StoreSettings, ThreadTtl
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -56,6 +56,8 @@ class Storage(abc.ABC):
     store: KeelStore
     # Set by `make_storage` from the settings' `store` section.
     store_settings: StoreSettings = StoreSettings()
+    # `checkpointer.ttl`: the TTL stamped on threads created without one.
+    thread_ttl: ThreadTtl = ThreadTtl()
     base_dir: Path = Path(".")
 
     def make_store(self) -> KeelStore:
@@ -102,6 +104,11 @@ class Storage(abc.ABC):
         from keel.errors import Unavailable
 
         return any(isinstance(e, Unavailable) for e in exception_chain(exc))
+
+    async def reclaim(self) -> None:
+        """After a sweep: give space freed by deletions back where the database needs it done
+        (SQLite's incremental vacuum); PostgreSQL's autovacuum does it by itself."""
+        return None
 
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """Deliver notifications on `channels` until cancelled (shared databases only)."""

@@ -21,6 +21,10 @@ from keel.storage.base import Storage, migration_files
 from keel.storage.checkpointer import KeelSqliteSaver
 from keel.storage.tx import Dialect, Row, Tx, decode_row
 
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for incremental vacuum
+RECLAIM_SLACK_PAGES = 256
+RECLAIM_STEP_PAGES = 1024
+
 
 class SqliteTx(Tx):
     """Named queries over the one `sqlite3` connection, called inline."""
@@ -89,6 +93,10 @@ class SqliteStorage(Storage):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._take_file_lock()
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        # Takes effect on a new file (before its first table): sweeps can then give pages back
+        # (`reclaim`). A file made by an older Keel reuses its free pages; `keel db vacuum`
+        # converts it.
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
@@ -126,6 +134,23 @@ class SqliteStorage(Storage):
             conn.executescript(
                 f"BEGIN;\n{sql}\nINSERT INTO keel_migrations VALUES ({version}, '{name}');\nCOMMIT;"
             )
+
+    async def reclaim(self) -> None:
+        """Return free pages beyond a slack (a tenth of the file, at least 1 MiB, kept for reuse)
+        to the file system, a few MiB per statement so no transaction waits long."""
+        while True:
+            async with self._lock:
+                conn = self.conn
+                if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL:
+                    return
+                free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+                pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                excess = free - max(RECLAIM_SLACK_PAGES, pages // 10)
+                if excess <= 0:
+                    return
+                step = min(excess, RECLAIM_STEP_PAGES)
+                conn.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
+            await asyncio.sleep(0)
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) committed to the file."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from keel.storage.queries.assistants import AssistantQueries
 from keel.storage.queries.base import Dialect, Row, decode_row, j
 from keel.storage.queries.crons import CronQueries
+from keel.storage.queries.retention import RetentionQueries
 from keel.storage.queries.runs import RunQueries
 from keel.storage.queries.store import StoreQueries
 from keel.storage.queries.threads import ThreadQueries
@@ -17,5 +18,5 @@ from keel.storage.queries.threads import ThreadQueries
 __all__ = ["Dialect", "Row", "Tx", "decode_row", "j"]
 
 
-class Tx(AssistantQueries, ThreadQueries, RunQueries, CronQueries, StoreQueries):
+class Tx(AssistantQueries, ThreadQueries, RunQueries, CronQueries, StoreQueries, RetentionQueries):
     """Every named query, bound to one connection."""

@@ -19,7 +19,6 @@ log = logging.getLogger("keel.worker")
 # before any other process may take it over (the lease runs out).
 FENCE_SHARE = 0.75
 LOST = "lost"  # cancel action: the lease is (or may be) someone else's now
-TEMPORARY_RUN_RETENTION = 60.0  # seconds a finished stateless run stays readable
 
 
 class Pool(Protocol):
@@ -44,7 +43,6 @@ class Leases:
         self.storage = storage
         self.pool = pool
         self.secured: dict[str, float] = {}  # run id -> when its lease was last secured
-        self._next_sweep = 0.0
 
     def stale(self, run_id: str) -> bool:
         """Whether the run's lease may have run out: it went unrenewed too long."""
@@ -109,15 +107,7 @@ class Leases:
                 self.pool.cancel_local(run_id, LOST)
 
     async def reap(self) -> None:
-        """Re-queue runs whose lease expired (their executor died or lost track of them); now
-        and then forget finished stateless runs."""
-        now = clock.now()
-        if now >= self._next_sweep:
-            self._next_sweep = now + TEMPORARY_RUN_RETENTION / 2
-            async with self.storage.tx() as tx:
-                before = clock.iso(now - TEMPORARY_RUN_RETENTION)
-                await tx.sweep_temporary_runs(before)
-                await tx.sweep_thread_events(before)
+        """Re-queue runs whose lease expired (their executor died or lost track of them)."""
         async with self.storage.statements() as tx:
             reaped = await tx.requeue_expired(
                 clock.now(), clock.iso(), all_running=False, keep=self.pool.executing()

@@ -14,6 +14,7 @@ from keel.auth.scope import Scope
 from keel.auth.user import User
 from keel.crons import CronService
 from keel.scheduler import Scheduler
+from keel.sweeps import Sweeper
 from keel.settings import AuthSettings, StoreSettings
 from keel.storage.tx import Row
 from keel.store_orgs import for_org
@@ -59,7 +60,7 @@ async def test_a_cron_runs_as_its_creator_in_its_organisation(database_url: str)
         ann = User("ann", org="acme", role="member", permissions=["threads:create"])
         input_ = {"namespace": NS, "put": "ours"}
         cron = await _cron_for(r, ann, {"input": input_, "context": {"c": 1}})
-        assert await Scheduler(r.storage, r.runs).tick() == 1
+        assert await Scheduler(r.storage, r.runs, Sweeper(r.storage, r.settings)).tick() == 1
         run = await _finished_run(r, cron["thread_id"])
         assert (run["status"], run["org"]) == ("success", "acme")
         configurable = run["kwargs"]["config"]["configurable"]

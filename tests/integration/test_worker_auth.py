@@ -10,6 +10,7 @@ from keel.auth.user import User
 from keel.crons import CronService
 from keel.run_config import RunAccess, auth_configurable
 from keel.scheduler import Scheduler
+from keel.sweeps import Sweeper
 from tests.integration.test_worker import rig
 
 ALICE = User("alice", permissions=["team:alice"], org="acme", fields={"tier": "gold"})
@@ -49,7 +50,7 @@ async def test_a_cron_fires_its_run_for_the_user_its_payload_carries(database_ur
                 "UPDATE crons SET next_run_date=? WHERE cron_id=?",
                 [clock.iso(clock.now() - 1), cron["cron_id"]],
             )
-        assert await Scheduler(r.storage, r.runs).tick() == 1
+        assert await Scheduler(r.storage, r.runs, Sweeper(r.storage, r.settings)).tick() == 1
         async with r.storage.read() as tx:
             runs = await tx.runs_by_status(["pending"])
         assert len(runs) == 1 and runs[0]["org"] == "acme"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def test_schema_key_is_silent_and_quiet_reports_nothing(
     assert caplog.records == []
 
 
-@pytest.mark.parametrize("key", ["checkpointer", "webhooks", "ui", "nonsense"])
+@pytest.mark.parametrize("key", ["webhooks", "ui", "nonsense"])
 def test_unsupported_key_is_an_error_naming_it(tmp_path: Path, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_settings(write(tmp_path, {"graphs": {}, key: {}}))
@@ -233,3 +234,55 @@ def test_bad_store_section_is_an_error_naming_it(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         load_settings(write(tmp_path, {"graphs": {}, "store": store}))
+
+
+def test_checkpointer_ttl_and_retention_are_read(tmp_path: Path) -> None:
+    ttl = {"strategy": "keep_latest", "default_ttl": 30, "sweep_interval_minutes": 0.5}
+    retention = {"run_events_minutes": 60, "stateless_runs_minutes": 0.5, "sweep_limit": 7}
+    cfg = {"graphs": {}, "checkpointer": {"ttl": ttl}, "retention": retention}
+    settings = load_settings(write(tmp_path, cfg))
+    assert settings.checkpointer.ttl.strategy == "keep_latest"
+    assert settings.checkpointer.ttl.for_new_thread() == {"ttl": 30.0, "strategy": "keep_latest"}
+    assert settings.checkpointer.ttl.sweep_interval_minutes == 0.5
+    assert settings.checkpointer.ttl.sweep_limit == 10_000
+    assert settings.retention.run_events_minutes == 60
+    assert settings.retention.stateless_runs_minutes == 0.5
+    assert settings.retention.thread_events_minutes == 1.0
+    assert settings.retention.sweep_limit == 7
+
+
+def test_defaults_keep_threads_and_a_day_of_event_logs(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, {"graphs": {}}))
+    assert settings.checkpointer.ttl.for_new_thread() is None
+    assert settings.retention.run_events_minutes == 24 * 60
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"checkpointer": {"ttl": {"strategy": "archive"}}}, "checkpointer.ttl.strategy"),
+        ({"checkpointer": {"ttl": {"default_ttl": -1}}}, "checkpointer.ttl.default_ttl"),
+        ({"checkpointer": {"ttl": {"default_ttl": "1h"}}}, "checkpointer.ttl.default_ttl"),
+        ({"checkpointer": {"ttl": {"default_ttl": 1e12}}}, "checkpointer.ttl.default_ttl"),
+        (
+            {"checkpointer": {"ttl": {"sweep_interval_minutes": 0}}},
+            "checkpointer.ttl.sweep_interval_minutes",
+        ),
+        ({"checkpointer": {"ttl": {"sweep_limit": 0}}}, "checkpointer.ttl.sweep_limit"),
+        ({"checkpointer": {"ttl": {"sweep_limit": 1.5}}}, "checkpointer.ttl.sweep_limit"),
+        ({"checkpointer": {"ttl": {"max_age": 3}}}, "max_age"),
+        ({"checkpointer": {"ttl": []}}, "checkpointer.ttl"),
+        ({"checkpointer": {"path": "./saver.py:make"}}, "checkpointer.path"),
+        ({"checkpointer": {"serde": {}}}, "serde"),
+        ({"retention": {"run_events_minutes": -5}}, "retention.run_events_minutes"),
+        ({"retention": {"stateless_runs_minutes": True}}, "retention.stateless_runs_minutes"),
+        ({"retention": {"sweep_interval_minutes": 0}}, "retention.sweep_interval_minutes"),
+        ({"retention": {"keep_forever": True}}, "keep_forever"),
+        ({"retention": 5}, "retention"),
+    ],
+)
+def test_bad_retention_config_stops_start_up_naming_the_key(
+    tmp_path: Path, section: dict[str, object], key: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_settings(write(tmp_path, {"graphs": {}, **section}))

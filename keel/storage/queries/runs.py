@@ -179,14 +179,6 @@ class RunQueries(Queries):
             params.append(worker_id)
         return await self.run(sql, params) == 1
 
-    async def sweep_temporary_runs(self, before: str) -> int:
-        """Forget finished stateless runs (kept a while after their thread was deleted)."""
-        ids = "SELECT run_id FROM runs WHERE temporary=1 AND updated_at<? AND status IN " + (
-            "('success','error','timeout','interrupted')"
-        )
-        await self.run(f"DELETE FROM run_events WHERE run_id IN ({ids})", [before])
-        return await self.run(f"DELETE FROM runs WHERE run_id IN ({ids})", [before])
-
     # -------------------------------------------------------------------- events
     async def append_events(self, rows: list[tuple[str, int, str, str, bytes]]) -> None:
         await self.many(

@@ -188,6 +188,10 @@ class StoreQueries(Queries):
         )
         return [(r["prefix"], r["key"]) for r in rows]
 
+    async def count_expired_store_items(self, now: float) -> int:
+        row = await self.one("SELECT COUNT(*) AS n FROM store_items WHERE expires_at <= ?", [now])
+        return int(row["n"]) if row else 0
+
     # ------------------------------------------------------------------ vectors
     async def tick_store_clock(self) -> int:
         """The sequence number of this write. Taking it locks the clock row until commit, so

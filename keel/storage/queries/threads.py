@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel import clock
 from keel.storage.queries.base import Queries, Row, j
+
+# Every change to a thread re-arms its TTL: the action is due `ttl_minutes` after it (NULL
+# arithmetic leaves threads without a TTL alone). The one parameter is the change's epoch time.
+REARM = "expires_at=? + ttl_minutes*60"
+
+
+def ttl_minutes(ttl: Row | None) -> float | None:
+    return None if ttl is None else float(ttl["ttl"])
+
+
+def _expiry(now: str, ttl: Row | None) -> float | None:
+    return None if ttl is None else clock.parse(now) + float(ttl["ttl"]) * 60
 
 
 class ThreadQueries(Queries):
     async def insert_thread(self, t: Row) -> None:
         await self.run(
             "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata, "
-            'config, status, "values", interrupts, error, ttl, org) '
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            'config, status, "values", interrupts, error, ttl, org, ttl_minutes, expires_at) '
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 t["thread_id"],
                 t["created_at"],
@@ -26,11 +39,15 @@ class ThreadQueries(Queries):
                 None if t.get("error") is None else j(t["error"]),
                 None if t.get("ttl") is None else j(t["ttl"]),
                 t.get("org"),
+                ttl_minutes(t.get("ttl")),
+                _expiry(t["updated_at"], t.get("ttl")),
             ],
         )
 
-    async def get_thread(self, thread_id: str) -> Row | None:
-        return await self.one("SELECT * FROM threads WHERE thread_id=?", [thread_id])
+    async def get_thread(self, thread_id: str, lock: bool = False) -> Row | None:
+        """The thread; with `lock`, held until the transaction ends (see `lock_thread`)."""
+        held = f" {self.dialect.for_update}" if lock else ""
+        return await self.one(f"SELECT * FROM threads WHERE thread_id=?{held}", [thread_id])
 
     async def get_thread_in(self, thread_id: str, where: str, params: list[Any]) -> Row | None:
         """The thread if it satisfies `where` (an auth scope's SQL)."""
@@ -42,20 +59,31 @@ class ThreadQueries(Queries):
         self, thread_id: str, metadata: Row, ttl: Row | None, now: str
     ) -> None:
         await self.run(
-            "UPDATE threads SET metadata=?, ttl=COALESCE(?, ttl), updated_at=? WHERE thread_id=?",
-            [j(metadata), None if ttl is None else j(ttl), now, thread_id],
+            "UPDATE threads SET metadata=?, ttl=COALESCE(?, ttl), "
+            "ttl_minutes=COALESCE(?, ttl_minutes), updated_at=?, "
+            "expires_at=? + COALESCE(?, ttl_minutes)*60 WHERE thread_id=?",
+            [
+                j(metadata),
+                None if ttl is None else j(ttl),
+                ttl_minutes(ttl),
+                now,
+                clock.parse(now),
+                ttl_minutes(ttl),
+                thread_id,
+            ],
         )
 
     async def mark_thread_busy(self, thread_id: str, metadata: Row, config: Row, now: str) -> None:
         await self.run(
-            "UPDATE threads SET status='busy', metadata=?, config=?, updated_at=? "
+            f"UPDATE threads SET status='busy', metadata=?, config=?, updated_at=?, {REARM} "
             "WHERE thread_id=?",
-            [j(metadata), j(config), now, thread_id],
+            [j(metadata), j(config), now, clock.parse(now), thread_id],
         )
 
     async def set_thread_status(self, thread_id: str, status: str, now: str) -> None:
         await self.run(
-            "UPDATE threads SET status=?, updated_at=? WHERE thread_id=?", [status, now, thread_id]
+            f"UPDATE threads SET status=?, updated_at=?, {REARM} WHERE thread_id=?",
+            [status, now, clock.parse(now), thread_id],
         )
 
     async def set_thread_state(
@@ -70,7 +98,7 @@ class ThreadQueries(Queries):
     ) -> None:
         await self.run(
             'UPDATE threads SET status=?, "values"=?, interrupts=?, error=?, updated_at=?, '
-            "state_updated_at=? WHERE thread_id=?",
+            f"state_updated_at=?, {REARM} WHERE thread_id=?",
             [
                 status,
                 None if values is None else j(values),
@@ -78,6 +106,7 @@ class ThreadQueries(Queries):
                 None if error is None else j(error),
                 now,
                 now,
+                clock.parse(now),
                 thread_id,
             ],
         )
@@ -94,7 +123,7 @@ class ThreadQueries(Queries):
     async def delete_thread(self, thread_id: str, keep_runs: bool = False) -> int:
         """Delete a thread with everything on it; `keep_runs` leaves its runs and their event
         logs (a finished stateless run's result and events, for waiters in other processes,
-        until `sweep_temporary_runs`)."""
+        until the sweeper forgets them: `keel.sweeps`)."""
         await self.lock_thread(thread_id)
         if not keep_runs:
             await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
@@ -126,9 +155,6 @@ class ThreadQueries(Queries):
             [thread_id, event_id],
         )
 
-    async def sweep_thread_events(self, before: str) -> None:
-        await self.run("DELETE FROM thread_events WHERE created_at<?", [before])
-
     # LangGraph's checkpoint tables: `checkpoints` is alike in both savers; the writes table's
     # name and the rest differ, so each dialect's Tx names it and implements what differs.
     writes_table: str
@@ -144,22 +170,19 @@ class ThreadQueries(Queries):
         savers that keep values apart from checkpoints have any)."""
 
     async def keep_latest_checkpoint(self, thread_id: str) -> None:
-        latest = await self.one(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            [thread_id],
-        )
-        if latest is None:
-            return
-        keep = [thread_id, latest["checkpoint_id"]]
+        """Keep only the latest checkpoint of each namespace (the thread's state, and that of a
+        subgraph that may resume), with its pending writes; older history goes."""
+        writes = self.writes_table
         for sql in (
-            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_ns='' AND checkpoint_id<>?",
-            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=? AND "
-            "checkpoint_id=?",
-            f"DELETE FROM {self.writes_table} WHERE thread_id=? AND checkpoint_ns='' AND "
-            "checkpoint_id<>?",
+            "DELETE FROM checkpoints WHERE thread_id=? AND checkpoint_id < (SELECT "
+            "MAX(c.checkpoint_id) FROM checkpoints c WHERE c.thread_id=checkpoints.thread_id "
+            "AND c.checkpoint_ns=checkpoints.checkpoint_ns)",
+            "UPDATE checkpoints SET parent_checkpoint_id=NULL WHERE thread_id=?",
+            f"DELETE FROM {writes} WHERE thread_id=? AND NOT EXISTS (SELECT 1 FROM checkpoints "
+            f"c WHERE c.thread_id={writes}.thread_id AND c.checkpoint_ns={writes}.checkpoint_ns "
+            f"AND c.checkpoint_id={writes}.checkpoint_id)",
         ):
-            await self.run(sql, keep)
+            await self.run(sql, [thread_id])
         await self.drop_orphan_blobs(thread_id)
 
     async def delete_run_checkpoints(self, thread_id: str, run_id: str) -> None:
