@@ -12,6 +12,7 @@ A target the run was too short to judge (fewer than two rows) is "n/a", not a pa
 
 from __future__ import annotations
 
+import json
 import statistics
 from typing import TYPE_CHECKING, Any
 
@@ -144,7 +145,8 @@ def render(data: dict[str, Any]) -> str:
         f"Load: {plan['clients']} clients, one iteration each every {plan['pace']} s "
         f"({rate['iterations_per_s']:.1f} iterations/s = {rate['runs_per_s']:.0f} runs/s, "
         f"{rate['threads_per_s']:.0f} threads/s; half deleted, half left for the TTL); "
-        f"{load.get('iterations', '?')} iterations done. Config: `{plan['sections'] or 'none'}`.",
+        f"{load.get('iterations', '?')} iterations done. "
+        f"Config: `{json.dumps(plan['sections']) if plan['sections'] else 'none'}`.",
         "",
         "| " + " | ".join(name for name, _ in COLUMNS) + " |",
         "|" + "---:|" * len(COLUMNS),

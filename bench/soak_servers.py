@@ -95,14 +95,15 @@ class Lane:
         spec = {"url": self.server.url, "clients": clients, "pace": pace, "seconds": seconds}
         spec["records"] = str(self.records)
         self.records.touch()
-        self.load = subprocess.Popen(
-            [sys.executable, "-m", "bench.soak_load", json.dumps(spec)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=(self.workdir / "load.log").open("w"),
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        with (self.workdir / "load.log").open("w") as log:
+            self.load = subprocess.Popen(
+                [sys.executable, "-m", "bench.soak_load", json.dumps(spec)],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
         self.cores()
 
     @property
@@ -185,9 +186,12 @@ class Lane:
         }
 
     def stop(self) -> None:
-        if self.load is not None and self.load.poll() is None:
-            self.load.kill()
-            self.load.wait(10)
+        if self.load is not None:
+            if self.load.poll() is None:
+                self.load.kill()
+                self.load.wait(10)
+            if self.load.stdout is not None:
+                self.load.stdout.close()
         if hasattr(self, "server"):
             self.server.stop()
 

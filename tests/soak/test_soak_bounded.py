@@ -2,7 +2,7 @@
 PostgreSQL side by side (bench/soak.py), asserting the row counts stay bounded and nothing fails.
 
 Thread TTL 6 s, run events kept 6 s, sweeps every 3 s (the accelerated config); 8 clients, one
-iteration each every 4 s (a chat stream, a 6-step runs.wait, an interrupt/resume pair on three
+iteration each every 5 s (a chat stream, a 6-step runs.wait, an interrupt/resume pair on three
 fresh threads; every other thread deleted, the rest left for the TTL).
 
 Every bound is computed from what the clients created, never from how fast they did it. A thread
@@ -32,7 +32,7 @@ READ_MARGIN_S = 1.0  # read_s is rounded
 
 
 def plan() -> Plan:
-    return Plan(minutes=1.6, accelerated=True, pace=4.0, sample_seconds=10.0)
+    return Plan(minutes=1.6, accelerated=True, pace=5.0, sample_seconds=10.0)
 
 
 def window_seconds(plan: Plan) -> float:
