@@ -44,10 +44,12 @@ class RetentionQueries(Queries):
 
     # --------------------------------------------------------------- event logs
     async def runs_with_old_events(self, before: str, limit: int) -> list[str]:
-        """Finished runs that ended before `before` and still have their event log."""
+        """Finished runs that ended before `before` and still have their event log, locked
+        (PostgreSQL: rows another sweeping process holds are skipped, so sweeps never wait for
+        or deadlock with each other)."""
         rows = await self.all(
             "SELECT run_id FROM runs WHERE events_swept_at IS NULL AND updated_at < ? AND "
-            f"status IN {FINISHED} ORDER BY updated_at LIMIT ?",
+            f"status IN {FINISHED} ORDER BY updated_at LIMIT ? {self.dialect.skip_locked}",
             [before, limit],
         )
         return [r["run_id"] for r in rows]
@@ -75,7 +77,7 @@ class RetentionQueries(Queries):
         deleted, for waiters and reconnecting clients); returns how many."""
         rows = await self.all(
             f"SELECT run_id FROM runs WHERE temporary=1 AND updated_at<? AND status IN {FINISHED} "
-            "LIMIT ?",
+            f"LIMIT ? {self.dialect.skip_locked}",
             [before, limit],
         )
         ids = [r["run_id"] for r in rows]
