@@ -123,15 +123,14 @@ def render(stats: DatabaseStats) -> str:
     lines = [f"database  {stats.database} ({stats.backend})", f"size      {_size_line(stats)}", ""]
     lines += _table_lines(stats)
     lines.append("")
-    run = stats.oldest_run
+    run, kept = stats.oldest_run, stats.oldest_event_log
     lines.append(
-        "oldest run                  "
-        + (f"{run['created_at']} (run {run['run_id']})" if run else "none")
+        "oldest run             "
+        + (f"run {run['run_id']}, created {run['created_at']}" if run else "none")
     )
-    kept = stats.oldest_event_log
     lines.append(
-        "oldest event log kept       "
-        + (f"{kept['ended_at']} (run {kept['run_id']}, ended then)" if kept else "none")
+        "oldest kept event log  "
+        + (f"run {kept['run_id']}, ended {kept['ended_at']}" if kept else "none")
     )
     lines.append("the next sweep would remove:")
     lines += [f"  {stats.next_sweep[key]:>8}  {label}" for key, label in SWEEP_LABELS.items()]
