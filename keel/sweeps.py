@@ -125,7 +125,7 @@ class Sweeper:
                 else:
                     report.threads_deleted += int(row["n"])
             events = clock.iso(now - self.retention.run_events_minutes * 60)
-            report.run_logs_swept = await tx.count_runs_with_old_events(events)
+            report.run_logs_swept = await tx.count_runs_with_old_events(events, now)
             stateless = clock.iso(now - self.retention.stateless_runs_minutes * 60)
             report.stateless_runs = await tx.count_temporary_runs(stateless)
             thread_events = clock.iso(now - self.retention.thread_events_minutes * 60)

@@ -54,11 +54,16 @@ class RetentionQueries(Queries):
         )
         return [r["run_id"] for r in rows]
 
-    async def count_runs_with_old_events(self, before: str) -> int:
+    async def count_runs_with_old_events(self, before: str, now: float) -> int:
+        """Those the log sweep would take as of `now`: not the runs of threads the same sweep
+        deletes first (with their runs)."""
+        strategy = self.dialect.json_text("t.ttl", "strategy")
         row = await self.one(
-            "SELECT COUNT(*) AS n FROM runs WHERE events_swept_at IS NULL AND updated_at < ? "
-            f"AND status IN {FINISHED}",
-            [before],
+            "SELECT COUNT(*) AS n FROM runs r WHERE r.events_swept_at IS NULL AND "
+            f"r.updated_at < ? AND r.status IN {FINISHED} AND NOT EXISTS (SELECT 1 FROM threads "
+            "t WHERE t.thread_id = r.thread_id AND t.expires_at <= ? AND t.status <> 'busy' AND "
+            f"COALESCE({strategy}, 'delete') <> 'keep_latest')",
+            [before, now],
         )
         return int(row["n"]) if row else 0
 
