@@ -262,8 +262,8 @@ async def test_preview_counts_what_the_sweep_then_removes(database_url: str) -> 
         later = clock.now() + 40 * MINUTE
         preview = await sweeper.preview(later)
         assert preview.threads_deleted == 3 and preview.threads_pruned == 1
-        assert preview.run_logs_swept == 4
-        # The sweep prunes before it sweeps logs; the deleted threads' logs went with them.
+        # The deleted threads' logs go with them: only the pruned thread's run is a log sweep.
+        assert preview.run_logs_swept == 1
         report = await sweeper.sweep(later)
         assert (report.threads_deleted, report.threads_pruned) == (3, 1)
         assert report.run_logs_swept == 1
