@@ -1,5 +1,6 @@
 """`python -m bench`: see bench/harness.py; `python -m bench store`: see bench/store.py;
-`python -m bench auth`: see bench/auth.py; `python -m bench soak`: see bench/soak.py."""
+`python -m bench auth`: see bench/auth.py; `python -m bench sizing`: see bench/sizing.py;
+`python -m bench soak`: see bench/soak.py."""
 
 import sys
 
@@ -17,6 +18,11 @@ if sys.argv[1:2] == ["store"]:
     from bench.store import main as store_main
 
     sys.exit(store_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["sizing"]:
+    from bench.sizing import main as sizing_main
+
+    sys.exit(sizing_main(sys.argv[2:]))
 
 from bench.harness import main
 

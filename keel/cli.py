@@ -1,4 +1,4 @@
-"""`keel dev | serve | worker | migrate | keys | audit`."""
+"""`keel dev | serve | worker | migrate | keys | audit | db`."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--workers", type=int, help="runs executed at once (default 10)")
     _keys_parser(sub)
     _audit_parser(sub)
+    _db_parser(sub)
     return parser
 
 
@@ -85,6 +86,22 @@ def _audit_parser(sub: Any) -> None:
     audit.add_argument("--outcome", choices=("ok", "refused"))
     audit.add_argument("--limit", type=int, default=100)
     audit.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _db_parser(sub: Any) -> None:
+    db = sub.add_parser("db", help="the database: its size, and giving space back")
+    actions = db.add_subparsers(dest="db_command", required=True)
+    stats = actions.add_parser(
+        "stats", help="rows and bytes per table, oldest run, what the next sweep would remove"
+    )
+    _database_args(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    vacuum = actions.add_parser(
+        "vacuum",
+        help="SQLite: convert to incremental auto-vacuum, give free pages back; "
+        "PostgreSQL: VACUUM (ANALYZE) Keel's tables",
+    )
+    _database_args(vacuum)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -198,8 +215,13 @@ async def _migrate(settings: Settings) -> None:
 
 def _administer(args: argparse.Namespace, settings: Settings) -> None:
     from keel.auth.commands import audit_command, keys_command
+    from keel.dbstats import stats_command
+    from keel.vacuum import vacuum_command
 
-    command = keys_command if args.command == "keys" else audit_command
+    if args.command == "db":
+        command = stats_command if args.db_command == "stats" else vacuum_command
+    else:
+        command = keys_command if args.command == "keys" else audit_command
     asyncio.run(command(settings, args))
 
 
@@ -218,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_migrate(settings))
             print(f"migrated {settings.database}")
             return
-        if args.command in ("keys", "audit"):
+        if args.command in ("keys", "audit", "db"):
             _administer(args, settings)
             return
         if args.command == "worker":

@@ -22,7 +22,8 @@ from keel.settings import Settings
 from keel.storage.base import Storage
 
 log = logging.getLogger("keel.sweeps")
-BATCH = 100  # rows per transaction
+BATCH = 100  # threads or stateless runs per transaction
+LOG_BATCH = 20  # runs whose event logs go in one transaction (a chat run logs hundreds)
 FIRST_SWEEP_SECONDS = 5.0  # after start-up: a restarted process catches up soon
 
 
@@ -92,12 +93,12 @@ class Sweeper:
         left = self.retention.sweep_limit
         while left > 0:
             async with self.storage.tx() as tx:
-                ids = await tx.runs_with_old_events(before, min(BATCH, left))
+                ids = await tx.runs_with_old_events(before, min(LOG_BATCH, left))
                 if ids:
                     await tx.drop_run_events(ids, clock.iso(now))
             report.run_logs_swept += len(ids)
             left -= len(ids)
-            if len(ids) < BATCH:
+            if len(ids) < LOG_BATCH:
                 break
         before = clock.iso(now - self.retention.stateless_runs_minutes * 60)
         while True:
@@ -124,7 +125,7 @@ class Sweeper:
                 else:
                     report.threads_deleted += int(row["n"])
             events = clock.iso(now - self.retention.run_events_minutes * 60)
-            report.run_logs_swept = await tx.count_runs_with_old_events(events)
+            report.run_logs_swept = await tx.count_runs_with_old_events(events, now)
             stateless = clock.iso(now - self.retention.stateless_runs_minutes * 60)
             report.stateless_runs = await tx.count_temporary_runs(stateless)
             thread_events = clock.iso(now - self.retention.thread_events_minutes * 60)

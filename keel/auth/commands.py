@@ -8,7 +8,6 @@ to every server with NOTIFY.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import json
 import sys
@@ -17,9 +16,8 @@ from typing import Any
 from keel.auth.audit import AuditQuery, parse_since, read_entries, record_key_change
 from keel.auth.keys import ApiKey, KeyService
 from keel.errors import InvalidInput
-from keel.settings import Settings, StoreSettings
-from keel.storage import make_storage
-from keel.storage.base import Storage
+from keel.settings import Settings
+from keel.storage import open_for_admin
 
 KEY_COLUMNS = (
     "key_id", "name", "org", "role", "created_at", "expires_at", "revoked_at", "last_used_at"
@@ -35,19 +33,6 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no user name for this uid (a container)
         return "cli"
-
-
-async def open_for_admin(settings: Settings) -> Storage:
-    """The server's database, opened for administration only."""
-    settings = dataclasses.replace(settings, store=StoreSettings(), pool_size=2)
-    storage = make_storage(settings)
-    if settings.backend == "sqlite":
-        from keel.storage.sqlite import SqliteStorage
-
-        assert isinstance(storage, SqliteStorage)
-        storage.exclusive = False
-    await storage.open()
-    return storage
 
 
 async def keys_command(settings: Settings, args: Any) -> None:

@@ -14,6 +14,7 @@ from keel.settings import StoreSettings, ThreadTtl
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
+    from keel.storage.footprint import Footprint, VacuumReport
     from keel.storage.tx import Dialect, Tx
     from keel.store import KeelStore
 
@@ -109,6 +110,14 @@ class Storage(abc.ABC):
         """After a sweep: give space freed by deletions back where the database needs it done
         (SQLite's incremental vacuum); PostgreSQL's autovacuum does it by itself."""
         return None
+
+    async def footprint(self) -> Footprint:
+        """The tables with their sizes and the database's size on disk (`keel db stats`)."""
+        raise NotImplementedError
+
+    async def vacuum(self) -> VacuumReport:
+        """Give space back and tidy up (`keel db vacuum`); see each dialect."""
+        raise NotImplementedError
 
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """Deliver notifications on `channels` until cancelled (shared databases only)."""

@@ -23,6 +23,7 @@ from keel.errors import Conflict, Unavailable
 from keel.serde import dumps, loads
 from keel.storage.base import Listener, Storage, exception_chain, migration_files
 from keel.storage.checkpointer import KeelPostgresSaver, nul_is_bad_input
+from keel.storage.footprint import Footprint, TableSize, VacuumReport
 from keel.storage.tx import Dialect, Row, Tx, j
 
 log = logging.getLogger("keel.storage")
@@ -30,6 +31,14 @@ MIGRATION_LOCK = 0x6B65656C  # "keel": pg_advisory_lock key held while migrating
 LISTEN_PING = 5.0  # seconds of silence after which the LISTEN connection is checked
 SUSPECT_SECONDS = 30.0  # after a lost connection, test pooled connections this long
 _SQL: dict[str, str] = {}
+# The tables of Keel's schema with their indexes and TOAST, and their rows not yet vacuumed.
+TABLE_SIZES = (
+    "SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes, s.n_dead_tup AS dead "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+    "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY c.relname"
+)
+DATABASE_SIZE = "SELECT pg_database_size(current_database()) AS bytes"
 
 
 def pg_sql(sql: str) -> str:
@@ -223,7 +232,7 @@ class PostgresStorage(Storage):
         except PoolTimeout as exc:
             await pool.close()
             raise Unavailable(
-                f"cannot connect to PostgreSQL at {_redact(self.url)} within "
+                f"cannot connect to PostgreSQL at {redact(self.url)} within "
                 f"{self.connect_timeout:g}s; is it running?"
             ) from exc
         self._pool = pool
@@ -313,6 +322,28 @@ class PostgresStorage(Storage):
             return True
         return False
 
+    async def footprint(self) -> Footprint:
+        async with self.read() as tx:
+            rows = await tx.all(TABLE_SIZES)
+            total = await tx.one(DATABASE_SIZE)
+        tables = [TableSize(r["name"], int(r["bytes"]), _int(r["dead"])) for r in rows]
+        return Footprint(tables, int(total["bytes"]) if total else 0)
+
+    async def vacuum(self) -> VacuumReport:
+        """VACUUM (ANALYZE) Keel's tables, the checkpoints' and the store's, one at a time: dead
+        rows become reusable space and the planner's statistics are fresh. Files shrink only
+        when their last pages are empty (autovacuum does the same by itself)."""
+        before = await self.footprint()
+        names = [t.name for t in before.tables if t.group != "other"]
+        with self._db_errors():
+            async with self.pool.connection() as conn:  # autocommit: VACUUM runs outside a tx
+                for name in names:
+                    quoted = name.replace('"', '""')
+                    await conn.execute(f'VACUUM (ANALYZE) "{quoted}"'.encode())
+        after = await self.footprint()
+        done = [f"VACUUM (ANALYZE) on {len(names)} tables: {', '.join(names)}"]
+        return VacuumReport(before.total_bytes, after.total_bytes, done)
+
     async def listen(self, channels: list[str], listener: Listener) -> None:
         """LISTEN on a dedicated connection; reconnect (with backoff) whenever it is lost.
 
@@ -353,7 +384,11 @@ class PostgresStorage(Storage):
                 await conn.execute("SELECT 1")  # a dead connection raises here
 
 
-def _redact(url: str) -> str:
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def redact(url: str) -> str:
     """The URL without its password."""
     try:
         info = psycopg.conninfo.conninfo_to_dict(url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -19,11 +20,20 @@ from typing import Any
 from keel.errors import Conflict, Unavailable
 from keel.storage.base import Storage, migration_files
 from keel.storage.checkpointer import KeelSqliteSaver
+from keel.storage.footprint import Footprint, TableSize, VacuumReport
 from keel.storage.tx import Dialect, Row, Tx, decode_row
 
+log = logging.getLogger("keel.storage")
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for incremental vacuum
+VACUUM_MODES = {0: "none", 1: "full", INCREMENTAL: "incremental"}
 RECLAIM_SLACK_PAGES = 256
 RECLAIM_STEP_PAGES = 1024
+TABLES = "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+# Each table's pages with its indexes' pages (the `dbstat` table, if SQLite was built with it).
+TABLE_BYTES = (
+    "SELECT m.tbl_name, SUM(s.pgsize) FROM (SELECT name, pgsize FROM dbstat WHERE aggregate=1) s "
+    "JOIN sqlite_master m ON m.name = s.name GROUP BY m.tbl_name"
+)
 
 
 class SqliteTx(Tx):
@@ -106,6 +116,13 @@ class SqliteStorage(Storage):
         self.checkpointer.setup()
         self._migrate()
         self.store = self.make_store()
+        if self.exclusive and self.auto_vacuum() != "incremental":
+            log.info(
+                "SQLite database %s predates incremental auto-vacuum: space freed by sweeps is "
+                "reused but not given back to the file system; `keel db vacuum` (with the server "
+                "stopped) converts it",
+                self.path,
+            )
 
     def _take_file_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
@@ -135,9 +152,10 @@ class SqliteStorage(Storage):
                 f"BEGIN;\n{sql}\nINSERT INTO keel_migrations VALUES ({version}, '{name}');\nCOMMIT;"
             )
 
-    async def reclaim(self) -> None:
-        """Return free pages beyond a slack (a tenth of the file, at least 1 MiB, kept for reuse)
-        to the file system, a few MiB per statement so no transaction waits long."""
+    async def reclaim(self, slack: bool = True) -> None:
+        """Return free pages beyond a slack (a tenth of the file, at least 1 MiB, kept for reuse;
+        none without `slack`) to the file system, a few MiB per statement so no transaction waits
+        long."""
         while True:
             async with self._lock:
                 conn = self.conn
@@ -145,12 +163,69 @@ class SqliteStorage(Storage):
                     return
                 free = conn.execute("PRAGMA freelist_count").fetchone()[0]
                 pages = conn.execute("PRAGMA page_count").fetchone()[0]
-                excess = free - max(RECLAIM_SLACK_PAGES, pages // 10)
+                excess = free - (max(RECLAIM_SLACK_PAGES, pages // 10) if slack else 0)
                 if excess <= 0:
                     return
                 step = min(excess, RECLAIM_STEP_PAGES)
                 conn.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
             await asyncio.sleep(0)
+
+    def _pragma(self, name: str) -> int:
+        return int(self.conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+    def auto_vacuum(self) -> str:
+        """none, full or incremental (none: a file made before Keel turned incremental on)."""
+        return VACUUM_MODES.get(self._pragma("auto_vacuum"), "unknown")
+
+    @property
+    def holds_file(self) -> bool:
+        """Whether this process holds the file's lock: no Keel server shares it."""
+        return self._lock_fd is not None
+
+    def disk_bytes(self) -> tuple[int, int]:
+        """The sizes of the file and of its write-ahead log."""
+        return _size(self.path), _size(self.path.with_name(self.path.name + "-wal"))
+
+    async def footprint(self) -> Footprint:
+        async with self._lock:
+            conn = self.conn
+            names = sorted(row[0] for row in conn.execute(TABLES))
+            try:
+                sizes: dict[str, int] | None = dict(conn.execute(TABLE_BYTES).fetchall())
+            except sqlite3.OperationalError:  # SQLite built without `dbstat`: bytes unknown
+                sizes = None
+            free = self._pragma("freelist_count") * self._pragma("page_size")
+            mode = self.auto_vacuum()
+        file, wal = self.disk_bytes()
+        tables = [TableSize(n, None if sizes is None else int(sizes.get(n, 0))) for n in names]
+        return Footprint(tables, file + wal, free_bytes=free, wal_bytes=wal, auto_vacuum=mode)
+
+    async def vacuum(self) -> VacuumReport:
+        """Convert a file made before incremental auto-vacuum (VACUUM rewrites it, so only with
+        the file to this process) and give all its free pages back to the file system."""
+        before = sum(self.disk_bytes())
+        done: list[str] = []
+        async with self._lock:
+            conn = self.conn
+            converting = self.auto_vacuum() != "incremental"
+            if converting and not self.holds_file:
+                raise Unavailable(
+                    f"SQLite database {str(self.path)!r} is not in incremental auto-vacuum mode; "
+                    "converting it rewrites the whole file, which a running server must not "
+                    "share: stop the Keel server using it, then run `keel db vacuum` again"
+                )
+            free = self._pragma("freelist_count")
+            if converting:
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("VACUUM")
+                done.append("converted to incremental auto-vacuum (VACUUM rewrote the file)")
+        if not converting:
+            await self.reclaim(slack=False)
+        async with self._lock:
+            given = free - self._pragma("freelist_count")
+            done.append(f"gave {given} free pages back to the file system")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return VacuumReport(before, sum(self.disk_bytes()), done)
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) committed to the file."""
@@ -193,3 +268,10 @@ class SqliteStorage(Storage):
         """Reads outside any transaction (each statement sees committed data)."""
         async with self._lock:
             yield SqliteTx(self.conn)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

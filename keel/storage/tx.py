@@ -12,11 +12,20 @@ from keel.storage.queries.base import Dialect, Row, decode_row, j
 from keel.storage.queries.crons import CronQueries
 from keel.storage.queries.retention import RetentionQueries
 from keel.storage.queries.runs import RunQueries
+from keel.storage.queries.stats import StatsQueries
 from keel.storage.queries.store import StoreQueries
 from keel.storage.queries.threads import ThreadQueries
 
 __all__ = ["Dialect", "Row", "Tx", "decode_row", "j"]
 
 
-class Tx(AssistantQueries, ThreadQueries, RunQueries, CronQueries, StoreQueries, RetentionQueries):
+class Tx(
+    AssistantQueries,
+    ThreadQueries,
+    RunQueries,
+    CronQueries,
+    StoreQueries,
+    RetentionQueries,
+    StatsQueries,
+):
     """Every named query, bound to one connection."""

@@ -11,11 +11,10 @@ import pytest
 
 from keel import clock as keel_clock
 from keel.auth.audit import AuditLog, AuditQuery, read_entries
-from keel.auth.commands import open_for_admin
 from keel.auth.guard import AuditEntry
 from keel.auth.keys import KeyAuthenticator, KeyRejected, KeyService, get_key
 from keel.settings import Settings
-from keel.storage import make_storage
+from keel.storage import make_storage, open_for_admin
 from keel.storage.base import Storage
 from tests.e2e.helpers import poll
 

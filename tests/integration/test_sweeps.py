@@ -17,12 +17,14 @@ import pytest
 from keel import clock
 from keel.errors import NotFound
 from keel.settings import CheckpointerSettings, RetentionSettings, ThreadTtl
+from keel.storage import make_storage
 from keel.sweeps import Sweeper, SweepReport
 from keel.threads import ThreadService
 from tests.integration.test_worker import Rig, rig
 from tests.support.gate import Gate
 
 MINUTE = 60.0
+LOG_RUNS = 45  # more than two of the sweeper's event-log batches
 RETENTION = RetentionSettings(
     run_events_minutes=30, stateless_runs_minutes=5, thread_events_minutes=1
 )
@@ -260,8 +262,8 @@ async def test_preview_counts_what_the_sweep_then_removes(database_url: str) -> 
         later = clock.now() + 40 * MINUTE
         preview = await sweeper.preview(later)
         assert preview.threads_deleted == 3 and preview.threads_pruned == 1
-        assert preview.run_logs_swept == 4
-        # The sweep prunes before it sweeps logs; the deleted threads' logs went with them.
+        # The deleted threads' logs go with them: only the pruned thread's run is a log sweep.
+        assert preview.run_logs_swept == 1
         report = await sweeper.sweep(later)
         assert (report.threads_deleted, report.threads_pruned) == (3, 1)
         assert report.run_logs_swept == 1
@@ -343,3 +345,32 @@ async def test_sqlite_gives_freed_pages_back_after_a_sweep(tmp_path: Path) -> No
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         assert pages < full // 2
         assert free <= max(256, pages // 10)
+
+
+async def test_sweeps_racing_in_two_processes_remove_each_thing_once(database_url: str) -> None:
+    """Two sweepers at once (PostgreSQL: a second storage, as another process has; SQLite: one
+    process per file, so two sweepers share it): together they remove each expired thread and
+    each old event log exactly once, without errors."""
+    async with swept(database_url, default_ttl=1) as (r, sweeper):
+        for _ in range(6):
+            await finished_run(r, str(uuid.uuid4()))
+        keep = ThreadService(r.storage)
+        logs = str(uuid.uuid4())
+        await keep.create({"thread_id": logs, "ttl": {"ttl": 600, "strategy": "delete"}})
+        for _ in range(LOG_RUNS):
+            await finished_run(r, logs)
+        other_storage = r.storage
+        if r.storage.dialect.name == "postgres":
+            other_storage = make_storage(r.settings)
+            await other_storage.open()
+        try:
+            other = Sweeper(other_storage, r.settings)
+            later = clock.now() + 40 * MINUTE
+            one, two = await asyncio.gather(sweeper.sweep(later), other.sweep(later))
+        finally:
+            if other_storage is not r.storage:
+                await other_storage.close()
+        assert one.threads_deleted + two.threads_deleted == 6
+        assert one.run_logs_swept + two.run_logs_swept == LOG_RUNS
+        assert await count(r, "run_events", logs) == 0
+        assert (await sweeper.preview(later)).total() == 0

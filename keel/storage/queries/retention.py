@@ -44,19 +44,26 @@ class RetentionQueries(Queries):
 
     # --------------------------------------------------------------- event logs
     async def runs_with_old_events(self, before: str, limit: int) -> list[str]:
-        """Finished runs that ended before `before` and still have their event log."""
+        """Finished runs that ended before `before` and still have their event log, locked
+        (PostgreSQL: rows another sweeping process holds are skipped, so sweeps never wait for
+        or deadlock with each other)."""
         rows = await self.all(
             "SELECT run_id FROM runs WHERE events_swept_at IS NULL AND updated_at < ? AND "
-            f"status IN {FINISHED} ORDER BY updated_at LIMIT ?",
+            f"status IN {FINISHED} ORDER BY updated_at LIMIT ? {self.dialect.skip_locked}",
             [before, limit],
         )
         return [r["run_id"] for r in rows]
 
-    async def count_runs_with_old_events(self, before: str) -> int:
+    async def count_runs_with_old_events(self, before: str, now: float) -> int:
+        """Those the log sweep would take as of `now`: not the runs of threads the same sweep
+        deletes first (with their runs)."""
+        strategy = self.dialect.json_text("t.ttl", "strategy")
         row = await self.one(
-            "SELECT COUNT(*) AS n FROM runs WHERE events_swept_at IS NULL AND updated_at < ? "
-            f"AND status IN {FINISHED}",
-            [before],
+            "SELECT COUNT(*) AS n FROM runs r WHERE r.events_swept_at IS NULL AND "
+            f"r.updated_at < ? AND r.status IN {FINISHED} AND NOT EXISTS (SELECT 1 FROM threads "
+            "t WHERE t.thread_id = r.thread_id AND t.expires_at <= ? AND t.status <> 'busy' AND "
+            f"COALESCE({strategy}, 'delete') <> 'keep_latest')",
+            [before, now],
         )
         return int(row["n"]) if row else 0
 
@@ -75,7 +82,7 @@ class RetentionQueries(Queries):
         deleted, for waiters and reconnecting clients); returns how many."""
         rows = await self.all(
             f"SELECT run_id FROM runs WHERE temporary=1 AND updated_at<? AND status IN {FINISHED} "
-            "LIMIT ?",
+            f"LIMIT ? {self.dialect.skip_locked}",
             [before, limit],
         )
         ids = [r["run_id"] for r in rows]
