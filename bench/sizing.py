@@ -11,10 +11,12 @@ PostgreSQL: `pg_total_relation_size`, measured after VACUUM FULL so that they co
 as SQLite's do), divided by N.
 
     three     3 nodes in a chain (bench/graphs.py), `runs.wait`: stream mode `values`
-    six       6 nodes, each appends ~120 characters (bench/sizing_graphs.py), `runs.wait`
-    chat      streamed chat turn: a 31-word reply in 63 token chunks and 4 custom events,
-              stream modes `values`, `messages-tuple`, `custom` (bench/sizing_graphs.py)
-    approval  an interrupt/resume pair (bench/graphs.py): two runs on one thread
+    six       6 nodes, each appends ~120 characters, `runs.wait`
+    chat      streamed chat turn: a ~24-word reply token by token and 4 custom events,
+              stream modes `values`, `messages-tuple`, `custom`
+    approval  an interrupt/resume pair: two runs on one thread
+
+(`six`, `chat` and `approval` are the soak's workloads: bench/workload_graphs.py.)
 
 Results: bench/results/sizing.md and .json (or --out).
 """
@@ -44,16 +46,16 @@ from tests.support.server import KeelServer
 BENCH = ROOT / "bench"
 GRAPHS = {
     "three": f"{BENCH / 'graphs.py'}:three",
-    "approval": f"{BENCH / 'graphs.py'}:approval",
-    "six": f"{BENCH / 'sizing_graphs.py'}:six",
-    "chat": f"{BENCH / 'sizing_graphs.py'}:chat",
+    "six": f"{BENCH / 'workload_graphs.py'}:six",
+    "chat": f"{BENCH / 'workload_graphs.py'}:chat",
+    "approval": f"{BENCH / 'workload_graphs.py'}:approval",
 }
 CLIENTS = 8
 SWEEP_AHEAD = 2 * 86400.0
 LABELS = {
     "three": "3-node run",
     "six": "6-step run",
-    "chat": "streamed chat turn (63 token chunks, 4 custom events)",
+    "chat": "streamed chat turn (token by token, 4 custom events)",
     "approval": "interrupt/resume pair (2 runs)",
 }
 Workload = Callable[[LangGraphClient], Awaitable[None]]

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from langgraph_sdk.client import LangGraphClient
 
 from bench.client import make_client
-from bench.soak_graphs import CUSTOM_EVENTS, STEPS
+from bench.workload_graphs import CUSTOM_EVENTS, STEPS
 
 CHAT_INPUT: dict[str, Any] = {"messages": [{"role": "user", "content": "hello soak"}]}
 

@@ -17,11 +17,11 @@ from bench import procfs
 from bench.client import pct
 from bench.contenders import BENCH_DIR, ROOT, Server
 from bench.soak_db import DbReading, read_postgres, read_sqlite
-from bench.soak_graphs import GRAPHS
+from bench.workload_graphs import GRAPHS
 from tests.support.postgres import PgCluster
 from tests.support.server import serve_command
 
-GRAPHS_FILE = BENCH_DIR / "soak_graphs.py"
+GRAPHS_FILE = BENCH_DIR / "workload_graphs.py"
 # log lines that count as server errors (Keel logs at `warning` during the soak)
 ERROR_MARKS = ("Traceback (most recent call last)", " ERROR ", "ERROR:", "CRITICAL")
 
@@ -42,8 +42,8 @@ class SoakServer(Server):
 
     def prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(GRAPHS_FILE, self.workdir / "soak_graphs.py")
-        graphs = {name: f"./soak_graphs.py:{name}" for name in GRAPHS}
+        shutil.copy(GRAPHS_FILE, self.workdir / "workload_graphs.py")
+        graphs = {name: f"./workload_graphs.py:{name}" for name in GRAPHS}
         self.config = self.workdir / "keel.json"
         self.config.write_text(json.dumps({"graphs": graphs, **self.sections}, indent=2))
 

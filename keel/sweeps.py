@@ -69,6 +69,7 @@ class Sweeper:
                 rows = await tx.expired_threads(now, min(BATCH, left))
             for row in rows:
                 await self._expire(row["thread_id"], now, report)
+                await asyncio.sleep(0)  # SQLite runs inline: let requests in between
             left -= len(rows)
             if len(rows) < BATCH:
                 return
@@ -97,6 +98,7 @@ class Sweeper:
                 if ids:
                     await tx.drop_run_events(ids, clock.iso(now))
             report.run_logs_swept += len(ids)
+            await asyncio.sleep(0)
             left -= len(ids)
             if len(ids) < LOG_BATCH:
                 break
@@ -105,6 +107,7 @@ class Sweeper:
             async with self.storage.tx() as tx:
                 gone = await tx.sweep_temporary_runs(before, BATCH)
             report.stateless_runs += gone
+            await asyncio.sleep(0)
             if gone < BATCH:
                 break
         async with self.storage.tx() as tx:

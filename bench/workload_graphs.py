@@ -1,11 +1,12 @@
-"""The soak's graphs (bench/soak.py): a chat turn, a 6-step chain, an approval. No network.
+"""The workloads of the soak (bench/soak.py) and of the sizing (bench/sizing.py): a chat turn, a
+6-step chain, an approval. No network.
 
     chat      a scripted fake chat model (langchain-core's GenericFakeChatModel) streams a
               ~24-word reply token by token (`messages-tuple`), between custom events
     six       6 nodes in a chain, each appends a ~120-character step to the state
     approval  one node, then an `interrupt()`, then one node (interrupt/resume pairs)
 
-Only Keel loads this file (it is copied next to the soak's keel.json), so it may use
+Only Keel loads this file (the soak copies it next to its keel.json), so it may use
 langchain-core, which Keel's environment has.
 """
 
