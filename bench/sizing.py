@@ -125,9 +125,9 @@ def db_stats(server: KeelServer) -> dict[str, Any]:
 
 async def sweep_event_logs(server: KeelServer) -> dict[str, int]:
     """The sweeper, in this process on the server's database, with its clock 2 days ahead."""
+    from keel.retention.sweeps import Sweeper
     from keel.settings import load_settings
     from keel.storage import open_for_admin
-    from keel.sweeps import Sweeper
 
     settings = load_settings(server.config, database=server.database, quiet=True)
     storage = await open_for_admin(settings)

@@ -169,7 +169,13 @@ class Soak:
                 "kept": lane.kept,
                 "server_errors": len(server_errors),
                 "server_error_samples": server_errors[:5],
-                "verdicts": verdicts(rows, self.plan, lane.summary, len(server_errors)),
+                "verdicts": verdicts(
+                    rows,
+                    self.plan.warmup_seconds(),
+                    self.plan.seconds,
+                    lane.summary,
+                    len(server_errors),
+                ),
             }
         return out
 

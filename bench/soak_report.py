@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from bench.soak import Plan
+from typing import Any
 
 RSS_BAND = 0.10
 DB_BAND = 0.10
@@ -86,13 +83,17 @@ def _verdict(ok: bool | None, detail: str) -> dict[str, Any]:
 
 
 def verdicts(
-    rows: list[dict[str, Any]], plan: Plan, load: dict[str, Any], server_errors: int
+    rows: list[dict[str, Any]],
+    warmup_s: float,
+    seconds: float,
+    load: dict[str, Any],
+    server_errors: int,
 ) -> dict[str, dict[str, Any]]:
     judged = [r for r in rows if not r.get("partial")]
-    warm = [r for r in judged if r["t_s"] >= plan.warmup_seconds()]
-    half = max(plan.seconds / 2, plan.warmup_seconds())
+    warm = [r for r in judged if r["t_s"] >= warmup_s]
+    half = max(seconds / 2, warmup_s)
     last_half = [r for r in judged if r["t_s"] >= half]
-    short = f"n/a: fewer than two rows after warm-up ({plan.warmup_seconds() / 60:.2f} min)"
+    short = f"n/a: fewer than two rows after warm-up ({warmup_s / 60:.2f} min)"
     out: dict[str, dict[str, Any]] = {}
     if len(warm) >= 2:
         ok, worst = _band([r["rss_mib"] for r in warm], warm[0]["rss_mib"], RSS_BAND)

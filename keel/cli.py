@@ -215,8 +215,8 @@ async def _migrate(settings: Settings) -> None:
 
 def _administer(args: argparse.Namespace, settings: Settings) -> None:
     from keel.auth.commands import audit_command, keys_command
-    from keel.dbstats import stats_command
-    from keel.vacuum import vacuum_command
+    from keel.retention.stats import stats_command
+    from keel.retention.vacuum import vacuum_command
 
     if args.command == "db":
         command = stats_command if args.db_command == "stats" else vacuum_command

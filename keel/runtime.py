@@ -15,13 +15,13 @@ from keel.auth.builtin import install as install_builtin_auth
 from keel.auth.guard import build_guard
 from keel.graphs import GraphRegistry
 from keel.relay import Relay
+from keel.retention.sweeps import Sweeper
 from keel.runs import RunService
 from keel.scheduler import Scheduler
 from keel.settings import Settings
 from keel.storage import make_storage
 from keel.storage.base import Storage
 from keel.streams import StreamHub
-from keel.sweeps import Sweeper
 from keel.worker import WorkerPool
 
 log = logging.getLogger("keel")

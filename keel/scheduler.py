@@ -1,5 +1,5 @@
 """Fires due crons (each due cron becomes a run, and its next run date moves on) and runs the
-sweeper (`keel.sweeps`: TTLs and retention)."""
+sweeper (`keel.retention.sweeps`: TTLs and retention)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import logging
 from keel import clock
 from keel.crons import next_run
 from keel.errors import KeelError
+from keel.retention.sweeps import Sweeper
 from keel.run_config import RunAccess, stored_user
 from keel.runs import RunService
 from keel.storage.base import Storage
 from keel.storage.tx import Row
-from keel.sweeps import Sweeper
 
 log = logging.getLogger("keel.scheduler")
 MAX_SLEEP = 30.0

@@ -23,10 +23,10 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from keel.dbstats import collect
+from keel.retention.stats import collect
+from keel.retention.sweeps import Sweeper, SweepReport
 from keel.settings import Settings, load_settings
 from keel.storage import open_for_admin
-from keel.sweeps import Sweeper, SweepReport
 from tests.conftest import database_for
 from tests.support.api_keys import keel_cli, sql
 from tests.support.reference import ROOT

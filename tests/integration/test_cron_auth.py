@@ -13,11 +13,11 @@ from keel import clock
 from keel.auth.scope import Scope
 from keel.auth.user import User
 from keel.crons import CronService
+from keel.retention.sweeps import Sweeper
 from keel.scheduler import Scheduler
 from keel.settings import AuthSettings, StoreSettings
 from keel.storage.tx import Row
 from keel.store_orgs import for_org
-from keel.sweeps import Sweeper
 from keel.threads import ThreadService
 from tests.integration.test_worker import Rig, rig
 

@@ -1,6 +1,6 @@
-"""The sweeper (keel.sweeps) on both backends, with an injected clock: `sweep(now=...)` runs as if
-that much time had passed. Thread TTLs (delete, keep_latest), cascades, busy threads and a sweep
-racing a new run, event-log retention, stateless runs, preview."""
+"""The sweeper (keel.retention.sweeps) on both backends, with an injected clock: `sweep(now=...)`
+runs as if that much time had passed. Thread TTLs (delete, keep_latest), cascades, busy threads
+and a sweep racing a new run, event-log retention, stateless runs, preview."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import pytest
 
 from keel import clock
 from keel.errors import NotFound
+from keel.retention.sweeps import Sweeper, SweepReport
 from keel.settings import CheckpointerSettings, RetentionSettings, ThreadTtl
 from keel.storage import make_storage
-from keel.sweeps import Sweeper, SweepReport
 from keel.threads import ThreadService
 from tests.integration.test_worker import Rig, rig
 from tests.support.gate import Gate

@@ -8,9 +8,9 @@ import uuid
 from keel import clock
 from keel.auth.user import User
 from keel.crons import CronService
+from keel.retention.sweeps import Sweeper
 from keel.run_config import RunAccess, auth_configurable
 from keel.scheduler import Scheduler
-from keel.sweeps import Sweeper
 from tests.integration.test_worker import rig
 
 ALICE = User("alice", permissions=["team:alice"], org="acme", fields={"tier": "gold"})

@@ -1,5 +1,5 @@
 """What the sweeper reads and removes: expired threads, old event logs, finished stateless runs,
-thread-stream events (see `keel.sweeps`). Every statement touches one small batch."""
+thread-stream events (see `keel.retention.sweeps`). Every statement touches one small batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What `keel db stats` reads: row counts and the oldest runs (`keel.dbstats`)."""
+"""What `keel db stats` reads: row counts and the oldest runs (`keel.retention.stats`)."""
 
 from __future__ import annotations
 

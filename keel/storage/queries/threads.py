@@ -123,7 +123,7 @@ class ThreadQueries(Queries):
     async def delete_thread(self, thread_id: str, keep_runs: bool = False) -> int:
         """Delete a thread with everything on it; `keep_runs` leaves its runs and their event
         logs (a finished stateless run's result and events, for waiters in other processes,
-        until the sweeper forgets them: `keel.sweeps`)."""
+        until the sweeper forgets them: `keel.retention.sweeps`)."""
         await self.lock_thread(thread_id)
         if not keep_runs:
             await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])

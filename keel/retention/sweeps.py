@@ -21,7 +21,7 @@ from keel import clock
 from keel.settings import Settings
 from keel.storage.base import Storage
 
-log = logging.getLogger("keel.sweeps")
+log = logging.getLogger("keel.retention.sweeps")
 BATCH = 100  # threads or stateless runs per transaction
 LOG_BATCH = 20  # runs whose event logs go in one transaction (a chat run logs hundreds)
 FIRST_SWEEP_SECONDS = 5.0  # after start-up: a restarted process catches up soon

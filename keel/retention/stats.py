@@ -15,11 +15,11 @@ import json
 from typing import Any
 
 from keel.errors import KeelError
+from keel.retention.sweeps import Sweeper
 from keel.settings import Settings
 from keel.storage import open_for_admin
 from keel.storage.base import Storage
 from keel.storage.footprint import Footprint
-from keel.sweeps import Sweeper
 
 GROUPS = ("keel", "checkpoints", "store", "other")
 SWEEP_LABELS = {

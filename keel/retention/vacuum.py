@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keel.dbstats import display_name, human, open_existing
+from keel.retention.stats import display_name, human, open_existing
 from keel.settings import Settings
 
 
