@@ -18,12 +18,11 @@ import asyncio
 import itertools
 import json
 import statistics
-import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.client import Meter, summary
+from bench.client import Meter, child_main, summary
 
 WORKLOADS = ("get", "search")  # GET /threads/{id}, POST /threads/search {"limit": 10}
 SEARCH = json.dumps({"limit": 10}).encode()
@@ -177,14 +176,5 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             await target.close()
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
-    try:
-        out = asyncio.run(run(spec))
-    except Exception as exc:
-        out = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    print(json.dumps(out))
-
-
 if __name__ == "__main__":
-    main()
+    child_main(run)

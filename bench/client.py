@@ -15,7 +15,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -339,15 +339,22 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         await client.aclose()
 
 
-def main() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+def child_main(run: Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+    """A bench child process's entry point: its spec as JSON in argv[1]; `run(spec)`'s result,
+    or the error it raised, as one JSON line on stdout."""
     spec = json.loads(sys.argv[1])
+    result: dict[str, Any]
     try:
         result = asyncio.run(run(spec))
     except Exception as exc:
         result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     print(json.dumps(result))
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    child_main(run)
 
 
 if __name__ == "__main__":

@@ -207,6 +207,31 @@ class KeelServer(Server):
         return venv_versions(python, ["keel-runtime", "langgraph", "langgraph-sdk", "uvicorn"])
 
 
+class KeelOnDatabase(Server):
+    """`keel serve` on a given database, with bench/graphs.py and default settings (subclasses
+    write another config in `prepare`)."""
+
+    key = "keel"
+    label = "Keel"
+
+    def __init__(self, workdir: Path, database: str, postgres: PgCluster | None = None) -> None:
+        super().__init__(workdir)
+        self.database = database
+        self.postgres = postgres
+
+    def prepare(self) -> None:
+        self.config = write_graphs(self.workdir, "keel.json")
+
+    def command(self) -> list[str]:
+        return serve_command(self.config, self.port, self.database)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KEEL_LOG_LEVEL": "warning", "PYTHONPATH": ""}
+
+    def db_pids(self) -> list[int]:
+        return self.postgres.pids() if self.postgres is not None else []
+
+
 class KeelPgServer(Server):
     """`keel serve` on PostgreSQL. With `worker_processes` > 0 the server is API-only
     (`--no-workers`) and that many `keel worker` processes execute the runs."""

@@ -7,9 +7,6 @@ One fresh thread per run, like the server workloads. Prints one JSON object on i
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
 import tempfile
 import time
 import uuid
@@ -17,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procfs
-from bench.client import summary
+from bench.client import child_main, summary
 from bench.graphs import three
 
 
@@ -56,14 +53,5 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     return {**keel, "no_checkpointer": bare}
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
-    try:
-        result = asyncio.run(run(spec))
-    except Exception as exc:
-        result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    print(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main()
+    child_main(run)

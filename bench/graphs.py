@@ -5,6 +5,7 @@ next to each contender's config file and each contender imports it in its own vi
 
     three       3 nodes in a chain, each appends to a list (the reference workload)
     twenty      20 nodes in a chain
+    six         6 nodes in a chain, each appends ~120 characters (bench/soak.py, bench/sizing.py)
     approval    one node, then an `interrupt()`, then one node (interrupt/resume round trip)
     stream200   one node that emits 200 custom stream events
     sleep1      one node that awaits 1 s (an LLM call's stand-in)
@@ -32,13 +33,14 @@ class State(TypedDict, total=False):
     answer: str
 
 
-def _chain(name: str, length: int) -> Any:
+def _chain(name: str, length: int, text: str = "") -> Any:
+    """`length` nodes in a chain; each appends its name and `text` to `steps`."""
     builder = StateGraph(State)
     names = [f"n{i:02d}" for i in range(length)]
     for node in names:
 
         def step(state: State, _node: str = node) -> State:
-            return {"steps": [_node]}
+            return {"steps": [_node + text]}
 
         builder.add_node(node, step)
     builder.add_edge(START, names[0])
@@ -50,6 +52,8 @@ def _chain(name: str, length: int) -> Any:
 
 three = _chain("three", 3)
 twenty = _chain("twenty", 20)
+SIX_STEPS = 6
+six = _chain("six", SIX_STEPS, ":" + "x" * 120)  # the soak's and the sizing's 6-step run
 
 
 def _propose(state: State) -> State:

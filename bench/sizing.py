@@ -16,7 +16,7 @@ as SQLite's do), divided by N.
               stream modes `values`, `messages-tuple`, `custom`
     approval  an interrupt/resume pair: two runs on one thread
 
-(`six`, `chat` and `approval` are the soak's workloads: bench/workload_graphs.py.)
+(`six`, `chat` and `approval` are the soak's workloads: bench/graphs.py, bench/chat_graph.py.)
 
 Results: bench/results/sizing.md and .json (or --out).
 """
@@ -46,9 +46,9 @@ from tests.support.server import KeelServer
 BENCH = ROOT / "bench"
 GRAPHS = {
     "three": f"{BENCH / 'graphs.py'}:three",
-    "six": f"{BENCH / 'workload_graphs.py'}:six",
-    "chat": f"{BENCH / 'workload_graphs.py'}:chat",
-    "approval": f"{BENCH / 'workload_graphs.py'}:approval",
+    "six": f"{BENCH / 'graphs.py'}:six",
+    "chat": f"{BENCH / 'chat_graph.py'}:chat",
+    "approval": f"{BENCH / 'graphs.py'}:approval",
 }
 CLIENTS = 8
 SWEEP_AHEAD = 2 * 86400.0

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 from langgraph_sdk.client import LangGraphClient
 
-from bench.client import make_client
-from bench.workload_graphs import CUSTOM_EVENTS, STEPS
+from bench.chat_graph import CUSTOM_EVENTS
+from bench.client import child_main, make_client
+from bench.graphs import SIX_STEPS
 
 CHAT_INPUT: dict[str, Any] = {"messages": [{"role": "user", "content": "hello soak"}]}
 
@@ -96,7 +96,7 @@ class SoakClient:
         thread = await self.sdk.threads.create()
         result = await self.sdk.runs.wait(thread["thread_id"], "six", input={"topic": "soak"})
         ms = (time.perf_counter() - t0) * 1000
-        if not isinstance(result, dict) or len(result.get("steps", [])) != STEPS:
+        if not isinstance(result, dict) or len(result.get("steps", [])) != SIX_STEPS:
             raise RuntimeError(f"unexpected result: {str(result)[:200]}")
         self.rec.add("wait", ms=round(ms, 2))
         await self.done_with(thread["thread_id"], 1)
@@ -161,14 +161,5 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
-    try:
-        out = asyncio.run(run(spec))
-    except Exception as exc:
-        out = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    print(json.dumps(out))
-
-
 if __name__ == "__main__":
-    main()
+    child_main(run)

@@ -15,46 +15,33 @@ from typing import Any
 
 from bench import procfs
 from bench.client import pct
-from bench.contenders import BENCH_DIR, ROOT, Server
+from bench.contenders import BENCH_DIR, ROOT, KeelOnDatabase
 from bench.soak_db import DbReading, read_postgres, read_sqlite
-from bench.workload_graphs import GRAPHS
 from tests.support.postgres import PgCluster
-from tests.support.server import serve_command
 
-GRAPHS_FILE = BENCH_DIR / "workload_graphs.py"
+# graph id -> the bench file it comes from (copied next to the server's keel.json)
+GRAPH_FILES = {"chat": "chat_graph.py", "six": "graphs.py", "approval": "graphs.py"}
 # log lines that count as server errors (Keel logs at `warning` during the soak)
 ERROR_MARKS = ("Traceback (most recent call last)", " ERROR ", "ERROR:", "CRITICAL")
 
 
-class SoakServer(Server):
+class SoakServer(KeelOnDatabase):
     """`keel serve` on one backend with the soak's graphs and the given config sections."""
-
-    key = "keel"
 
     def __init__(
         self, workdir: Path, database: str, sections: dict[str, Any], postgres: PgCluster | None
     ) -> None:
-        super().__init__(workdir)
-        self.database = database
+        super().__init__(workdir, database, postgres)
         self.sections = sections
-        self.postgres = postgres
         self.label = "Keel (PostgreSQL)" if postgres is not None else "Keel (SQLite)"
 
     def prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(GRAPHS_FILE, self.workdir / "workload_graphs.py")
-        graphs = {name: f"./workload_graphs.py:{name}" for name in GRAPHS}
+        for file in set(GRAPH_FILES.values()):
+            shutil.copy(BENCH_DIR / file, self.workdir / file)
+        graphs = {name: f"./{file}:{name}" for name, file in GRAPH_FILES.items()}
         self.config = self.workdir / "keel.json"
         self.config.write_text(json.dumps({"graphs": graphs, **self.sections}, indent=2))
-
-    def command(self) -> list[str]:
-        return serve_command(self.config, self.port, self.database)
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KEEL_LOG_LEVEL": "warning", "PYTHONPATH": ""}
-
-    def db_pids(self) -> list[int]:
-        return self.postgres.pids() if self.postgres is not None else []
 
     def error_lines(self) -> list[str]:
         if not self.log_path.exists():

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procfs
-from bench.contenders import ROOT, Server, venv_versions
+from bench.contenders import ROOT, KeelOnDatabase, Server, venv_versions
 from bench.harness import raise_file_limit, run_client_module, run_meta
 from bench.store_corpus import (
     Corpus,
@@ -41,7 +41,7 @@ from bench.store_corpus import (
     recall,
 )
 from bench.store_report import render
-from bench.store_servers import EMBEDDER_DEPS, KeelStoreServer, LangGraphDevStoreServer
+from bench.store_servers import EMBEDDER_DEPS, LangGraphDevStoreServer
 from tests.support.postgres import PgCluster
 
 MODES: dict[str, dict[str, Any]] = {
@@ -192,7 +192,7 @@ class StoreBench:
             ),
             timeout=n / 20 + 900,
         )
-        server = KeelStoreServer(
+        server = KeelOnDatabase(
             self.workdir / f"serve-{backend}",
             database,
             self.postgres if backend == "postgres" else None,
@@ -293,7 +293,7 @@ class StoreBench:
             return out
         for backend in backends:
             database = self.database(backend, f"cmp-{backend}")
-            server = KeelStoreServer(
+            server = KeelOnDatabase(
                 self.workdir / f"cmp-{backend}",
                 database,
                 self.postgres if backend == "postgres" else None,

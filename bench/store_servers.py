@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -13,41 +12,14 @@ from bench.contenders import (
     LANGGRAPH_DEV_PINS,
     ROOT,
     LangGraphDevServer,
-    Server,
     ensure_venv,
     write_graphs,
 )
-from tests.support.postgres import PgCluster
-from tests.support.server import serve_command
 
 # what Keel's default embedder needs besides the standard library, installed beside
 # langgraph dev at the versions Keel's environment has (numpy also turns on InMemoryStore's
 # vectorised cosine, its best configuration)
 EMBEDDER_DEPS = ("numpy", "tokenizers", "safetensors", "wordllama")
-
-
-class KeelStoreServer(Server):
-    """`keel serve` on a given database (default store settings: Keel's embedded model)."""
-
-    key = "keel"
-    label = "Keel"
-
-    def __init__(self, workdir: Path, database: str, postgres: PgCluster | None = None) -> None:
-        super().__init__(workdir)
-        self.database = database
-        self.postgres = postgres
-
-    def prepare(self) -> None:
-        self.config = write_graphs(self.workdir, "keel.json")
-
-    def command(self) -> list[str]:
-        return serve_command(self.config, self.port, self.database)
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KEEL_LOG_LEVEL": "warning", "PYTHONPATH": ""}
-
-    def db_pids(self) -> list[int]:
-        return self.postgres.pids() if self.postgres is not None else []
 
 
 EMBED_PY = '''"""langgraph dev's embedding function: Keel's default model, from Keel's tree."""

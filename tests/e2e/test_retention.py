@@ -5,11 +5,9 @@ nor reports TTLs); the waits are bounded polls for the sweep's effect, never tim
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +15,7 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
 from keel import clock
+from tests.e2e.helpers import poll
 from tests.support.configured import serve_config
 from tests.support.reference import ROOT
 
@@ -50,17 +49,6 @@ async def client(url: str) -> AsyncIterator[LangGraphClient]:
         await sdk.aclose()
 
 
-async def eventually(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
-    """Poll `check` (async, returns a truthy value when done) until it is done, bounded."""
-    deadline = clock.now() + within
-    while clock.now() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within:g} s: {what}")
-
-
 async def test_a_thread_gets_the_default_ttl_and_its_own_ttl(
     url: str, client: LangGraphClient
 ) -> None:
@@ -89,11 +77,8 @@ async def test_an_expired_thread_is_deleted_by_the_server(
     thread = await client.threads.create(ttl={"ttl": 0.01, "strategy": "delete"})
     tid = thread["thread_id"]
 
-    async def gone() -> bool:
-        async with httpx.AsyncClient(base_url=url) as http:
-            return (await http.get(f"/threads/{tid}")).status_code == 404
-
-    await eventually(gone, "the expired thread was deleted")
+    async with httpx.AsyncClient(base_url=url) as http:
+        await poll(lambda: http.get(f"/threads/{tid}"), lambda got: got.status_code == 404)
     kept = await client.threads.create()  # the default TTL (an hour) keeps it
     assert (await client.threads.get(kept["thread_id"]))["thread_id"] == kept["thread_id"]
 
@@ -108,12 +93,11 @@ async def test_replay_of_a_run_whose_events_were_swept_is_410(
     await client.runs.join(thread["thread_id"], run["run_id"])
     path = f"/threads/{thread['thread_id']}/runs/{run['run_id']}/stream"
 
-    async def swept() -> httpx.Response | None:
-        async with httpx.AsyncClient(base_url=url) as http:
-            got = await http.get(path, headers={"Last-Event-ID": "-1"})
-        return got if got.status_code == 410 else None
-
-    answer = await eventually(swept, "the run's events were swept")
+    async with httpx.AsyncClient(base_url=url) as http:
+        answer = await poll(
+            lambda: http.get(path, headers={"Last-Event-ID": "-1"}),
+            lambda got: got.status_code == 410,
+        )
     assert "removed by retention" in answer.json()["detail"]
     # The run and the thread's state are still there.
     assert (await client.runs.get(thread["thread_id"], run["run_id"]))["status"] == "success"
