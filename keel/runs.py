@@ -9,6 +9,7 @@ from typing import Any
 
 from keel import clock
 from keel.auth.scope import EVERYTHING, Scope
+from keel.endings import Endings, RunEnd
 from keel.errors import BadRequest, Conflict, NotFound
 from keel.execution import RunResult
 from keel.faults import Faults
@@ -85,8 +86,10 @@ class RunService:
         cancel_local: Callable[[str, str], bool],
         origin: str = "",
         faults: Faults | None = None,
+        endings: Endings | None = None,
     ) -> None:
         self.storage = storage
+        self.endings = endings or Endings()
         self.graphs = graphs
         self.hub = hub
         self.wake_workers = wake_workers
@@ -273,6 +276,8 @@ class RunService:
             ended = None
             if run["status"] == "pending":
                 ended = await _end_pending(tx, run["run_id"], action, now, delete_pending)
+                if ended == "interrupted":
+                    await self.endings.record(tx, RunEnd(run, ended, now))
             if ended is None:
                 await tx.set_cancel(run["run_id"], action)
                 await tx.notify(CANCEL_CHANNEL, f"{run['run_id']} {action}")

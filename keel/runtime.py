@@ -13,6 +13,7 @@ import os
 from keel.assistants import ensure_system_assistants
 from keel.auth.builtin import install as install_builtin_auth
 from keel.auth.guard import build_guard
+from keel.endings import Endings
 from keel.graphs import GraphRegistry
 from keel.relay import Relay
 from keel.retention.sweeps import Sweeper
@@ -40,7 +41,11 @@ class Runtime:
         self.graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
         self.storage: Storage = make_storage(settings)
         self.hub = StreamHub()
-        self.workers = WorkerPool(settings, self.storage, self.graphs, self.hub)
+        # Hooks of every run's terminal transaction (keel.endings).
+        self.endings = Endings()
+        self.workers = WorkerPool(
+            settings, self.storage, self.graphs, self.hub, endings=self.endings
+        )
         self.runs = RunService(
             self.storage,
             self.graphs,
@@ -48,6 +53,7 @@ class Runtime:
             self.workers.notify,
             self.workers.cancel_local,
             origin=self.workers.worker_id,
+            endings=self.endings,
         )
         self.sweeper = Sweeper(self.storage, settings)
         self.scheduler = Scheduler(self.storage, self.runs, self.sweeper)

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from langgraph.types import StateSnapshot
 
 from keel import clock
+from keel.endings import Endings, RunEnd
 from keel.errors import Conflict, Unavailable
 from keel.execution import (
     StreamTranslator,
@@ -70,8 +71,10 @@ class WorkerPool:
         graphs: GraphRegistry,
         hub: StreamHub,
         faults: Faults | None = None,
+        endings: Endings | None = None,
     ) -> None:
         self.settings = settings
+        self.endings = endings or Endings()
         self.storage = storage
         self.graphs = graphs
         self.hub = hub
@@ -424,6 +427,9 @@ class WorkerPool:
             await tx.lock_thread(thread_id)
             if not await end_run(tx, self.worker_id, run, ch, (status, result, now, cancel)):
                 return False
+            if cancel != "rollback":
+                values = jsonable(state.values) if state is not None else None
+                await self.endings.record(tx, RunEnd(run, status, now, values, error))
             if run["temporary"]:
                 await tx.delete_thread(thread_id, keep_runs=True)
             elif await settle_thread(tx, thread_id, status, state, error, now):
