@@ -138,33 +138,53 @@ class RunService:
     ) -> Row:
         """Insert a pending run (and its thread when needed) in one transaction, for the user
         and within the scopes of `access`."""
+        async with self.storage.tx() as tx:
+            run, to_cancel = await self.create_in(tx, body, thread_id, headers, access, run_id)
+        self.created(to_cancel)
+        return run
+
+    async def create_in(
+        self,
+        tx: Tx,
+        body: Row,
+        thread_id: str | None,
+        headers: Row | None = None,
+        access: RunAccess = OPEN,
+        run_id: str | None = None,
+    ) -> tuple[Row, list[Row]]:
+        """`create` inside the caller's transaction (a cron's firing, a trigger's claim: the
+        run is created together with what the caller writes, or not at all). Returns the run
+        and the runs it cancelled; once the transaction has committed, pass those to
+        `created`."""
         body = without_auth_keys(body)
         stateless = thread_id is None
         strategy = body.get("multitask_strategy") or "enqueue"
         now_ts = clock.now()
         now = clock.iso(now_ts)
         to_cancel: list[Row] = []
-        async with self.storage.tx() as tx:
-            assistant = await self.resolve_assistant(tx, body["assistant_id"], access.assistants)
-            thread, tid = await self._thread_for_run(tx, body, thread_id, assistant, access)
-            active = await tx.active_runs(tid)
-            self._check_busy(strategy, active)
-            self._check_resume(body, thread, active, stateless)
-            thread = self._taken(thread, body, assistant)
-            ids = (tid, run_id or new_run_id())
-            run = self._build_run(body, assistant, thread, ids, now_ts, strategy, headers, access)
-            run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
-            run["kwargs"]["temporary"] = stateless
-            await tx.insert_run(run)
-            await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
-            if active and strategy in ("interrupt", "rollback"):
-                to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
-            if self.admit is not None:  # last: its lock (quotas) is held the shortest
-                await self.admit(tx, run)
-            await tx.notify(RUNS_CHANNEL, self.origin)
-        self._after_cancel(to_cancel)
+        assistant = await self.resolve_assistant(tx, body["assistant_id"], access.assistants)
+        thread, tid = await self._thread_for_run(tx, body, thread_id, assistant, access)
+        active = await tx.active_runs(tid)
+        self._check_busy(strategy, active)
+        self._check_resume(body, thread, active, stateless)
+        thread = self._taken(thread, body, assistant)
+        ids = (tid, run_id or new_run_id())
+        run = self._build_run(body, assistant, thread, ids, now_ts, strategy, headers, access)
+        run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
+        run["kwargs"]["temporary"] = stateless
+        await tx.insert_run(run)
+        await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
+        if active and strategy in ("interrupt", "rollback"):
+            to_cancel = await self._cancel_in_tx(tx, active, strategy, now)
+        if self.admit is not None:  # last: its lock (quotas) is held the shortest
+            await self.admit(tx, run)
+        await tx.notify(RUNS_CHANNEL, self.origin)
+        return run, to_cancel
+
+    def created(self, cancelled: list[Row]) -> None:
+        """After a creation committed: signal the runs it cancelled and wake the workers."""
+        self._after_cancel(cancelled)
         self.wake_workers()
-        return run
 
     async def _thread_for_run(
         self, tx: Tx, body: Row, thread_id: str | None, assistant: Row, access: RunAccess
