@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 
 def iso(ts: float | None = None) -> str:
-    moment = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
+    """`ts` (default: `now()`, so a test's fake clock governs it too) in Keel's format."""
+    moment = datetime.fromtimestamp(now() if ts is None else ts, UTC)
     return moment.isoformat(timespec="microseconds")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,15 +14,27 @@ from keel.auth.scope import EVERYTHING, Scope
 from keel.auth.user import User
 from keel.cron_schedule import CronSchedule, timezone
 from keel.errors import BadRequest, InvalidInput, NotFound
-from keel.run_config import auth_configurable, deep_merge, without_auth_keys
+from keel.run_config import AUTH_KEYS, auth_configurable, without_auth_keys
 from keel.runs import RunService
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.threads import get_thread
 
 SORTABLE = {
-    "cron_id", "assistant_id", "thread_id", "next_run_date", "end_time", "created_at", "updated_at"
+    "cron_id",
+    "assistant_id",
+    "thread_id",
+    "next_run_date",
+    "end_time",
+    "created_at",
+    "updated_at",
 }
+# The Cron object's fields, which a search's `select` may name.
+SELECTABLE = (
+    "cron_id", "assistant_id", "thread_id", "on_run_completed", "end_time", "schedule",
+    "timezone", "created_at", "updated_at", "user_id", "payload", "next_run_date", "metadata",
+    "enabled",
+)  # fmt: skip
 # Fields of a cron body that describe the cron itself; everything else is the run payload.
 CRON_FIELDS = {"schedule", "end_time", "enabled", "timezone", "on_run_completed", "metadata"}
 
@@ -179,7 +192,7 @@ class CronService:
         sort_by = q.get("sort_by") or "created_at"
         if sort_by not in SORTABLE:
             raise InvalidInput(f"sort_by: must be one of {sorted(SORTABLE)}")
-        order = f"{sort_by} {'ASC' if q.get('sort_order') == 'asc' else 'DESC'}"
+        order = search_order(sort_by, q.get("sort_order") == "asc")
         limit, offset = q.get("limit", 10), q.get("offset", 0)
         async with self.storage.read() as tx:
             rows = await tx.search_crons(where, params, order, limit + 1, offset)
@@ -215,21 +228,73 @@ class CronService:
         return " AND ".join(clauses), params
 
 
+def search_order(sort_by: str, ascending: bool) -> str:
+    """ORDER BY for a search, as the reference sorts: a missing date first in ascending order
+    (and last in descending), a missing id (a stateless cron's thread) the other way round; ties
+    in creation order. The same on both backends (their NULL orders differ)."""
+    direction = "ASC" if ascending else "DESC"
+    nulls_first = ascending == (sort_by not in ("cron_id", "assistant_id", "thread_id"))
+    return (
+        f"{sort_by} {direction} NULLS {'FIRST' if nulls_first else 'LAST'}, "
+        "created_at ASC, cron_id ASC"
+    )
+
+
 def apply_patch(cron: Row, data: Row) -> Row:
-    """The cron with `data` applied: metadata and payload merged, the next run recomputed."""
+    """The cron with `data` applied, as the reference: metadata merged, the run payload merged
+    key by key (a field given replaces the stored one; the creator in `configurable` stays),
+    `end_time: null` clears it; the next run is recomputed when a schedule or a time zone is
+    given, and (Keel's choice) when a re-enabled cron's next slot passed while disabled."""
     out = dict(cron)
-    for key in ("schedule", "timezone", "enabled"):
-        if key in data:
+    for key in ("schedule", "timezone", "enabled", "on_run_completed"):
+        if data.get(key) is not None:  # validated below, when the next run is recomputed
             out[key] = data[key]
     if "end_time" in data:
         out["end_time"] = utc_iso(data["end_time"])
-    if "on_run_completed" in data and cron["thread_id"] is None:
-        out["on_run_completed"] = data["on_run_completed"] or "delete"
     out["metadata"] = {**cron["metadata"], **(data.get("metadata") or {})}
-    payload = {k: v for k, v in data.items() if k not in CRON_FIELDS}
-    out["payload"] = deep_merge(dict(cron["payload"]), payload)
-    timezone(out["timezone"])
-    out["next_run_date"] = next_run(out["schedule"], out["timezone"])
-    out["updated_at"] = clock.iso()
+    out["payload"] = merged_payload(cron["payload"], run_payload(data))
     out["enabled"] = bool(out["enabled"])
+    now = clock.now()
+    rescheduled = data.get("schedule") is not None or data.get("timezone") is not None
+    reenabled = out["enabled"] and not cron["enabled"] and _passed(cron["next_run_date"], now)
+    if rescheduled or reenabled:
+        out["next_run_date"] = next_run(out["schedule"], out["timezone"], now)
+    out["updated_at"] = clock.iso(now)
     return out
+
+
+def _passed(moment: str | None, now: float) -> bool:
+    return moment is not None and clock.parse(moment) <= now
+
+
+def merged_payload(stored: Row, given: Row) -> Row:
+    """A stored run payload with the patch's run fields replacing its own (a shallow merge, as
+    the reference); its assistant and the creator its `configurable` carries are kept."""
+    out = {**stored, **given, "assistant_id": stored["assistant_id"]}
+    kept = {
+        k: v
+        for k, v in ((stored.get("config") or {}).get("configurable") or {}).items()
+        if k in AUTH_KEYS
+    }
+    if kept and "config" in given:
+        config = dict(out.get("config") or {})
+        config["configurable"] = {**(config.get("configurable") or {}), **kept}
+        out["config"] = config
+    return out
+
+
+def run_body(cron: Row) -> Row:
+    """The run a cron's firing creates: its payload, with the cron's metadata and id in the
+    run's metadata (the reference merges the metadata; `cron_id` there is Keel's, to find a
+    cron's runs), its id in `configurable` as the reference (unless the payload sends a
+    `context`: the two cannot go together), and for a stateless cron `on_completion` from
+    `on_run_completed`."""
+    body: Row = copy.deepcopy(dict(cron["payload"]))
+    metadata = {**cron["metadata"], **(body.get("metadata") or {})}
+    body["metadata"] = {**metadata, "cron_id": cron["cron_id"]}
+    if not body.get("context"):
+        config = body.setdefault("config", {})
+        config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron["cron_id"]}
+    if cron["thread_id"] is None:
+        body["on_completion"] = cron["on_run_completed"] or "delete"
+    return body

@@ -29,6 +29,9 @@ POINTS = (
     "before-graph",  # cancellable from here on: the graph is about to be built and run
     "before-record",  # the run has ended; its terminal state is about to be written
     "cancel-read",  # a cancel request has read the runs it cancels, in its transaction
+    # A cron's firing (keel.scheduler), armed by cron id instead of thread id:
+    "cron-fire",  # its run created and its slot advanced, the transaction not yet committed
+    "cron-fired",  # that transaction committed; nothing else done yet
 )
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from keel.auth.scope import EVERYTHING, Scope
-from keel.crons import CronService, run_payload
+from keel.crons import SELECTABLE, CronService, run_payload
+from keel.errors import InvalidInput
 
 from .auth import authorize, current_user
 from .deps import body, check_uuid, services
@@ -80,6 +81,8 @@ async def create_for_thread(request: Request, thread_id: str) -> Any:
 
 async def _searching(request: Request, q: dict[str, Any], paged: bool) -> tuple[CronService, Scope]:
     """The crons the caller may search, and the threads whose crons they may see."""
+    if q.get("assistant_id") is not None:  # as the reference: a UUID, not a graph name
+        q["assistant_id"] = check_uuid(q["assistant_id"], "assistant ID")
     value = {
         "assistant_id": q.get("assistant_id"),
         "thread_id": q.get("thread_id"),
@@ -98,6 +101,9 @@ async def _searching(request: Request, q: dict[str, Any], paged: bool) -> tuple[
 @router.post("/runs/crons/search")
 async def search(request: Request) -> Any:
     q = (await body(request, CronSearch)).given()
+    unknown = sorted(set(q.get("select") or ()) - set(SELECTABLE))
+    if unknown:
+        raise InvalidInput(f"select: unknown fields {unknown}; must be among {list(SELECTABLE)}")
     svc, threads = await _searching(request, q, True)
     items, more = await svc.search(q, threads)
     return paginated(

@@ -68,19 +68,24 @@ class CronQueries(Queries):
             [*params, limit, offset],
         )
 
-    async def due_crons(self, now: str) -> list[Row]:
+    async def due_crons(self, now: str, limit: int) -> list[Row]:
+        """Enabled crons whose next slot is due and not past their end time, oldest first
+        (read without locks: `claim_cron` decides who fires each)."""
         return await self.all(
             f"SELECT {CRON_COLS}, org FROM crons WHERE enabled=1 AND next_run_date IS NOT NULL "
             "AND next_run_date<=? AND (end_time IS NULL OR end_time>=next_run_date) "
-            "ORDER BY next_run_date",
-            [now],
+            "ORDER BY next_run_date, cron_id LIMIT ?",
+            [now, limit],
         )
 
-    async def advance_cron(self, cron_id: str, previous: str, next_run: str | None) -> bool:
-        """Move a cron's next run date on, if no one else has (compare-and-set)."""
+    async def claim_cron(self, cron_id: str, slot: str, next_run: str | None) -> bool:
+        """Move an enabled cron's next run date from `slot` on, if no one else has and no other
+        transaction holds its row (compare-and-set; PostgreSQL: a row another scheduler is
+        firing is skipped, not waited for). Held until this transaction ends."""
         changed = await self.run(
-            "UPDATE crons SET next_run_date=? WHERE cron_id=? AND next_run_date=?",
-            [next_run, cron_id, previous],
+            "UPDATE crons SET next_run_date=? WHERE cron_id IN (SELECT cron_id FROM crons "
+            f"WHERE cron_id=? AND next_run_date=? AND enabled=1 {self.dialect.skip_locked})",
+            [next_run, cron_id, slot],
         )
         return changed == 1
 
