@@ -171,7 +171,7 @@ class RunService:
         ids = (tid, run_id or new_run_id())
         run = self._build_run(body, assistant, thread, ids, now_ts, strategy, headers, access)
         run["temporary"] = stateless and body.get("on_completion", "delete") == "delete"
-        run["kwargs"]["temporary"] = stateless
+        run["kwargs"]["temporary"] = run["temporary"]  # as the reference: False for "keep"
         await tx.insert_run(run)
         await tx.mark_thread_busy(tid, thread["metadata"], thread["config"], now)
         if active and strategy in ("interrupt", "rollback"):

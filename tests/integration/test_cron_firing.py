@@ -61,7 +61,9 @@ async def cron_row(r: Rig, cron_id: str) -> Row:
 
 async def runs_of(r: Rig, cron_id: str) -> list[Row]:
     async with r.storage.read() as tx:
-        rows = await tx.all("SELECT run_id, metadata, temporary FROM runs ORDER BY created_at")
+        rows = await tx.all(
+            "SELECT run_id, metadata, temporary, kwargs FROM runs ORDER BY created_at"
+        )
     return [row for row in rows if _meta(row).get("cron_id") == cron_id]
 
 
@@ -100,6 +102,8 @@ async def test_slots_missed_while_nothing_ran_fire_once(
         assert after["next_run_date"].startswith("2027-06-01T15:30")  # first slot after now
         [run] = await runs_of(r, cron["cron_id"])
         assert not run["temporary"]  # on_run_completed "keep"
+        kwargs = run["kwargs"] if isinstance(run["kwargs"], dict) else json.loads(run["kwargs"])
+        assert kwargs["temporary"] is False  # as the reference shows a kept stateless run
 
 
 @contextlib.asynccontextmanager
