@@ -22,6 +22,7 @@ from keel.settings.retention import (
     retention_settings,
 )
 from keel.settings.store import StoreSettings, store_settings
+from keel.settings.webhooks import WebhookSettings, webhook_settings
 
 log = logging.getLogger("keel.settings")
 
@@ -35,6 +36,7 @@ SUPPORTED_KEYS = {
     "auth",
     "checkpointer",
     "retention",
+    "webhooks",
 }
 
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
@@ -88,6 +90,7 @@ class Settings:
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     checkpointer: CheckpointerSettings = dataclasses.field(default_factory=CheckpointerSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
+    webhooks: WebhookSettings = dataclasses.field(default_factory=WebhookSettings)
     dev_mode: bool = False
 
     @property
@@ -227,6 +230,7 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         auth=auth_settings(data.get("auth")),
         checkpointer=checkpointer_settings(data.get("checkpointer")),
         retention=retention_settings(data.get("retention")),
+        webhooks=webhook_settings(data.get("webhooks")),
     )
     if not quiet:
         for note in notes:
