@@ -193,7 +193,6 @@ def frozen_body(end: RunEnd) -> dict[str, Any]:
         "run_ended_at": end.now,
         "values": end.values,
     }
-    body.pop("langsmith_session_name", None)
     if end.error is not None:
         body["error"] = end.error
     return body
