@@ -70,7 +70,7 @@ class Receiver:
         self.redirect_to = ""
         self.cond = threading.Condition()
         self.released = threading.Event()
-        self._first_held = False
+        self.held: Received | None = None  # the request `/hold-first/` holds
         self._failures: dict[str, int] = {}
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -129,7 +129,10 @@ class Receiver:
             return 302, {"Location": self.redirect_to}
         elif kind == "hold-first":
             with self.cond:
-                hold, self._first_held = not self._first_held, True
+                hold = self.held is None
+                if hold:
+                    self.held = req
+                    self.cond.notify_all()
             if hold:
                 self.released.wait(HOLD_LIMIT)
         return 200, {}
