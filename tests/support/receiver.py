@@ -16,6 +16,7 @@ signing code.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -109,6 +110,17 @@ class Receiver:
                 if left <= 0:
                     raise AssertionError(f"receiver: condition not met in {timeout}s: {got}")
                 self.cond.wait(left)
+
+    async def arrived(self, prefix: str, within: float = 60.0) -> list[Received]:
+        """Wait (without blocking the event loop: for a server in this process) until a request
+        under `prefix` has been answered; returns those received."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            got = self.received(prefix)
+            if any(r.answered is not None for r in got):
+                return got
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"receiver: nothing answered under {prefix} in {within}s")
 
     # ------------------------------------------------------------ answering
     def _answer(self, req: Received) -> tuple[int, dict[str, str]]:
