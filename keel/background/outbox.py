@@ -135,8 +135,10 @@ class Outbox:
         run out, and they are made again)."""
         self._stopping = True
         self._wakeup.set()
-        if self._loop is not None:
-            await self._loop
+        if self._loop is not None:  # a claim hanging on an absent database is cut
+            _, hanging = await asyncio.wait([self._loop], timeout=grace)
+            for task in hanging:
+                task.cancel()
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=grace)
         for task in list(self._inflight.values()):
