@@ -22,7 +22,7 @@ from keel.settings.retention import (
     retention_settings,
 )
 from keel.settings.store import StoreSettings, store_settings
-from keel.settings.webhooks import WebhookSettings, webhook_settings
+from keel.settings.webhooks import WebhookSettings, check_environment, webhook_settings
 
 log = logging.getLogger("keel.settings")
 
@@ -204,6 +204,7 @@ def _check(settings: Settings) -> None:
     settings.backend  # noqa: B018 - validates the URL early, with a clear error
     if settings.lease_seconds <= 0 or settings.workers < 0 or settings.pool_size < 2:
         raise ConfigError("lease must be > 0 s, workers >= 0 and the pool size >= 2")
+    check_environment(settings.webhooks, {**settings.env, **os.environ})
     settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
     if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise ConfigError(f"sqlite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")

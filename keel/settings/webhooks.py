@@ -105,6 +105,17 @@ class WebhookSettings:
         return fill(self.secret, env, "", "webhooks.secret") or None
 
 
+def check_environment(settings: WebhookSettings, environ: Mapping[str, str]) -> None:
+    """At load time (the config's `env` counted): every template resolves, the secret decodes;
+    else a ConfigError naming what is wrong, before anything starts."""
+    from keel.background.signing import secret_key
+
+    settings.resolved_headers(environ)
+    secret = settings.resolved_secret(environ)
+    if secret:
+        secret_key(secret)
+
+
 def fill(text: str, environ: Mapping[str, str], prefix: str, what: str) -> str:
     """`text` with each `${{ env.VAR }}` replaced by the variable's value; VAR must start with
     `prefix` and be set."""

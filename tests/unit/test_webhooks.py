@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from keel.background import signing
 from keel.background.outbox import backoff, pinned_request
 from keel.background.webhooks import Refused, Target, blocked_reason, check_static, resolve
 from keel.errors import ConfigError
+from keel.settings import load_settings
 from keel.settings.webhooks import RetryPolicy, UrlPolicy, webhook_settings
 from tests.support.receiver import verify
 
@@ -199,3 +202,20 @@ async def test_the_request_goes_to_the_checked_address() -> None:
         )
         assert tls.url.host == "2606:2800:220:1::1" and tls.headers["host"] == "hooks.example.com"
         assert tls.extensions["sni_hostname"] == "hooks.example.com"
+
+
+def test_templates_are_checked_when_the_config_loads(tmp_path: Path) -> None:
+    """A template naming an unset variable (or a secret that is not base64) stops the start;
+    the config's own `env` counts."""
+    config = tmp_path / "keel.json"
+    hooks = {"headers": {"x-token": "${{ env.LG_WEBHOOK_T }}"}}
+    config.write_text(json.dumps({"graphs": {}, "webhooks": hooks}))
+    with pytest.raises(ConfigError, match="LG_WEBHOOK_T"):
+        load_settings(config)
+    config.write_text(json.dumps({"graphs": {}, "webhooks": hooks, "env": {"LG_WEBHOOK_T": "t"}}))
+    assert load_settings(config).webhooks.resolved_headers({"LG_WEBHOOK_T": "t"}) == {
+        "x-token": "t"
+    }
+    config.write_text(json.dumps({"graphs": {}, "webhooks": {"secret": "whsec_%%%"}}))
+    with pytest.raises(ConfigError, match="base64"):
+        load_settings(config)
