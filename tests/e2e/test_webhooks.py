@@ -2,10 +2,10 @@
 ends (tests/support/receiver.py), on both backends.
 
 Two servers per backend: `open_url` (loopback allowed, a secret, fast retries, 1.5 s timeout)
-delivers; `strict_url` (https, port 443 only, 200 characters, loopback refused by default,
-`http.disable_webhooks`) refuses. Expectations checked against the reference are the body, the
-422s and `disable_webhooks`; retries, `webhook-id`, signatures, the status endpoint and the
-never-followed redirect are Keel's (skipped there)."""
+delivers; `strict_url` (port 443 only, and a `url` section's defaults: https, 2048 characters,
+loopback refused; `http.disable_webhooks`) refuses. Expectations checked against the reference:
+the body, the 422s (the section's defaults too) and `disable_webhooks`; retries, `webhook-id`,
+signatures, the status endpoint and the never-followed redirect are Keel's (skipped there)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ OPEN = {
     "timeout_seconds": 1.5,
     "retry": {"initial_seconds": 0.2, "max_seconds": 0.4, "window_seconds": 3},
 }
-STRICT = {"url": {"require_https": True, "allowed_ports": [443], "max_url_length": 200}}
+# `require_https` (true) and `max_url_length` (2048) left out: a `url` section's defaults.
+STRICT = {"url": {"allowed_ports": [443]}}
 ENV = {"LG_WEBHOOK_DEPLOYMENT": "test", "KEEL_POLL_SECONDS": "0.2"}
 
 
@@ -260,7 +261,7 @@ async def test_redirect_is_never_followed(
     [
         ("http://8.8.8.8/hook", "https"),
         ("https://8.8.8.8:9000/hook", "port 9000"),
-        ("https://8.8.8.8/" + "a" * 200, "too long"),
+        ("https://8.8.8.8/" + "a" * 2040, "too long"),
         ("https://127.0.0.1/hook", "loopback"),
         ("https://localhost/hook", "localhost"),
         ("/relative/hook", "oopback"),
