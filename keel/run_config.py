@@ -203,7 +203,7 @@ def run_kwargs(body: Row, config: Row, context: Row, checkpoint: Row) -> Row:
         "stream_mode": body.get("stream_mode") or ["values"],
         "interrupt_before": body.get("interrupt_before"),
         "interrupt_after": body.get("interrupt_after"),
-        "webhook": None,
+        "webhook": body.get("webhook"),
         "feedback_keys": None,
         "temporary": False,
         "subgraphs": bool(body.get("stream_subgraphs")),

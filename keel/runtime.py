@@ -13,6 +13,7 @@ import os
 from keel.assistants import ensure_system_assistants
 from keel.auth.builtin import install as install_builtin_auth
 from keel.auth.guard import build_guard
+from keel.background.outbox import Outbox
 from keel.endings import Endings
 from keel.graphs import GraphRegistry
 from keel.relay import Relay
@@ -61,6 +62,16 @@ class Runtime:
         install_builtin_auth(self.guard, self.storage)
         self.runs.admit = self.guard.admit_run if self.guard.quotas is not None else None
         self.relay = Relay(self.storage, self.hub, self.workers, settings.poll_seconds)
+        # Webhooks: a delivery row in each run's terminal transaction; delivered by every process.
+        self.outbox = Outbox(
+            self.storage,
+            settings.webhooks,
+            enabled=settings.http.enabled("webhooks"),
+            holder=self.workers.worker_id,
+            poll_seconds=settings.poll_seconds,
+            lease_seconds=settings.lease_seconds,
+        )
+        self.endings.add(self.outbox.record)
 
     async def start(self) -> None:
         await self.storage.open()
@@ -69,6 +80,7 @@ class Runtime:
             await self.relay.start()
             await self.workers.start()
             await self.scheduler.start()
+            await self.outbox.start()
         except BaseException:
             await self.relay.stop()
             await self.storage.close()
@@ -79,5 +91,6 @@ class Runtime:
         back; then close the database."""
         await self.scheduler.stop()
         await self.workers.stop(self.settings.shutdown_grace_seconds)
+        await self.outbox.stop(self.settings.shutdown_grace_seconds)
         await self.relay.stop()
         await self.storage.close()

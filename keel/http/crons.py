@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from keel.auth.scope import EVERYTHING, Scope
+from keel.background.webhooks import check_webhook
 from keel.crons import SELECTABLE, CronService, run_payload
 from keel.errors import InvalidInput
 
@@ -41,6 +42,7 @@ async def _assistant_scope(request: Request, assistant_id: str) -> Scope:
 
 async def _create(request: Request, thread_id: str | None) -> Any:
     data = (await body(request, CronCreate)).normalized(False)
+    await check_webhook(services(request).settings.webhooks.url, data)
     cron_id = str(uuid.uuid4())
     user = current_user(request)
     value = {
@@ -127,6 +129,7 @@ async def get(request: Request, cron_id: str) -> Any:
 @router.patch("/runs/crons/{cron_id}")
 async def patch(request: Request, cron_id: str) -> Any:
     data = (await body(request, CronPatch)).normalized()
+    await check_webhook(services(request).settings.webhooks.url, data)
     cron_id = check_uuid(cron_id, "cron_id")
     value = {k: data.get(k) for k in ("schedule", "end_time", "enabled", "on_run_completed")}
     value.update(cron_id=cron_id, payload=run_payload(data))

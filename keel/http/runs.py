@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from keel.auth.scope import EVERYTHING
+from keel.background.webhooks import check_webhook
 from keel.errors import Conflict, Gone, InvalidInput, NotFound
 from keel.replay import run_events
 from keel.run_config import OPEN, RunAccess, create_run_value, without_auth_keys
@@ -38,6 +39,7 @@ async def _create_one(
     request: Request, s: Services, data: Row, thread_id: str | None, headers: Row | None = None
 ) -> Row:
     """Authorize, then create, one run for the request's user."""
+    await check_webhook(s.settings.webhooks.url, data)
     run_id = new_run_id()
     access = await _access(request, s, data, thread_id, run_id)
     if headers is None:

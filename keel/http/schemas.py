@@ -97,8 +97,6 @@ class RunCreate(Body):
 
     def normalized(self, stateless: bool) -> dict[str, Any]:
         data = self.given()
-        if self.webhook:
-            raise InvalidInput("webhook: webhooks are not supported yet")
         if self.feedback_keys:
             raise InvalidInput("feedback_keys: LangSmith feedback is not supported")
         if self.langsmith_tracer:
@@ -340,8 +338,6 @@ class CronPatch(Body):
 
     def normalized(self) -> dict[str, Any]:
         data = self.given()
-        if self.webhook:
-            raise InvalidInput("webhook: webhooks are not supported yet")
         for name in ("schedule", "enabled"):
             if name in data and data[name] is None:
                 raise InvalidInput(f"{name}: must not be null")

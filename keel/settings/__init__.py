@@ -1,6 +1,6 @@
 """Keel's settings: one typed `Settings` object (core.py) with a section per concern of the
 config file (http.py, store.py, auth.py, quotas.py,
-retention.py), loaded at the edge and passed down."""
+retention.py, webhooks.py), loaded at the edge and passed down."""
 
 from keel.settings.auth import AuthCache, AuthSettings, auth_settings
 from keel.settings.core import (
@@ -28,6 +28,7 @@ from keel.settings.retention import (
     retention_settings,
 )
 from keel.settings.store import IndexSettings, StoreSettings, TTLSettings, store_settings
+from keel.settings.webhooks import RetryPolicy, UrlPolicy, WebhookSettings, webhook_settings
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -45,14 +46,18 @@ __all__ = [
     "HttpSettings",
     "IndexSettings",
     "RetentionSettings",
+    "RetryPolicy",
     "Settings",
     "StoreSettings",
     "TTLSettings",
     "ThreadTtl",
+    "UrlPolicy",
+    "WebhookSettings",
     "auth_settings",
     "checkpointer_settings",
     "load_settings",
     "read_config",
     "retention_settings",
     "store_settings",
+    "webhook_settings",
 ]

@@ -22,6 +22,7 @@ from keel.settings.retention import (
     retention_settings,
 )
 from keel.settings.store import StoreSettings, store_settings
+from keel.settings.webhooks import WebhookSettings, check_environment, webhook_settings
 
 log = logging.getLogger("keel.settings")
 
@@ -35,6 +36,7 @@ SUPPORTED_KEYS = {
     "auth",
     "checkpointer",
     "retention",
+    "webhooks",
 }
 
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
@@ -88,6 +90,7 @@ class Settings:
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     checkpointer: CheckpointerSettings = dataclasses.field(default_factory=CheckpointerSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
+    webhooks: WebhookSettings = dataclasses.field(default_factory=WebhookSettings)
     dev_mode: bool = False
 
     @property
@@ -201,6 +204,7 @@ def _check(settings: Settings) -> None:
     settings.backend  # noqa: B018 - validates the URL early, with a clear error
     if settings.lease_seconds <= 0 or settings.workers < 0 or settings.pool_size < 2:
         raise ConfigError("lease must be > 0 s, workers >= 0 and the pool size >= 2")
+    check_environment(settings.webhooks, {**settings.env, **os.environ})
     settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
     if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise ConfigError(f"sqlite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
@@ -227,6 +231,7 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         auth=auth_settings(data.get("auth")),
         checkpointer=checkpointer_settings(data.get("checkpointer")),
         retention=retention_settings(data.get("retention")),
+        webhooks=webhook_settings(data.get("webhooks")),
     )
     if not quiet:
         for note in notes:

@@ -18,6 +18,7 @@ KEEL_TABLES = frozenset(
         "thread_events",
         "runs",
         "run_events",
+        "webhook_deliveries",
         "crons",
         "api_keys",
         "audit_log",

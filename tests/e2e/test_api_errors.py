@@ -101,7 +101,8 @@ async def test_unknown_stream_modes(client: Client, http: httpx.AsyncClient) -> 
 async def test_unsupported_fields_are_named(client: Client, http: httpx.AsyncClient) -> None:
     tid = (await client.threads.create(metadata={"keep": 1}))["thread_id"]
     with pytest.raises(UnprocessableEntityError) as exc:
-        await client.runs.create(tid, "pipeline", input={}, webhook="https://example.com/hook")
+        # A webhook the URL policy refuses (relative: loopback, refused by default).
+        await client.runs.create(tid, "pipeline", input={}, webhook="/relative/hook")
     assert "webhook" in str(exc.value.body or exc.value)
     with pytest.raises(UnprocessableEntityError) as exc:
         await collect(client.runs.stream(tid, "pipeline", input={}, feedback_keys=["score"]))
@@ -200,7 +201,7 @@ async def test_failed_creates_write_nothing(client: Client) -> None:
             str(uuid.uuid4()),
             "pipeline",
             if_not_exists="create",
-            webhook="https://x.test/hook",
+            webhook="/relative/hook",
             metadata={"tag": tag},
         )
     with pytest.raises(NotFoundError):

@@ -64,10 +64,10 @@ def test_second_server_on_same_sqlite_file_is_refused(tmp_path: Path) -> None:
 
 def test_unsupported_config_key_names_it(tmp_path: Path) -> None:
     cfg = tmp_path / "langgraph.json"
-    cfg.write_text(json.dumps({"graphs": {}, "webhooks": {"env_prefix": "X_"}}))
+    cfg.write_text(json.dumps({"graphs": {}, "ui": {"agent": "./ui.tsx"}}))
     done = keel("migrate", "--config", str(cfg), "--database", f"sqlite:///{tmp_path / 'k.db'}")
     assert done.returncode == 2
-    assert "'webhooks'" in done.stderr
+    assert "'ui'" in done.stderr
 
 
 def test_broken_graph_path_is_reported(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def test_schema_key_is_silent_and_quiet_reports_nothing(
     assert caplog.records == []
 
 
-@pytest.mark.parametrize("key", ["webhooks", "ui", "nonsense"])
+@pytest.mark.parametrize("key", ["ui", "nonsense"])
 def test_unsupported_key_is_an_error_naming_it(tmp_path: Path, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_settings(write(tmp_path, {"graphs": {}, key: {}}))

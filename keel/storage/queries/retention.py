@@ -82,13 +82,16 @@ class RetentionQueries(Queries):
         deleted, for waiters and reconnecting clients); returns how many."""
         rows = await self.all(
             f"SELECT run_id FROM runs WHERE temporary=1 AND updated_at<? AND status IN {FINISHED} "
-            f"LIMIT ? {self.dialect.skip_locked}",
+            # A stateless run whose webhook is still being delivered stays until it is done.
+            "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries w WHERE w.run_id=runs.run_id AND "
+            f"w.status='pending') LIMIT ? {self.dialect.skip_locked}",
             [before, limit],
         )
         ids = [r["run_id"] for r in rows]
         if ids:
             marks = ",".join("?" * len(ids))
             await self.run(f"DELETE FROM run_events WHERE run_id IN ({marks})", ids)
+            await self.run(f"DELETE FROM webhook_deliveries WHERE run_id IN ({marks})", ids)
             await self.run(f"DELETE FROM runs WHERE run_id IN ({marks})", ids)
         return len(ids)
 

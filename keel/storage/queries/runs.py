@@ -64,6 +64,7 @@ class RunQueries(Queries):
 
     async def delete_run(self, run_id: str) -> int:
         await self.run("DELETE FROM run_events WHERE run_id=?", [run_id])
+        await self.run("DELETE FROM webhook_deliveries WHERE run_id=?", [run_id])
         return await self.run("DELETE FROM runs WHERE run_id=?", [run_id])
 
     async def delete_pending_run(self, run_id: str) -> bool:

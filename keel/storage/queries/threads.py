@@ -127,6 +127,7 @@ class ThreadQueries(Queries):
         await self.lock_thread(thread_id)
         if not keep_runs:
             await self.run("DELETE FROM run_events WHERE thread_id=?", [thread_id])
+            await self.run("DELETE FROM webhook_deliveries WHERE thread_id=?", [thread_id])
             await self.run("DELETE FROM runs WHERE thread_id=?", [thread_id])
         await self.delete_thread_checkpoints(thread_id)
         await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
