@@ -21,6 +21,7 @@ from keel.settings.retention import (
     checkpointer_settings,
     retention_settings,
 )
+from keel.settings.sleep_time import BackgroundSettings, background_settings
 from keel.settings.store import StoreSettings, store_settings
 
 log = logging.getLogger("keel.settings")
@@ -35,6 +36,7 @@ SUPPORTED_KEYS = {
     "auth",
     "checkpointer",
     "retention",
+    "background",  # Keel's: priority lanes and sleep-time triggers (keel.settings.sleep_time)
 }
 
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
@@ -88,6 +90,7 @@ class Settings:
     auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     checkpointer: CheckpointerSettings = dataclasses.field(default_factory=CheckpointerSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
+    background: BackgroundSettings = dataclasses.field(default_factory=BackgroundSettings)
     dev_mode: bool = False
 
     @property
@@ -227,6 +230,7 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         auth=auth_settings(data.get("auth")),
         checkpointer=checkpointer_settings(data.get("checkpointer")),
         retention=retention_settings(data.get("retention")),
+        background=background_settings(data.get("background")),
     )
     if not quiet:
         for note in notes:
