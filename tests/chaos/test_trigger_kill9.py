@@ -6,6 +6,7 @@ claimed, not executed) leaves that run to be recovered, never a second one."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 from pathlib import Path
@@ -82,10 +83,7 @@ async def test_a_trigger_armed_before_a_crash_fires_exactly_once(
         points.release_all()
         server.start()
         for thread_id in sources:
-            runs = await poll(
-                lambda t=thread_id: _runs(database_url, t),
-                lambda rs: len(rs) >= 1 and all(s == "success" for _, s in rs),
-            )
+            runs = await poll(functools.partial(_runs, database_url, thread_id), _all_done)
             assert len(runs) == 1, runs
         assert all(due is None for _, due in due_states(database_url))
     finally:
@@ -95,3 +93,7 @@ async def test_a_trigger_armed_before_a_crash_fires_exactly_once(
 
 async def _runs(database: str, thread_id: str) -> list[tuple[str, str]]:
     return companion_runs(database, thread_id)
+
+
+def _all_done(runs: list[tuple[str, str]]) -> bool:
+    return len(runs) >= 1 and all(status == "success" for _, status in runs)

@@ -76,6 +76,11 @@ def trigger_state(server: KeelServer, name: str, subject: str) -> tuple[Any, ...
     return rows[0] if rows else None
 
 
+def consumed(state: tuple[Any, ...]) -> bool:
+    """The trigger's state exists and is not armed (fired, or waited out)."""
+    return bool(state) and state[0] is None
+
+
 async def background_runs(client: Client, name: str, thread_id: str) -> list[dict[str, Any]]:
     companion = companion_thread_id(name, thread_id)
     try:
@@ -106,12 +111,12 @@ async def test_on_idle_waits_out_activity_and_fires_once(
         thread, "slow", input={"delay": 0.01}, config=second.config, multitask_strategy="enqueue"
     )
     first.open()  # the first run ends: the trigger is armed, the second run keeps the thread busy
-    await poll(lambda: _state(server, "reflect", thread), lambda s: s is not None and s[0] is None)
+    await poll(lambda: _state(server, "reflect", thread), consumed)
     assert await background_runs(client, "reflect", thread) == []
     second.open()
     await client.runs.join(thread, held["run_id"])
     runs = await settled_runs(client, "reflect", thread, 1)
-    await poll(lambda: _state(server, "reflect", thread), lambda s: s is not None and s[0] is None)
+    await poll(lambda: _state(server, "reflect", thread), consumed)
     runs = await background_runs(client, "reflect", thread)
     assert len(runs) == 1 and runs[0]["status"] == "success"
     meta = runs[0]["metadata"]
@@ -119,8 +124,9 @@ async def test_on_idle_waits_out_activity_and_fires_once(
     assert meta["keel_lane"] == "background"
 
 
-async def _state(server: KeelServer, name: str, subject: str) -> tuple[Any, ...] | None:
-    return trigger_state(server, name, subject)
+async def _state(server: KeelServer, name: str, subject: str) -> tuple[Any, ...]:
+    """(due_at, ended_runs, day_runs) of a trigger's state; () when it has none."""
+    return trigger_state(server, name, subject) or ()
 
 
 async def test_reflect_distils_an_idle_conversation_for_the_next_one(client: Client) -> None:
@@ -154,11 +160,11 @@ async def test_every_n_runs_fires_after_each_nth_run(client: Client, server: Kee
         await client.runs.wait(thread, "echo_count", input={})
     await settled_runs(client, "every2", thread, 1)
     await client.runs.wait(thread, "echo_count", input={})
-    assert (await _state(server, "every2", thread) or ())[1:2] == (1,)
+    assert (await _state(server, "every2", thread))[1:2] == (1,)
     await client.runs.wait(thread, "echo_count", input={})
     runs = await settled_runs(client, "every2", thread, 2)
     assert [r["status"] for r in runs] == ["success", "success"]
-    state = await poll(lambda: _state(server, "every2", thread), lambda s: s[0] is None)
+    state = await poll(lambda: _state(server, "every2", thread), consumed)
     assert state[1] == 0  # counting again from zero
     assert len(await background_runs(client, "every2", thread)) == 2
 
@@ -168,7 +174,7 @@ async def test_budget_per_day_skips_firings_over_it(client: Client, server: Keel
     await client.runs.wait(thread, "echo_budget", input={})
     await settled_runs(client, "daily1", thread, 1)
     await client.runs.wait(thread, "echo_budget", input={})  # armed again, over the budget
-    state = await poll(lambda: _state(server, "daily1", thread), lambda s: s[0] is None)
+    state = await poll(lambda: _state(server, "daily1", thread), consumed)
     assert state[2] == 1
     assert len(await background_runs(client, "daily1", thread)) == 1
 

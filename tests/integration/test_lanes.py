@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,7 +135,7 @@ async def test_schedule_fires_once_over_the_selected_threads(database_url: str) 
         await _make_due(rt, "digest")
         for thread_id in chosen[:2]:
             companion = companion_thread_id("digest", thread_id)
-            runs = await poll(lambda c=companion: _runs(rt, c), lambda rs: len(rs) == 1)
+            runs = await poll(functools.partial(_runs, rt, companion), _one)
             await wait_status(rt, runs[0]["run_id"], "success")
             assert runs[0]["kwargs"]["input"]["source_thread_id"] == thread_id
         assert await _runs(rt, companion_thread_id("digest", chosen[2])) == []
@@ -177,3 +178,7 @@ def test_background_slots_leave_one_for_each_lane() -> None:
     everything = dataclasses.replace(share, reserved_interactive_share=1.0)
     assert everything.background_slots(4) == 1
     assert Endings().hooks == []
+
+
+def _one(runs: list[Row]) -> bool:
+    return len(runs) == 1
