@@ -17,12 +17,14 @@ import asyncio
 import contextlib
 import logging
 import math
+import uuid
 
 from keel import clock
 from keel.background.firing import SCHEDULE_SUBJECT, TRIGGER_KEY, Firing
 from keel.crons import next_run
 from keel.endings import RunEnd
-from keel.errors import KeelError
+from keel.errors import ConfigError, KeelError
+from keel.graphs import GraphRegistry
 from keel.run_config import CONTEXT_MIRRORED
 from keel.runs import RunService
 from keel.settings import Settings
@@ -57,11 +59,31 @@ def graph_of(run: Row) -> str | None:
     return graph if isinstance(graph, str) else None
 
 
+def check_graphs(spec: TriggerSpec, graphs: GraphRegistry) -> None:
+    """A trigger names graphs this process serves (or, to run, an assistant's UUID)."""
+    key = f"background.triggers.{spec.name}"
+    if spec.graph not in graphs and not _is_uuid(spec.graph):
+        raise ConfigError(f"{key}.graph: no graph {spec.graph!r} in 'graphs'")
+    unknown = [g for g in spec.watch if g not in graphs]
+    if unknown:
+        raise ConfigError(f"{key}.watch: no graphs {unknown} in 'graphs'")
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 class Triggers:
     """A process's sleep-time triggers: the arming hook and the firing loop."""
 
     def __init__(self, settings: Settings, storage: Storage, runs: RunService) -> None:
         self.specs = {t.name: t for t in settings.background.triggers}
+        for spec in self.specs.values():
+            check_graphs(spec, runs.graphs)
         self.storage = storage
         self.runs = runs
         self.poll = settings.poll_seconds if storage.shared else MAX_SLEEP

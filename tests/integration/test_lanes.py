@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from keel import clock
-from keel.background.firing import SCHEDULE_SUBJECT, companion_thread_id
+from keel.background.firing import NAMESPACE_SUBJECT, SCHEDULE_SUBJECT, companion_thread_id
 from keel.background.triggers import Triggers
 from keel.endings import Endings
 from keel.faults import Faults
@@ -182,3 +182,25 @@ def test_background_slots_leave_one_for_each_lane() -> None:
 
 def _one(runs: list[Row]) -> bool:
     return len(runs) == 1
+
+
+async def test_schedule_over_store_namespaces_gets_each_namespace(database_url: str) -> None:
+    tag = uuid.uuid4().hex
+    spec = TriggerSpec(
+        name="tidy",
+        kind="schedule",
+        graph="pipeline",
+        schedule="0 3 * * *",
+        select=Selection(prefix=(tag,)),
+    )
+    async with runtime(database_url, BackgroundSettings(triggers=(spec,))) as rt:
+        for user in ("ann", "bob"):
+            await rt.storage.store.aput((tag, user), "k", {"text": user})
+        await rt.storage.store.aput(("other", "cat"), "k", {"text": "no"})
+        await _make_due(rt, "tidy")
+        for user in ("ann", "bob"):
+            companion = companion_thread_id("tidy", f"{NAMESPACE_SUBJECT}{tag}.{user}")
+            runs = await poll(functools.partial(_runs, rt, companion), _one)
+            assert runs[0]["kwargs"]["input"]["namespace"] == [tag, user]
+            assert runs[0]["metadata"]["keel_trigger"] == "tidy"
+            await wait_status(rt, runs[0]["run_id"], "success")

@@ -17,3 +17,4 @@ CREATE TABLE IF NOT EXISTS trigger_states (
     PRIMARY KEY (trigger_name, subject)
 );
 CREATE INDEX IF NOT EXISTS trigger_states_due ON trigger_states(due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS trigger_states_subject ON trigger_states(subject);
