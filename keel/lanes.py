@@ -2,9 +2,11 @@
 process's worker slots is kept for interactive runs (docs/sleep-time.md).
 
 A run's lane is stored in `runs.lane` (0 interactive, 1 background). Sleep-time triggers create
-background runs; a client asks for the background lane with `metadata.keel_lane` on run
-creation (the reference has no such field; its `priority` config is a per-thread -5..5 order
-chosen by a server-side handler, which Keel does not implement, so the names differ).
+background runs; a client asks for the background lane with `metadata.keel_lane`: the run's
+metadata as the reference merges it (assistant, thread, request), so a thread or an assistant
+whose metadata says "background" puts its runs there too, and a run's metadata always tells its
+lane. The reference has no such field; its `priority` config (a per-thread -5..5 order chosen by
+a server-side handler, not implemented by Keel) is another thing, hence another name.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ LANES = {"interactive": INTERACTIVE, "background": BACKGROUND}
 
 
 def lane_of(metadata: Any) -> int:
-    """The lane a run-create request's metadata asks for (interactive when it says nothing);
-    any other value than 'interactive' or 'background' is a 422."""
+    """The lane a run's metadata asks for (interactive when it says nothing); any other value
+    than 'interactive' or 'background' is a 422."""
     if not isinstance(metadata, dict) or metadata.get(LANE_KEY) is None:
         return INTERACTIVE
     value = metadata[LANE_KEY]

@@ -14,7 +14,7 @@ from keel.errors import BadRequest, Conflict, NotFound
 from keel.execution import RunResult
 from keel.faults import Faults
 from keel.graphs import GraphRegistry, system_assistant_id
-from keel.lanes import LANE_KEY, lane_of
+from keel.lanes import lane_of
 from keel.replay import live_channel
 from keel.run_config import (
     MAX_SECONDS,
@@ -206,7 +206,7 @@ class RunService:
             "graph_id": assistant["graph_id"],
             "assistant_id": assistant["assistant_id"],
             **((body.get("config") or {}).get("metadata") or {}),
-            **{k: v for k, v in (body.get("metadata") or {}).items() if k != LANE_KEY},
+            **(body.get("metadata") or {}),
         }
         now = clock.iso()
         thread = {
@@ -273,6 +273,7 @@ class RunService:
         config, checkpoint = run_config(body, assistant, thread, ids, headers, access.user)
         created = clock.iso(now_ts + float(body.get("after_seconds") or 0))
         kwargs = run_kwargs(body, config, run_context(body, assistant), checkpoint)
+        metadata = run_metadata(body, assistant, thread)
         if body.get(MAX_SECONDS):  # a trigger's budget (keel.background.triggers)
             kwargs[MAX_SECONDS] = body[MAX_SECONDS]
         return {
@@ -282,11 +283,11 @@ class RunService:
             "created_at": created,
             "updated_at": created,
             "status": "pending",
-            "metadata": run_metadata(body, assistant, thread),
+            "metadata": metadata,
             "kwargs": kwargs,
             "multitask_strategy": strategy,
             "org": access.threads.org,
-            "lane": lane_of(body.get("metadata")),
+            "lane": lane_of(metadata),  # what the run's metadata says (keel.lanes)
         }
 
     # ----------------------------------------------------------------- cancel

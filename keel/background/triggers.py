@@ -135,16 +135,18 @@ class Triggers:
                 await task
 
     async def _plan_schedules(self) -> None:
-        """Each schedule trigger's first firing time, unless one is stored (a firing missed
-        while every process was down is then due: it fires once, at start-up)."""
+        """Each schedule trigger's next firing time, unless an earlier one is stored (a firing
+        missed while every process was down is then due: it fires once, at start-up); a later
+        one stored (the schedule was changed) is brought forward."""
         async with self.storage.tx() as tx:
             for spec in self.specs.values():
                 if spec.kind != "schedule":
                     continue
-                if await tx.trigger_state(spec.name, SCHEDULE_SUBJECT) is None:
-                    due = next_run(spec.schedule, None)
-                    if due is not None:
-                        await tx.arm_trigger(spec.name, SCHEDULE_SUBJECT, due, None)
+                state = await tx.trigger_state(spec.name, SCHEDULE_SUBJECT)
+                due = next_run(spec.schedule, None)
+                stored = state["due_at"] if state is not None else None
+                if due is not None and (stored is None or stored > due):  # new, or re-planned
+                    await tx.arm_trigger(spec.name, SCHEDULE_SUBJECT, due, None)
 
     async def _loop(self) -> None:
         while True:

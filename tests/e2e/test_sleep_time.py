@@ -76,6 +76,13 @@ def trigger_state(server: KeelServer, name: str, subject: str) -> tuple[Any, ...
     return rows[0] if rows else None
 
 
+INTERACTIVE = {"keel_lane": "interactive"}
+
+
+def lane(server: KeelServer, run_id: str) -> int:
+    return int(query(server.database, "SELECT lane FROM runs WHERE run_id=?", (run_id,))[0][0])
+
+
 def consumed(state: tuple[Any, ...]) -> bool:
     """The trigger's state exists and is not armed (fired, or waited out)."""
     return bool(state) and state[0] is None
@@ -186,7 +193,9 @@ async def test_max_seconds_ends_a_background_run_in_timeout(client: Client) -> N
     assert runs[0]["status"] == "timeout"  # the slow graph takes 0.6 s; its budget is 0.3 s
 
 
-async def test_client_asks_for_the_background_lane_in_metadata(client: Client) -> None:
+async def test_client_asks_for_the_background_lane_in_metadata(
+    client: Client, server: KeelServer
+) -> None:
     thread = (await client.threads.create())["thread_id"]
     with pytest.raises(UnprocessableEntityError) as bad:
         await client.runs.create(thread, "echo_count", metadata={"keel_lane": "fast"})
@@ -197,5 +206,12 @@ async def test_client_asks_for_the_background_lane_in_metadata(client: Client) -
     )
     assert run["metadata"]["keel_lane"] == "background"
     assert "seen" in await client.runs.join(other, run["run_id"])
-    assert "keel_lane" not in (await client.threads.get(other))["metadata"]
+    # As in the reference, the request's metadata becomes the new thread's: its later runs
+    # are in the background lane too, and their metadata says so.
+    assert (await client.threads.get(other))["metadata"]["keel_lane"] == "background"
+    later = await client.runs.create(other, "echo_count", input={})
+    assert later["metadata"]["keel_lane"] == "background"
+    assert lane(server, later["run_id"]) == 1
+    asked = await client.runs.create(other, "echo_count", input={}, metadata=INTERACTIVE)
+    assert lane(server, asked["run_id"]) == 0
     assert await client.runs.list(thread) == []  # the refused run left nothing
