@@ -21,7 +21,7 @@ from tests.support.faults import FaultPoints, query
 from tests.support.reference import ROOT
 from tests.support.server import KeelServer
 
-SOURCES = 3  # source threads, each armed before the first kill
+SOURCES = 5  # source threads, each armed before the first kill
 IDLE = 3600  # never due by itself during the test: the test makes it due while Keel is down
 CONFIG = {
     "graphs": {"pipeline": f"{ROOT / 'examples' / 'agents' / 'pipeline.py'}:graph"},
