@@ -169,9 +169,9 @@ class Triggers:
         delay = min(MAX_SLEEP, self.poll)
         if at is not None:
             delay = min(delay, max(0.0, clock.parse(at) - now))
-        if hint <= now:  # armed just now: look again once it has surely been committed
-            delay = min(delay, RETICK)
-        return delay
+        # Armed in this process since the last look, perhaps not committed when it looked: wake
+        # at its due time anyway (or, when it is due already, again in a moment).
+        return min(delay, max(hint - now, RETICK))
 
     async def tick(self) -> int:
         """Fire every due trigger state (a batch); returns how many states were due."""
