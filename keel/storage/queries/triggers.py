@@ -88,7 +88,6 @@ class TriggerQueries(Queries):
         """Threads whose metadata contains `metadata` (a schedule trigger's selection)."""
         where, params = self.dialect.containment("metadata", metadata)
         return await self.all(
-            f"SELECT * FROM threads WHERE {where} "
-            "ORDER BY created_at LIMIT ?",
+            f"SELECT * FROM threads WHERE {where} ORDER BY created_at LIMIT ?",
             [*params, limit],
         )
