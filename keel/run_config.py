@@ -224,3 +224,12 @@ def run_metadata(body: Row, assistant: Row, thread: Row) -> Row:
         **(body.get("metadata") or {}),
         "assistant_id": assistant["assistant_id"],
     }
+
+
+MAX_SECONDS = "keel_max_seconds"  # a private kwarg: this run's own wall-time limit (triggers)
+
+
+def run_timeout(kwargs: Row, default: float) -> float:
+    """A run's wall-time limit: the process's, or the run's own when it is shorter."""
+    own = kwargs.get(MAX_SECONDS)
+    return min(default, float(own)) if own else default

@@ -14,8 +14,10 @@ from keel.errors import BadRequest, Conflict, NotFound
 from keel.execution import RunResult
 from keel.faults import Faults
 from keel.graphs import GraphRegistry, system_assistant_id
+from keel.lanes import lane_of
 from keel.replay import live_channel
 from keel.run_config import (
+    MAX_SECONDS,
     OPEN,
     RunAccess,
     run_config,
@@ -53,7 +55,7 @@ def _uuid7() -> str:
 
 
 # Kept in a run's kwargs for the worker, not part of the reference's Run object.
-PRIVATE_KWARGS = ("checkpoint", "on_disconnect")
+PRIVATE_KWARGS = ("checkpoint", "on_disconnect", MAX_SECONDS)
 
 
 def run_view(run: Row) -> Row:
@@ -271,6 +273,9 @@ class RunService:
         config, checkpoint = run_config(body, assistant, thread, ids, headers, access.user)
         created = clock.iso(now_ts + float(body.get("after_seconds") or 0))
         kwargs = run_kwargs(body, config, run_context(body, assistant), checkpoint)
+        metadata = run_metadata(body, assistant, thread)
+        if body.get(MAX_SECONDS):  # a trigger's budget (keel.background.triggers)
+            kwargs[MAX_SECONDS] = body[MAX_SECONDS]
         return {
             "run_id": ids[1],
             "thread_id": ids[0],
@@ -278,10 +283,11 @@ class RunService:
             "created_at": created,
             "updated_at": created,
             "status": "pending",
-            "metadata": run_metadata(body, assistant, thread),
+            "metadata": metadata,
             "kwargs": kwargs,
             "multitask_strategy": strategy,
             "org": access.threads.org,
+            "lane": lane_of(metadata),  # what the run's metadata says (keel.lanes)
         }
 
     # ----------------------------------------------------------------- cancel

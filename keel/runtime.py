@@ -14,6 +14,7 @@ from keel.assistants import ensure_system_assistants
 from keel.auth.builtin import install as install_builtin_auth
 from keel.auth.guard import build_guard
 from keel.background.outbox import Outbox
+from keel.background.triggers import Triggers
 from keel.endings import Endings
 from keel.graphs import GraphRegistry
 from keel.relay import Relay
@@ -58,6 +59,10 @@ class Runtime:
         )
         self.sweeper = Sweeper(self.storage, settings)
         self.scheduler = Scheduler(self.storage, self.runs, self.sweeper)
+        # Sleep-time triggers: armed in runs' terminal transactions, fired by their own loop.
+        self.triggers = Triggers(settings, self.storage, self.runs)
+        if self.triggers.specs:
+            self.endings.add(self.triggers.on_end)
         self.guard = build_guard(settings.auth, settings.base_dir)
         install_builtin_auth(self.guard, self.storage)
         self.runs.admit = self.guard.admit_run if self.guard.quotas is not None else None
@@ -81,6 +86,7 @@ class Runtime:
             await self.workers.start()
             await self.scheduler.start()
             await self.outbox.start()
+            await self.triggers.start()
         except BaseException:
             await self.relay.stop()
             await self.storage.close()
@@ -90,6 +96,7 @@ class Runtime:
         """Stop claiming; let in-flight runs finish within the grace period, else hand them
         back; then close the database."""
         await self.scheduler.stop()
+        await self.triggers.stop()
         await self.workers.stop(self.settings.shutdown_grace_seconds)
         await self.outbox.stop(self.settings.shutdown_grace_seconds)
         await self.relay.stop()

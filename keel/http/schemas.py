@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel.errors import InvalidInput
+from keel.lanes import lane_of
 from keel.settings.retention import MAX_TTL_MINUTES
 
 StreamMode = Literal[
@@ -103,6 +104,7 @@ class RunCreate(Body):
             raise InvalidInput("langsmith_tracer: LangSmith tracing is not supported")
         if self.strict_resume:
             raise InvalidInput("strict_resume: not supported yet")
+        lane_of(self.metadata)  # Keel's `metadata.keel_lane`: a bad value is a 422 here
         if stateless:
             for name in ("checkpoint", "checkpoint_id"):
                 if data.get(name) is not None:

@@ -21,6 +21,7 @@ from keel.settings.retention import (
     checkpointer_settings,
     retention_settings,
 )
+from keel.settings.sleep_time import BackgroundSettings, background_settings
 from keel.settings.store import StoreSettings, store_settings
 from keel.settings.webhooks import WebhookSettings, check_environment, webhook_settings
 
@@ -37,6 +38,7 @@ SUPPORTED_KEYS = {
     "checkpointer",
     "retention",
     "webhooks",
+    "background",  # Keel's: priority lanes and sleep-time triggers (keel.settings.sleep_time)
 }
 
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
@@ -91,6 +93,7 @@ class Settings:
     checkpointer: CheckpointerSettings = dataclasses.field(default_factory=CheckpointerSettings)
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     webhooks: WebhookSettings = dataclasses.field(default_factory=WebhookSettings)
+    background: BackgroundSettings = dataclasses.field(default_factory=BackgroundSettings)
     dev_mode: bool = False
 
     @property
@@ -232,6 +235,7 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         checkpointer=checkpointer_settings(data.get("checkpointer")),
         retention=retention_settings(data.get("retention")),
         webhooks=webhook_settings(data.get("webhooks")),
+        background=background_settings(data.get("background")),
     )
     if not quiet:
         for note in notes:

@@ -15,6 +15,7 @@ from keel.storage.queries.runs import RunQueries
 from keel.storage.queries.stats import StatsQueries
 from keel.storage.queries.store import StoreQueries
 from keel.storage.queries.threads import ThreadQueries
+from keel.storage.queries.triggers import TriggerQueries
 from keel.storage.queries.webhooks import WebhookQueries
 
 __all__ = ["Dialect", "Row", "Tx", "decode_row", "j"]
@@ -29,5 +30,6 @@ class Tx(
     RetentionQueries,
     StatsQueries,
     WebhookQueries,
+    TriggerQueries,
 ):
     """Every named query, bound to one connection."""

@@ -27,7 +27,8 @@ from keel.execution import (
 )
 from keel.faults import Faults
 from keel.graphs import GraphRegistry
-from keel.run_config import CONTEXT_MIRRORED, carried_user, unmirror_context
+from keel.lanes import LaneSlots
+from keel.run_config import CONTEXT_MIRRORED, carried_user, run_timeout, unmirror_context
 from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
@@ -87,6 +88,7 @@ class WorkerPool:
         self._early_cancels: dict[str, tuple[str, float]] = {}
         self._cancellable: set[str] = set()  # runs whose task is running their graph
         self.leases = Leases(settings, storage, self)
+        self.lanes = LaneSlots(settings.background.background_slots(settings.workers))
         self._claimer: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self._stopping = False
@@ -183,8 +185,9 @@ class WorkerPool:
             now = clock.now()
             try:
                 async with self.storage.statements() as tx:
+                    lease = now + self.settings.lease_seconds
                     run = await tx.claim_next(
-                        self.worker_id, clock.iso(now), now + self.settings.lease_seconds
+                        self.worker_id, clock.iso(now), lease, self.lanes.max_lane()
                     )
             except Conflict:  # another process claimed a run of the same thread just now
                 continue
@@ -213,6 +216,7 @@ class WorkerPool:
             self._cancel_requested[run_id] = action
         task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
         self._tasks[run_id] = task
+        self.lanes.started(run)
         task.add_done_callback(functools.partial(self._forget, run_id))
 
     def _forget(self, run_id: str, task: asyncio.Task[None]) -> None:
@@ -220,6 +224,7 @@ class WorkerPool:
         if self._tasks.get(run_id) is not task:
             return
         del self._tasks[run_id]
+        self.lanes.ended(run_id)
         self._cancel_requested.pop(run_id, None)
         self.leases.secured.pop(run_id, None)
         self._cancellable.discard(run_id)
@@ -276,7 +281,7 @@ class WorkerPool:
             exc = RuntimeError(f"run abandoned after {run['attempt'] - 1} attempts")
             await self._finish(run, ch, flusher, "error", exc=exc)
             return
-        deadline = asyncio.timeout(self.settings.run_timeout_seconds)
+        deadline = asyncio.timeout(run_timeout(kwargs, self.settings.run_timeout_seconds))
         try:
             state, status = await self._graph_phase(run, translator, deadline)
         except asyncio.CancelledError:

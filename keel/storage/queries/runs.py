@@ -12,8 +12,8 @@ class RunQueries(Queries):
     async def insert_run(self, r: Row) -> None:
         await self.run(
             "INSERT INTO runs (run_id, thread_id, assistant_id, created_at, updated_at, status, "
-            "metadata, kwargs, multitask_strategy, temporary, org, attempt) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,0)",
+            "metadata, kwargs, multitask_strategy, temporary, org, lane, attempt) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0)",
             [
                 r["run_id"],
                 r["thread_id"],
@@ -26,6 +26,7 @@ class RunQueries(Queries):
                 r["multitask_strategy"],
                 1 if r.get("temporary") else 0,
                 r.get("org"),
+                r.get("lane", 0),
             ],
         )
 
@@ -104,15 +105,19 @@ class RunQueries(Queries):
     async def set_cancel(self, run_id: str, action: str) -> None:
         await self.run("UPDATE runs SET cancel_action=? WHERE run_id=?", [action, run_id])
 
-    async def claim_next(self, worker_id: str, now_iso: str, lease_until: float) -> Row | None:
-        """Take the oldest due pending run on a thread with nothing running (one statement)."""
+    async def claim_next(
+        self, worker_id: str, now_iso: str, lease_until: float, max_lane: int = 1
+    ) -> Row | None:
+        """Take the due pending run of the lowest lane (interactive first, keel.lanes), oldest
+        first, on a thread with nothing running, up to lane `max_lane` (one statement)."""
         rows = await self.all(
             "UPDATE runs SET status='running', worker_id=?, lease_until=?, attempt=attempt+1, "
             "updated_at=? WHERE run_id = (SELECT r.run_id FROM runs r WHERE r.status='pending' "
-            "AND r.created_at<=? AND NOT EXISTS (SELECT 1 FROM runs o WHERE "
-            "o.thread_id=r.thread_id AND o.status='running') ORDER BY r.created_at, r.run_id "
+            "AND r.lane<=? AND r.created_at<=? AND NOT EXISTS (SELECT 1 FROM runs o WHERE "
+            "o.thread_id=r.thread_id AND o.status='running') "
+            "ORDER BY r.lane, r.created_at, r.run_id "
             f"LIMIT 1 {self.dialect.skip_locked}) RETURNING *",
-            [worker_id, lease_until, now_iso, now_iso],
+            [worker_id, lease_until, now_iso, max_lane, now_iso],
         )
         return rows[0] if rows else None
 
