@@ -161,7 +161,11 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                req = Received(self.path, headers, self.rfile.read(length), time.time())
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: nothing was delivered
+                    self.close_connection = True
+                    return
+                req = Received(self.path, headers, body, time.time())
                 receiver._record(req)
                 code, extra = receiver._answer(req)
                 with receiver.cond:
