@@ -23,7 +23,6 @@ from keel.execution import (
     run_input,
     server_metadata,
     stream_run,
-    thread_interrupts,
 )
 from keel.faults import Faults
 from keel.graphs import GraphRegistry
@@ -33,11 +32,11 @@ from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
-from keel.storage.tx import Row, Tx
+from keel.storage.tx import Row
 from keel.store_orgs import for_run
 from keel.streams import RunChannel, StreamHub
 from keel.worker.leases import LOST, Leases
-from keel.worker.recording import Flusher, end_run, roll_back
+from keel.worker.recording import Flusher, end_run, roll_back, settle_thread
 
 log = logging.getLogger("keel.worker")
 # Events reach the log this long after they are published; with a shared database other
@@ -468,26 +467,6 @@ class WorkerPool:
         except Exception:
             log.exception("run %s: reading the thread state failed", run["run_id"])
             return None
-
-
-async def settle_thread(
-    tx: Tx, thread_id: str, status: str, state: StateSnapshot | None, error: Any, now: str
-) -> bool:
-    """Record a finished run's outcome on its thread: status, values, interrupts, error.
-    Returns whether more runs wait on the thread."""
-    busy = bool(await tx.active_runs(thread_id))
-    values = jsonable(state.values) if state is not None else None
-    interrupts = thread_interrupts(state) if state is not None else {}
-    if busy:
-        thread_status = "busy"
-    elif status in ("error", "timeout"):
-        thread_status = "error"
-    else:
-        thread_status = "interrupted" if state is not None and state.next else "idle"
-    await tx.set_thread_state(
-        thread_id, status=thread_status, values=values, interrupts=interrupts, error=error, now=now
-    )
-    return busy
 
 
 def _uncancel() -> None:

@@ -1,5 +1,5 @@
 """A run's writes on their way to the database: its event log, flushed in small batches while
-it runs, and its terminal row, written only while its worker still holds it."""
+it runs, and its terminal row with its thread's outcome, written only while its worker still holds it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import asyncio
 import logging
 from typing import Any
 
+from langgraph.types import StateSnapshot
+
+from keel.execution import thread_interrupts
 from keel.runs import EVENTS_CHANNEL
+from keel.serde import jsonable
 from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import RunChannel
@@ -83,3 +87,23 @@ async def roll_back(storage: Storage, worker_id: str, run: Row) -> None:
         current = await tx.get_run(run["run_id"])
         if current is not None and current["worker_id"] == worker_id:
             await tx.delete_run_checkpoints(run["thread_id"], run["run_id"])
+
+
+async def settle_thread(
+    tx: Tx, thread_id: str, status: str, state: StateSnapshot | None, error: Any, now: str
+) -> bool:
+    """Record a finished run's outcome on its thread: status, values, interrupts, error.
+    Returns whether more runs wait on the thread."""
+    busy = bool(await tx.active_runs(thread_id))
+    values = jsonable(state.values) if state is not None else None
+    interrupts = thread_interrupts(state) if state is not None else {}
+    if busy:
+        thread_status = "busy"
+    elif status in ("error", "timeout"):
+        thread_status = "error"
+    else:
+        thread_status = "interrupted" if state is not None and state.next else "idle"
+    await tx.set_thread_state(
+        thread_id, status=thread_status, values=values, interrupts=interrupts, error=error, now=now
+    )
+    return busy
