@@ -29,7 +29,6 @@ from langgraph_sdk import get_client
 
 from bench.contenders import KeelOnDatabase, write_graphs
 from keel import clock
-from keel.background.firing import companion_thread_id
 
 ROOT = Path(__file__).resolve().parent
 IDLE = 1.0  # the trigger's on_idle seconds
@@ -74,23 +73,22 @@ async def firing_delays(client: Any, sources: int) -> list[float]:
         ended.append((await client.runs.list(thread_id))[0]["updated_at"])
     delays = []
     for thread_id, end in zip(threads, ended, strict=True):
-        companion = companion_thread_id("idle", thread_id)
-        created = await _first_run_created(client, companion)
+        created = await _first_run_created(client, thread_id)
         delays.append(clock.parse(created) - (clock.parse(end) + IDLE))
     return delays
 
 
-async def _first_run_created(client: Any, thread_id: str, within: float = 60.0) -> str:
+async def _first_run_created(client: Any, source: str, within: float = 60.0) -> str:
+    """When the first background run for `source` was created, found as a user finds it: its
+    companion thread by `metadata.keel_source_thread_id` (docs/sleep-time.md)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
-            runs = await client.runs.list(thread_id)
-        except Exception:  # the companion thread does not exist yet
-            runs = []
+        found = await client.threads.search(metadata={"keel_source_thread_id": source}, limit=1)
+        runs = await client.runs.list(found[0]["thread_id"]) if found else []
         if runs:
             return str(runs[-1]["created_at"])
         await asyncio.sleep(0.05)
-    raise RuntimeError(f"the idle trigger never fired for {thread_id}")
+    raise RuntimeError(f"the idle trigger never fired for {source}")
 
 
 async def measure(url: str, runs: int, size: int, sources: int) -> dict[str, Any]:

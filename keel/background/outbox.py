@@ -79,8 +79,7 @@ class Outbox:
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
         self.headers = settings.resolved_headers()
-        secret = settings.resolved_secret()
-        self.key = signing.secret_key(secret) if secret else None
+        self.key = settings.signing_key()
         self.rand = random.Random()
         self._wakeup = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None

@@ -1,30 +1,14 @@
 """Standard Webhooks signatures (https://www.standardwebhooks.com): every attempt carries
 `webhook-id` (the same on every attempt of a delivery), `webhook-timestamp` (integer seconds)
 and, when `webhooks.secret` is set, `webhook-signature: v1,<base64 HMAC-SHA256>` over
-`<id>.<timestamp>.<body>` with the secret's key (`whsec_` + base64 of the key bytes)."""
+`<id>.<timestamp>.<body>` with the secret's key (`whsec_` + base64 of the key bytes, decoded by
+`keel.settings.webhooks.secret_key`)."""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-
-from keel.errors import ConfigError
-
-PREFIX = "whsec_"
-
-
-def secret_key(secret: str) -> bytes:
-    """The key bytes of a `whsec_<base64>` secret (the prefix is optional)."""
-    text = secret[len(PREFIX) :] if secret.startswith(PREFIX) else secret
-    try:
-        key = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError("webhooks.secret must be 'whsec_' followed by base64") from None
-    if len(key) < 16:
-        raise ConfigError("webhooks.secret: the key must be at least 16 bytes (24 base64 chars)")
-    return key
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:

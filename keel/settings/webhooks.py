@@ -4,6 +4,8 @@ keys (`secret`, `timeout_seconds`, `retry`, `concurrency`). See docs/webhooks.md
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 import re
@@ -104,16 +106,17 @@ class WebhookSettings:
         env = os.environ if environ is None else environ
         return fill(self.secret, env, "", "webhooks.secret") or None
 
+    def signing_key(self, environ: Mapping[str, str] | None = None) -> bytes | None:
+        """The key bytes of the secret (None without one)."""
+        secret = self.resolved_secret(environ)
+        return secret_key(secret) if secret else None
+
 
 def check_environment(settings: WebhookSettings, environ: Mapping[str, str]) -> None:
     """At load time (the config's `env` counted): every template resolves, the secret decodes;
     else a ConfigError naming what is wrong, before anything starts."""
-    from keel.background.signing import secret_key
-
     settings.resolved_headers(environ)
-    secret = settings.resolved_secret(environ)
-    if secret:
-        secret_key(secret)
+    settings.signing_key(environ)
 
 
 def fill(text: str, environ: Mapping[str, str], prefix: str, what: str) -> str:
@@ -267,3 +270,18 @@ def webhook_settings(raw: Any) -> WebhookSettings:
         retry=_retry(raw.get("retry")),
         concurrency=concurrency,
     )
+
+
+PREFIX = "whsec_"
+
+
+def secret_key(secret: str) -> bytes:
+    """The key bytes of a `whsec_<base64>` secret (the prefix is optional)."""
+    text = secret[len(PREFIX) :] if secret.startswith(PREFIX) else secret
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("webhooks.secret must be 'whsec_' followed by base64") from None
+    if len(key) < 16:
+        raise ConfigError("webhooks.secret: the key must be at least 16 bytes (24 base64 chars)")
+    return key

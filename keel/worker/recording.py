@@ -1,5 +1,6 @@
 """A run's writes on their way to the database: its event log, flushed in small batches while
-it runs, and its terminal row with its thread's outcome, written only while its worker still holds it."""
+it runs, and its terminal row with its thread's outcome, written only while its worker still
+holds it."""
 
 from __future__ import annotations
 

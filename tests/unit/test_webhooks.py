@@ -19,7 +19,7 @@ from keel.background.outbox import backoff, pinned_request
 from keel.background.webhooks import Refused, Target, blocked_reason, check_static, resolve
 from keel.errors import ConfigError
 from keel.settings import load_settings
-from keel.settings.webhooks import RetryPolicy, UrlPolicy, webhook_settings
+from keel.settings.webhooks import RetryPolicy, UrlPolicy, secret_key, webhook_settings
 from tests.support.receiver import verify
 
 OPEN = UrlPolicy(disable_loopback=False)
@@ -157,14 +157,14 @@ def test_header_templates_and_secret_from_the_environment() -> None:
 # ------------------------------------------------------------------ signing
 def test_signature_matches_the_published_example() -> None:
     """The example of the Standard Webhooks specification and its reference libraries."""
-    key = signing.secret_key(SECRET)
+    key = secret_key(SECRET)
     body = b'{"test": 2432232314}'
     sig = signing.sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body)
     assert sig == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
 def test_signed_headers_verify_and_tampering_does_not() -> None:
-    key = signing.secret_key(SECRET)
+    key = secret_key(SECRET)
     body = b'{"run_id": "r1"}'
     headers = signing.headers(key, "msg_1", int(time.time()), body)
     assert verify(SECRET, headers, body)
@@ -172,7 +172,7 @@ def test_signed_headers_verify_and_tampering_does_not() -> None:
     assert not verify(SECRET, {**headers, "webhook-id": "msg_2"}, body)
     assert "webhook-signature" not in signing.headers(None, "msg_1", 1, body)
     with pytest.raises(ConfigError):
-        signing.secret_key("whsec_not base64!")
+        secret_key("whsec_not base64!")
 
 
 # ------------------------------------------------------------------ delivery pieces
