@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from keel.errors import ConfigError
+from keel.settings.fields import positive_int, section
 
 STRATEGIES = ("delete", "keep_latest")
 # A thread's TTL is at most this many minutes (about 190 years): beyond, dates overflow.
@@ -61,19 +62,8 @@ def minutes(raw: Any, key: str, *, positive: bool = False) -> float:
     return float(raw)
 
 
-def _count(raw: Any, key: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
-        raise ConfigError(f"{key} must be a positive integer, got {raw!r}")
-    return raw
 
 
-def _section(raw: Any, key: str, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"'{key}' must be an object")
-    bad = sorted(set(raw) - allowed)
-    if bad:
-        raise ConfigError(f"{key} keys not supported: {bad} (supported: {sorted(allowed)})")
-    return raw
 
 
 def thread_ttl(raw: Any) -> ThreadTtl:
@@ -81,7 +71,7 @@ def thread_ttl(raw: Any) -> ThreadTtl:
     if raw is None:
         return ThreadTtl()
     allowed = {"strategy", "default_ttl", "sweep_interval_minutes", "sweep_limit"}
-    raw = _section(raw, "checkpointer.ttl", allowed)
+    raw = section(raw, "checkpointer.ttl", allowed)
     strategy = raw.get("strategy", "delete")
     if strategy not in STRATEGIES:
         raise ConfigError(
@@ -95,7 +85,7 @@ def thread_ttl(raw: Any) -> ThreadTtl:
         sweep_interval_minutes=minutes(
             raw.get("sweep_interval_minutes", 5.0), key + "sweep_interval_minutes", positive=True
         ),
-        sweep_limit=_count(raw.get("sweep_limit", 10_000), key + "sweep_limit"),
+        sweep_limit=positive_int(raw.get("sweep_limit", 10_000), key + "sweep_limit"),
     )
 
 
@@ -108,7 +98,7 @@ def checkpointer_settings(raw: Any) -> CheckpointerSettings:
             "checkpointer.path is not supported: Keel stores checkpoints in its own database "
             "(use --database to choose it)"
         )
-    raw = _section(raw, "checkpointer", {"ttl"})
+    raw = section(raw, "checkpointer", {"ttl"})
     return CheckpointerSettings(ttl=thread_ttl(raw.get("ttl")))
 
 
@@ -118,13 +108,13 @@ def retention_settings(raw: Any) -> RetentionSettings:
         return RetentionSettings()
     defaults = RetentionSettings()
     fields = {f.name for f in dataclasses.fields(RetentionSettings)}
-    raw = _section(raw, "retention", fields)
+    raw = section(raw, "retention", fields)
     values: dict[str, Any] = {}
     for name in fields:
         value = raw.get(name, getattr(defaults, name))
         key = f"retention.{name}"
         if name == "sweep_limit":
-            values[name] = _count(value, key)
+            values[name] = positive_int(value, key)
         else:
             values[name] = minutes(value, key, positive=name == "sweep_interval_minutes")
     return RetentionSettings(**values)

@@ -10,6 +10,7 @@ from typing import Any
 
 from keel.cron_schedule import CronSchedule
 from keel.errors import ConfigError, InvalidInput
+from keel.settings.fields import positive_int, section
 
 KINDS = ("on_idle", "every_n_runs", "schedule")
 INPUTS = ("messages", "state", "thread")
@@ -81,7 +82,7 @@ class BackgroundSettings:
 def background_settings(raw: Any) -> BackgroundSettings:
     if raw is None:
         return BackgroundSettings()
-    raw = _object(raw, "background")
+    raw = section(raw, "background")
     bad = sorted(set(raw) - {"reserved_interactive_share", "triggers"})
     if bad:
         raise ConfigError(f"background keys not supported: {bad}")
@@ -90,14 +91,14 @@ def background_settings(raw: Any) -> BackgroundSettings:
         raise ConfigError(
             f"background.reserved_interactive_share must be a number from 0 to 1, got {share!r}"
         )
-    triggers = _object(raw.get("triggers") or {}, "background.triggers")
+    triggers = section(raw.get("triggers") or {}, "background.triggers")
     specs = tuple(_trigger(str(name), spec) for name, spec in triggers.items())
     return BackgroundSettings(float(share), specs)
 
 
 def _trigger(name: str, raw: Any) -> TriggerSpec:
     key = f"background.triggers.{name}"
-    raw = _object(raw, key)
+    raw = section(raw, key)
     bad = sorted(set(raw) - TRIGGER_KEYS)
     if bad:
         raise ConfigError(f"{key}: keys not supported: {bad} (supported: {sorted(TRIGGER_KEYS)})")
@@ -119,7 +120,7 @@ def _trigger(name: str, raw: Any) -> TriggerSpec:
         graph=graph,
         watch=tuple(watch),
         input=mode,
-        max_messages=_count(raw.get("max_messages", 20), f"{key}.max_messages"),
+        max_messages=positive_int(raw.get("max_messages", 20), f"{key}.max_messages"),
         max_runs_per_day=_optional_count(raw, "max_runs_per_thread_per_day", key),
         max_seconds=_optional_seconds(raw.get("max_seconds"), f"{key}.max_seconds"),
         **_when(kinds[0], raw, key),
@@ -132,7 +133,7 @@ def _when(kind: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
     if kind == "on_idle":
         return {"idle_seconds": _seconds(value, f"{key}.on_idle")}
     if kind == "every_n_runs":
-        return {"every_n_runs": _count(value, f"{key}.every_n_runs")}
+        return {"every_n_runs": positive_int(value, f"{key}.every_n_runs")}
     try:
         CronSchedule.parse(value)
     except InvalidInput as exc:
@@ -141,34 +142,26 @@ def _when(kind: str, raw: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _selection(raw: Any, key: str) -> Selection:
-    raw = _object(raw, key)
+    raw = section(raw, key)
     if ("threads" in raw) == ("namespaces" in raw):
         raise ConfigError(f"{key}: give exactly one of 'threads' or 'namespaces'")
-    limit = _count(raw.get("limit", 100), f"{key}.limit")
+    limit = positive_int(raw.get("limit", 100), f"{key}.limit")
     if "threads" in raw:
-        meta = _object(raw["threads"], f"{key}.threads").get("metadata") or {}
-        return Selection(metadata=_object(meta, f"{key}.threads.metadata"), limit=limit)
-    prefix = _object(raw["namespaces"], f"{key}.namespaces").get("prefix") or []
+        meta = section(raw["threads"], f"{key}.threads").get("metadata") or {}
+        return Selection(metadata=section(meta, f"{key}.threads.metadata"), limit=limit)
+    prefix = section(raw["namespaces"], f"{key}.namespaces").get("prefix") or []
     if not isinstance(prefix, list) or not all(isinstance(p, str) for p in prefix):
         raise ConfigError(f"{key}.namespaces.prefix must be a list of strings")
     return Selection(prefix=tuple(prefix), limit=limit)
 
 
-def _object(raw: Any, key: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"'{key}' must be an object")
-    return raw
 
 
-def _count(raw: Any, key: str) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
-        raise ConfigError(f"{key} must be a positive integer, got {raw!r}")
-    return raw
 
 
 def _optional_count(raw: dict[str, Any], name: str, key: str) -> int | None:
     value = raw.get(name)
-    return None if value is None else _count(value, f"{key}.{name}")
+    return None if value is None else positive_int(value, f"{key}.{name}")
 
 
 def _seconds(raw: Any, key: str) -> float:

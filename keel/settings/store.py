@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from keel.errors import ConfigError
+from keel.settings.fields import number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +35,6 @@ class StoreSettings:
     ttl: TTLSettings = TTLSettings()
 
 
-def _number(raw: Any, what: str, minimum: float = 0.0) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= minimum:
-        raise ConfigError(f"{what} must be a number > {minimum:g}, got {raw!r}")
-    return float(raw)
 
 
 def _index(raw: Any) -> IndexSettings | None:
@@ -78,9 +75,9 @@ def _ttl(raw: Any) -> TTLSettings:
         raise ConfigError("store.ttl.refresh_on_read must be true or false")
     sweep = raw.get("sweep_interval_minutes", 60)
     return TTLSettings(
-        default_ttl=None if default is None else _number(default, "store.ttl.default_ttl"),
+        default_ttl=None if default is None else number(default, "store.ttl.default_ttl"),
         refresh_on_read=refresh,
-        sweep_interval_minutes=_number(sweep, "store.ttl.sweep_interval_minutes"),
+        sweep_interval_minutes=number(sweep, "store.ttl.sweep_interval_minutes"),
     )
 
 

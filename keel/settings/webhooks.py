@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from keel.errors import ConfigError
+from keel.settings.fields import number, section
 
 DEFAULT_ENV_PREFIX = "LG_WEBHOOK_"
 # Keys of a webhook body (the reference's `allowed_fields` may name only these).
@@ -144,13 +145,6 @@ def env_reference(expr: str, prefix: str, what: str) -> str:
     return var
 
 
-def _object(raw: Any, key: str, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"'{key}' must be an object")
-    bad = sorted(set(raw) - allowed)
-    if bad:
-        raise ConfigError(f"{key} keys not supported: {bad} (supported: {sorted(allowed)})")
-    return raw
 
 
 def _bool(raw: Any, key: str) -> bool:
@@ -159,10 +153,6 @@ def _bool(raw: Any, key: str) -> bool:
     return raw
 
 
-def _number(raw: Any, key: str, *, minimum: float = 0.0) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not raw > minimum:
-        raise ConfigError(f"{key} must be a number > {minimum:g}, got {raw!r}")
-    return float(raw)
 
 
 def _domains(raw: Any) -> tuple[str, ...]:
@@ -188,7 +178,7 @@ def url_policy(raw: Any) -> UrlPolicy:
     """`webhooks.url`; keys left out take the reference's defaults for a given section."""
     if raw is None:
         return UrlPolicy()
-    raw = _object(raw, "webhooks.url", URL_KEYS)
+    raw = section(raw, "webhooks.url", URL_KEYS)
     length = raw.get("max_url_length", 2048)
     if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
         raise ConfigError(f"webhooks.url.max_url_length must be a positive integer, got {length!r}")
@@ -207,10 +197,10 @@ def url_policy(raw: Any) -> UrlPolicy:
 def _retry(raw: Any) -> RetryPolicy:
     if raw is None:
         return RetryPolicy()
-    raw = _object(raw, "webhooks.retry", RETRY_KEYS)
+    raw = section(raw, "webhooks.retry", RETRY_KEYS)
     base = RetryPolicy()
     values = {
-        k: _number(raw[k], f"webhooks.retry.{k}") if k in raw else getattr(base, k)
+        k: number(raw[k], f"webhooks.retry.{k}") if k in raw else getattr(base, k)
         for k in RETRY_KEYS
     }
     return RetryPolicy(**values)
@@ -253,7 +243,7 @@ def _secret(raw: Any) -> str | None:
 def webhook_settings(raw: Any) -> WebhookSettings:
     if raw is None:
         return WebhookSettings()
-    raw = _object(raw, "webhooks", WEBHOOK_KEYS)
+    raw = section(raw, "webhooks", WEBHOOK_KEYS)
     prefix = raw.get("env_prefix", DEFAULT_ENV_PREFIX)
     if not isinstance(prefix, str):
         raise ConfigError(f"webhooks.env_prefix must be a string, got {prefix!r}")
@@ -266,7 +256,7 @@ def webhook_settings(raw: Any) -> WebhookSettings:
         headers=_headers(raw.get("headers"), prefix),
         allowed_fields=_fields(raw.get("allowed_fields")),
         secret=_secret(raw.get("secret")),
-        timeout_seconds=_number(raw.get("timeout_seconds", 30.0), "webhooks.timeout_seconds"),
+        timeout_seconds=number(raw.get("timeout_seconds", 30.0), "webhooks.timeout_seconds"),
         retry=_retry(raw.get("retry")),
         concurrency=concurrency,
     )
