@@ -114,6 +114,8 @@ def test_host_files_are_not_visible(sb: Sandbox, settings: SandboxSettings) -> N
         del os.environ["KEEL_SANDBOX_SENTINEL"]
     assert code == 0 and SECRET not in out and "KEEL" not in out  # pid 1 is the sandbox's
     assert int(out.split()[-1]) <= 5  # only the sandbox's own processes
+    code, out = run(sb, "ls /proc/self/fd")
+    assert out.split() == ["0", "1", "2", "3"]  # no descriptor of Keel's (3: ls's own listing)
 
 
 def test_link_escapes_and_dotdot_are_refused(sb: Sandbox, root: Path) -> None:
