@@ -1,6 +1,7 @@
 """`python -m bench`: see bench/harness.py; `python -m bench store`: see bench/store.py;
 `python -m bench auth`: see bench/auth.py; `python -m bench sizing`: see bench/sizing.py;
-`python -m bench soak`: see bench/soak.py; `python -m bench lanes`: see bench/lanes.py."""
+`python -m bench soak`: see bench/soak.py; `python -m bench lanes`: see bench/lanes.py;
+`python -m bench sandbox`: see bench/sandbox.py."""
 
 import sys
 
@@ -18,6 +19,11 @@ if sys.argv[1:2] == ["lanes"]:
     from bench.lanes import main as lanes_main
 
     sys.exit(lanes_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["sandbox"]:
+    from bench.sandbox import main as sandbox_main
+
+    sys.exit(sandbox_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["store"]:
     from bench.store import main as store_main

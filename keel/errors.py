@@ -71,6 +71,11 @@ class ConfigError(KeelError):
     """A configuration file or setting Keel cannot use."""
 
 
+class SandboxUnavailable(ConfigError):
+    """The sandbox is configured but bubblewrap cannot run here (missing, no user namespaces,
+    not Linux): Keel refuses rather than run code unsandboxed."""
+
+
 class GraphLoadError(ConfigError):
     """A graph spec that cannot be imported or is not a graph."""
 

@@ -20,6 +20,7 @@ from keel.graphs import GraphRegistry
 from keel.relay import Relay
 from keel.retention.sweeps import Sweeper
 from keel.runs import RunService
+from keel.sandbox import check_available as check_sandbox
 from keel.scheduler import Scheduler
 from keel.settings import Settings
 from keel.storage import make_storage
@@ -39,6 +40,8 @@ def export_env(settings: Settings) -> None:
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         export_env(settings)
+        if settings.sandbox is not None:
+            check_sandbox()  # SandboxUnavailable here: never an unsandboxed fallback later
         self.settings = settings
         self.graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
         self.storage: Storage = make_storage(settings)

@@ -21,6 +21,7 @@ from keel.settings.retention import (
     checkpointer_settings,
     retention_settings,
 )
+from keel.settings.sandbox import SandboxSettings, sandbox_settings
 from keel.settings.sleep_time import BackgroundSettings, background_settings
 from keel.settings.store import StoreSettings, store_settings
 from keel.settings.webhooks import WebhookSettings, check_environment, webhook_settings
@@ -39,6 +40,7 @@ SUPPORTED_KEYS = {
     "retention",
     "webhooks",
     "background",  # Keel's: priority lanes and sleep-time triggers (keel.settings.sleep_time)
+    "sandbox",  # Keel's: per-thread sandboxed code execution (keel.settings.sandbox)
 }
 
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
@@ -94,6 +96,7 @@ class Settings:
     retention: RetentionSettings = dataclasses.field(default_factory=RetentionSettings)
     webhooks: WebhookSettings = dataclasses.field(default_factory=WebhookSettings)
     background: BackgroundSettings = dataclasses.field(default_factory=BackgroundSettings)
+    sandbox: SandboxSettings | None = None  # None: no `sandbox` section, no sandbox
     dev_mode: bool = False
 
     @property
@@ -236,6 +239,7 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         retention=retention_settings(data.get("retention")),
         webhooks=webhook_settings(data.get("webhooks")),
         background=background_settings(data.get("background")),
+        sandbox=sandbox_settings(data.get("sandbox"), base_dir),
     )
     if not quiet:
         for note in notes:

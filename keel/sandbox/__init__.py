@@ -1,0 +1,106 @@
+"""Sandboxed code execution per thread: `for_thread(thread_id, settings)` gives a `Sandbox` whose
+commands run under bubblewrap in the thread's workspace (docs/sandbox.md)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path, PurePosixPath
+
+from keel.errors import InvalidInput, NotFound, PayloadTooLarge, SandboxUnavailable
+from keel.sandbox import bubblewrap, workspaces
+from keel.sandbox.bubblewrap import Result, bwrap_path
+from keel.settings.sandbox import SandboxSettings
+
+__all__ = ["Result", "Sandbox", "check_available", "for_thread"]
+
+
+def check_available() -> None:
+    """Raise SandboxUnavailable unless bubblewrap can start a sandbox here (run once at
+    start-up when the `sandbox` section is configured)."""
+    probe = [bwrap_path(), "--unshare-all", "--ro-bind", "/", "/", "--", "true"]
+    done = subprocess.run(probe, capture_output=True, timeout=30, check=False)
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip()
+        raise SandboxUnavailable(f"bubblewrap cannot create a sandbox here: {reason}")
+
+
+class Sandbox:
+    """The workspace of one thread, and commands run inside it."""
+
+    def __init__(self, workspace: Path, settings: SandboxSettings) -> None:
+        self.workspace = workspace
+        self.settings = settings
+
+    async def run(self, cmd: str | list[str]) -> Result:
+        """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota."""
+        self._check_quota(0)
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        return await bubblewrap.run(self.workspace, argv, self.settings.limits)
+
+    def read(self, path: str) -> bytes:
+        fd = self._open(path, os.O_RDONLY)
+        with os.fdopen(fd, "rb") as f:
+            return f.read()
+
+    def write(self, path: str, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        self._check_quota(len(raw))
+        fd = self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            if os.getuid() == 0:
+                os.fchown(f.fileno(), bubblewrap.SANDBOX_UID, bubblewrap.SANDBOX_UID)
+
+    def ls(self, path: str = ".") -> list[str]:
+        fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
+
+    def _open(self, path: str, flags: int) -> int:
+        """`path` opened inside the workspace, one component at a time with O_NOFOLLOW: an
+        absolute path, `..` or a symlink anywhere on the way is refused."""
+        parts = _relative_parts(path)
+        fd = os.open(self.workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for i, name in enumerate(parts):
+                last = i == len(parts) - 1
+                step = flags if last else os.O_RDONLY | os.O_DIRECTORY
+                nxt = _open_at(fd, name, step, path)
+                os.close(fd)
+                fd = nxt
+            if flags & os.O_DIRECTORY and not stat.S_ISDIR(os.fstat(fd).st_mode):
+                raise InvalidInput(f"not a directory: {path!r}")
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _check_quota(self, adding: int) -> None:
+        quota = self.settings.limits.workspace_bytes
+        if workspaces.usage(self.workspace) + adding > quota:
+            raise PayloadTooLarge(f"the thread's workspace is over its quota of {quota} bytes")
+
+
+def _relative_parts(path: str) -> list[str]:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or "\x00" in path:
+        raise InvalidInput(f"workspace paths are relative, without '..': {path!r}")
+    return [p for p in pure.parts if p != "."]
+
+
+def _open_at(dir_fd: int, name: str, flags: int, path: str) -> int:
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise NotFound(f"no such file in the workspace: {path!r}") from None
+    except (OSError, NotADirectoryError) as exc:  # ELOOP: a symlink
+        raise InvalidInput(f"cannot open {path!r} in the workspace: {exc.strerror}") from None
+
+
+def for_thread(thread_id: str, settings: SandboxSettings) -> Sandbox:
+    """The sandbox of `thread_id`: its workspace under `settings.root`, created when missing."""
+    return Sandbox(workspaces.ensure(settings.root, thread_id), settings)

@@ -1,0 +1,154 @@
+"""One sandboxed command: the bwrap argv (namespaces, read-only system, the workspace at
+/workspace), rlimits set in the child before exec, wall time enforced by killing the process
+group, stdout/stderr kept up to a byte cap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import resource
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from keel.errors import SandboxUnavailable
+from keel.settings.sandbox import SandboxLimits
+
+WORKSPACE = "/workspace"
+# Inside and (when Keel runs as root) outside the namespace, commands run as nobody.
+SANDBOX_UID = 65534
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
+ETC_FILES = ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+             "/etc/localtime", "/etc/ssl", "/etc/ca-certificates")  # fmt: skip
+TMP_BYTES = 64 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    stdout: str
+    stderr: str
+    exit_code: int
+    timed_out: bool
+    truncated: bool
+
+
+def marker(limit: int) -> bytes:
+    return f"\n[keel: output truncated at {limit} bytes]\n".encode()
+
+
+def bwrap_path() -> str:
+    """The bwrap binary, or SandboxUnavailable saying why it cannot be used."""
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(f"the sandbox needs Linux (bubblewrap); this is {sys.platform}")
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable("the sandbox needs bubblewrap (Debian: apt install bubblewrap)")
+    return path
+
+
+def _system_binds() -> list[str]:
+    argv: list[str] = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for path in ETC_FILES:
+        argv += ["--ro-bind-try", path, path]
+    return argv
+
+
+def bwrap_argv(bwrap: str, workspace: Path, cmd: list[str]) -> list[str]:
+    """Every namespace unshared (network included), no capabilities, no host environment."""
+    return [
+        bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+        *_system_binds(),
+        "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+        "--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE,
+        "--remount-ro", "/",
+        "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+        "--setenv", "HOME", WORKSPACE, "--setenv", "LANG", "C.UTF-8",
+        "--", *cmd,
+    ]  # fmt: skip
+
+
+def _preexec(limits: SandboxLimits) -> Callable[[], None]:
+    """Runs in the forked child before exec: rlimits, and root drops to nobody so the kernel
+    counts its processes and files as an unprivileged user's."""
+
+    def setup() -> None:
+        cpu = limits.cpu_seconds
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if os.getuid() == 0:
+            os.setgroups([])
+            os.setgid(SANDBOX_UID)
+            os.setuid(SANDBOX_UID)
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+
+    return setup
+
+
+async def _read_capped(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes; the rest is drained and dropped so the command never blocks."""
+    kept = bytearray()
+    truncated = False
+    while chunk := await stream.read(65536):
+        room = limit - len(kept)
+        if len(chunk) > room:
+            truncated = True
+        kept += chunk[: max(room, 0)]
+    return (bytes(kept) + marker(limit) if truncated else bytes(kept)), truncated
+
+
+def _kill_group(pid: int) -> None:
+    """bwrap and its sandbox's init (the sandboxed command is in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def run(workspace: Path, cmd: list[str], limits: SandboxLimits) -> Result:
+    """`cmd` in a fresh sandbox over `workspace`; killed (the whole group) at the wall limit."""
+    proc = await asyncio.create_subprocess_exec(
+        *bwrap_argv(bwrap_path(), workspace, cmd),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_preexec(limits),
+        env={},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    reads = asyncio.gather(
+        _read_capped(proc.stdout, limits.output_bytes),
+        _read_capped(proc.stderr, limits.output_bytes),
+    )
+    timed_out = False
+    try:
+        (out, out_cut), (err, err_cut) = await asyncio.wait_for(
+            asyncio.shield(reads), limits.wall_seconds
+        )
+    except TimeoutError:
+        # bwrap dies; --die-with-parent takes the sandbox's init, and with it the PID namespace.
+        timed_out = True
+        _kill_group(proc.pid)
+        (out, out_cut), (err, err_cut) = await reads
+    except BaseException:
+        _kill_group(proc.pid)  # cancelled: nothing is left running
+        raise
+    code = await proc.wait()
+    return Result(
+        stdout=out.decode(errors="replace"),
+        stderr=err.decode(errors="replace"),
+        exit_code=code,
+        timed_out=timed_out,
+        truncated=out_cut or err_cut,
+    )

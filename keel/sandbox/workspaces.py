@@ -1,0 +1,48 @@
+"""One directory per thread under the configured root, owned by the sandbox's user; its size
+checked against the quota."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+from keel.errors import InvalidInput
+from keel.sandbox.bubblewrap import SANDBOX_UID
+
+THREAD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def path_for(root: Path, thread_id: str) -> Path:
+    """The workspace directory of `thread_id` (validated: no separators, no dot names)."""
+    if not THREAD_ID.fullmatch(thread_id) or ".." in thread_id:
+        raise InvalidInput(f"invalid thread id for a workspace: {thread_id!r}")
+    return root / thread_id
+
+
+def ensure(root: Path, thread_id: str) -> Path:
+    """The workspace, created (0700, owned by the sandbox's user when Keel runs as root)."""
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o711)  # others may traverse to their own workspace, never list
+    path = path_for(root, thread_id)
+    path.mkdir(mode=0o700, exist_ok=True)
+    if os.getuid() == 0:
+        os.chown(path, SANDBOX_UID, SANDBOX_UID)
+    return path
+
+
+def usage(path: Path) -> int:
+    """Bytes used by the files under `path` (symlinks not followed)."""
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def remove(root: Path, thread_id: str) -> None:
+    """Delete the workspace of `thread_id` (no error when it does not exist)."""
+    shutil.rmtree(path_for(root, thread_id), ignore_errors=True)
