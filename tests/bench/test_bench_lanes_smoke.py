@@ -3,30 +3,19 @@ machine is shared): only that every phase ran and the idle trigger fired for eve
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runner import run_bench
 
 
 @pytest.mark.timeout(120)  # ~10 s on an idle machine
 def test_bench_lanes_smoke(tmp_path: Path) -> None:
     out = tmp_path / "lanes.md"
     args = ["lanes", "--runs", "3", "--backlog", "12", "--sources", "2"]
-    args += ["--out", str(out), "--workdir", str(tmp_path / "work")]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(out.with_suffix(".json").read_text())
+    args += ["--workdir", str(tmp_path / "work")]
+    result = run_bench(args, out, timeout=110)
     assert result["idle_p50_ms"] > 0 and result["saturated_p50_ms"] > 0
     assert result["firing_delay_s"]["max"] >= 0  # both phases' trigger fired (or it raised)
     assert "| interactive p50, idle |" in out.read_text()

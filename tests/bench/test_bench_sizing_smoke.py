@@ -4,29 +4,18 @@ and checkpoints, and sweeping the event logs took bytes away."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench.runner import run_bench
 
 
 @pytest.mark.timeout(300)  # ~30 s on an idle machine
 def test_bench_sizing_smoke(tmp_path: Path) -> None:
     out = tmp_path / "sizing.md"
-    args = ["sizing", "--runs", "2", "--backends", "sqlite", "--out", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.with_suffix(".json").read_text())["sqlite"]
+    args = ["sizing", "--runs", "2", "--backends", "sqlite"]
+    results = run_bench(args, out, timeout=280)["sqlite"]
     assert [r["workload"] for r in results] == ["three", "six", "chat", "approval"]
     for result in results:
         full, after = result["full"], result["after"]

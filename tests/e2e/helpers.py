@@ -22,6 +22,21 @@ NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 TERMINAL = {"success", "error", "timeout", "interrupted"}
 
 
+# The keys of the reference's Run object.
+RUN_KEYS = {
+    "run_id",
+    "thread_id",
+    "assistant_id",
+    "created_at",
+    "updated_at",
+    "status",
+    "metadata",
+    "kwargs",
+    "multitask_strategy",
+    "langsmith_session_name",
+}
+
+
 def system_id(graph_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, graph_id))
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from langgraph_sdk.errors import BadRequestError, NotFoundError
 
-from tests.e2e.helpers import Client, system_id
+from tests.e2e.helpers import RUN_KEYS, Client, system_id
 
 PIPELINE = {
     "topic": "x",
@@ -323,18 +323,6 @@ async def test_thread_search_validation(http: httpx.AsyncClient) -> None:
         assert res.status_code == status and res.json()["detail"], (body, res.text)
 
 
-RUN_KEYS = {
-    "run_id",
-    "thread_id",
-    "assistant_id",
-    "created_at",
-    "updated_at",
-    "status",
-    "metadata",
-    "kwargs",
-    "multitask_strategy",
-    "langsmith_session_name",
-}
 RUN_KWARGS = {
     "input",
     "command",

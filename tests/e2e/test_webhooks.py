@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import database_for
-from tests.e2e.helpers import poll
+from tests.e2e.helpers import RUN_KEYS, poll
 from tests.support.configured import reference_server
 from tests.support.receiver import Receiver, verify
 from tests.support.reference import ROOT
@@ -29,18 +29,6 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 GRAPHS = {
     "pipeline": f"{ROOT / 'examples' / 'agents' / 'pipeline.py'}:graph",
     "failing": f"{ROOT / 'tests' / 'graphs' / 'failing.py'}:graph",
-}
-RUN_FIELDS = {
-    "run_id",
-    "thread_id",
-    "assistant_id",
-    "created_at",
-    "updated_at",
-    "status",
-    "metadata",
-    "kwargs",
-    "multitask_strategy",
-    "langsmith_session_name",
 }
 ADDED = {"run_started_at", "run_ended_at", "webhook_sent_at", "values"}
 OPEN = {
@@ -165,7 +153,7 @@ async def test_body_is_the_run_with_its_outcome(
     run = await _run(api, "pipeline", url, input={"topic": "tides"})
     [got] = receiver.wait_for(lambda r: len(r) == 1, prefix=path)
     body = got.json()
-    assert set(body) == RUN_FIELDS | ADDED
+    assert set(body) == RUN_KEYS | ADDED
     assert body["run_id"] == run["run_id"] and body["thread_id"] == run["thread_id"]
     assert body["status"] == "success"
     assert body["kwargs"]["webhook"] == url
@@ -184,7 +172,7 @@ async def test_failed_run_body_has_the_error(
     body = got.json()
     assert body["status"] == "error"
     assert body["error"] == {"error": "ValueError", "message": "boom after ok ran"}
-    assert set(body) == RUN_FIELDS | ADDED | {"error"}
+    assert set(body) == RUN_KEYS | ADDED | {"error"}
 
 
 async def test_stateless_run_delivers(api: httpx.AsyncClient, receiver: Receiver) -> None:
