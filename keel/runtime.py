@@ -21,6 +21,7 @@ from keel.relay import Relay
 from keel.retention.sweeps import Sweeper
 from keel.runs import RunService
 from keel.sandbox import check_available as check_sandbox
+from keel.sandbox.sandboxes import Sandboxes
 from keel.scheduler import Scheduler
 from keel.settings import Settings
 from keel.storage import make_storage
@@ -45,6 +46,11 @@ class Runtime:
         self.settings = settings
         self.graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
         self.storage: Storage = make_storage(settings)
+        # Per-thread sandboxes (keel.sandbox) when configured; a run's graph reaches its own
+        # through keel.sandbox.current().
+        self.sandboxes = (
+            Sandboxes(settings.sandbox, self.storage) if settings.sandbox is not None else None
+        )
         self.hub = StreamHub()
         # Hooks of every run's terminal transaction (keel.endings).
         self.endings = Endings()

@@ -1,0 +1,61 @@
+"""`Sandboxes`: the process's sandbox service (built by the Runtime when the `sandbox` section is
+configured): the sandbox of a thread, workspace removal, and the sandbox of the run being
+executed (`current()`, set by the worker around a run's graph)."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+from keel.errors import ConfigError
+from keel.sandbox import Sandbox, workspaces
+from keel.settings.sandbox import SandboxSettings
+from keel.storage.base import Storage
+
+_ACTIVE: contextvars.ContextVar[Sandboxes | None] = contextvars.ContextVar(
+    "keel_sandboxes", default=None
+)
+
+
+class Sandboxes:
+    def __init__(self, settings: SandboxSettings, storage: Storage) -> None:
+        self.settings = settings
+        self.storage = storage
+
+    def for_thread(self, thread_id: str) -> Sandbox:
+        """The sandbox of `thread_id`; its workspace is created when missing."""
+        return Sandbox(workspaces.ensure(self.settings.root, thread_id), self.settings)
+
+    def remove(self, thread_id: str) -> None:
+        """Delete the thread's workspace (nothing when it has none)."""
+        workspaces.remove(self.settings.root, thread_id)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Within this block (a run's graph), `current()` resolves through this service."""
+        token = _ACTIVE.set(self)
+        try:
+            yield
+        finally:
+            _ACTIVE.reset(token)
+
+
+def current(config: Any = None) -> Sandbox:
+    """The sandbox of the thread whose run is executing (inside a graph node or tool).
+    `config`: the node's RunnableConfig, else LangGraph's current config."""
+    service = _ACTIVE.get()
+    if service is None:
+        raise ConfigError(
+            "keel.sandbox.current(): no sandbox here (add a `sandbox` section to keel.json; "
+            "only a run's graph executed by Keel has one)"
+        )
+    if config is None:
+        from langgraph.config import get_config
+
+        config = get_config()
+    thread_id = (config.get("configurable") or {}).get("thread_id")
+    if not thread_id:
+        raise ConfigError("keel.sandbox.current(): the run has no thread")
+    return service.for_thread(str(thread_id))
