@@ -196,6 +196,9 @@ def _apply_environment(settings: Settings) -> None:
     if limit:
         max_body = _body_limit(_integer(limit), "KEEL_MAX_BODY_BYTES")
         settings.http = dataclasses.replace(settings.http, max_body_bytes=max_body)
+    root = os.environ.get("KEEL_SANDBOX_ROOT")
+    if root and settings.sandbox is not None:  # this host's workspaces (one per machine)
+        settings.sandbox = dataclasses.replace(settings.sandbox, root=Path(root).resolve())
 
 
 def _integer(text: str) -> int | str:

@@ -33,6 +33,18 @@ def test_the_section_sets_root_and_limits(tmp_path: Path) -> None:
     assert load_settings(no_section).sandbox is None
 
 
+def test_keel_sandbox_root_overrides_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEEL_SANDBOX_ROOT", str(tmp_path / "host-b"))
+    s = load_settings(config(tmp_path, {"root": "ws", "cpu_seconds": 5}))
+    assert s.sandbox is not None
+    assert (s.sandbox.root, s.sandbox.limits.cpu_seconds) == ((tmp_path / "host-b").resolve(), 5)
+    no_section = tmp_path / "plain.json"
+    no_section.write_text(json.dumps({"graphs": {}}))
+    assert load_settings(no_section).sandbox is None  # no section: the variable turns nothing on
+
+
 @pytest.mark.parametrize(
     "section",
     [[], {"network": True}, {"processes": 0}, {"memory_bytes": "1G"}, {"root": ""}],
