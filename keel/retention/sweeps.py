@@ -5,7 +5,9 @@
   thread and its latest checkpoint per namespace;
 - finished runs' event logs after `retention.run_events_minutes` (a later replay answers 410);
 - finished stateless runs after `retention.stateless_runs_minutes`, thread-stream events after
-  `retention.thread_events_minutes`, and expired long-term memory items.
+  `retention.thread_events_minutes`, and expired long-term memory items;
+- with a `sandbox` section, workspaces whose thread no longer exists (`keel.sandbox.lifecycle`:
+  a deleted thread's workspace goes when its transaction commits; this catches the rest).
 
 Every process sweeps (the scheduler runs `run_forever`); each step is a short transaction over a
 small batch, re-checked under the thread's lock, so sweeps may race each other and running runs.
@@ -51,6 +53,7 @@ class Sweeper:
         self.ttl = settings.checkpointer.ttl
         self.retention = settings.retention
         self.store_interval = settings.store.ttl.sweep_interval_minutes
+        self.sandbox = settings.sandbox
 
     async def sweep(self, now: float | None = None) -> SweepReport:
         """Sweep every kind once, as of `now` (epoch seconds; default: the clock)."""
@@ -59,6 +62,7 @@ class Sweeper:
         await self.sweep_threads(now, report)
         await self.sweep_logs(now, report)
         await self.sweep_store(now, report)
+        await self.sweep_workspaces(now, report)
         return report
 
     async def sweep_threads(self, now: float, report: SweepReport) -> None:
@@ -117,6 +121,18 @@ class Sweeper:
     async def sweep_store(self, now: float, report: SweepReport) -> None:
         report.store_items += await self.storage.store.sweep(now)
 
+    async def sweep_workspaces(self, now: float, report: SweepReport) -> None:
+        """Orphaned workspaces (their thread gone, unchanged for an hour; logged)."""
+        if self.sandbox is None:
+            return
+        from keel.sandbox.lifecycle import sweep_orphans
+
+        async def existing(ids: list[str]) -> set[str]:
+            async with self.storage.read() as tx:
+                return await tx.existing_threads(ids)
+
+        await sweep_orphans(self.sandbox.root, existing, now)
+
     async def preview(self, now: float | None = None) -> SweepReport:
         """What `sweep(now)` would remove, without removing anything (limits not applied)."""
         now = clock.now() if now is None else now
@@ -142,6 +158,7 @@ class Sweeper:
             (self.ttl.sweep_interval_minutes * 60, self.sweep_threads),
             (self.retention.sweep_interval_minutes * 60, self.sweep_logs),
             (self.store_interval * 60, self.sweep_store),
+            (self.retention.sweep_interval_minutes * 60, self.sweep_workspaces),
         ]
         due = [clock.now() + min(FIRST_SWEEP_SECONDS, every) for every, _ in jobs]
         while True:

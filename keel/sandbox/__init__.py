@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 from keel.errors import InvalidInput, NotFound, PayloadTooLarge, SandboxUnavailable
-from keel.sandbox import bubblewrap, workspaces
+from keel.sandbox import bubblewrap, quota, workspaces
 from keel.sandbox.bubblewrap import Result, bwrap_path
 from keel.settings.sandbox import SandboxSettings
 
@@ -37,7 +37,9 @@ class Sandbox:
         """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota."""
         self._check_quota(0)
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        return await bubblewrap.run(self.workspace, argv, self.settings.limits)
+        limits = self.settings.limits
+        watch = quota.watcher(self.workspace, limits.workspace_bytes)
+        return await bubblewrap.run(self.workspace, argv, limits, watch)
 
     def read(self, path: str) -> bytes:
         fd = self._open(path, os.O_RDONLY)

@@ -12,7 +12,7 @@ import resource
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from keel.errors import SandboxUnavailable
@@ -34,6 +34,8 @@ class Result:
     exit_code: int
     timed_out: bool
     truncated: bool
+    # Killed because the workspace went over `workspace_bytes` (keel.sandbox.quota).
+    quota_exceeded: bool = False
 
 
 def marker(limit: int) -> bytes:
@@ -115,8 +117,14 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def run(workspace: Path, cmd: list[str], limits: SandboxLimits) -> Result:
-    """`cmd` in a fresh sandbox over `workspace`; killed (the whole group) at the wall limit."""
+async def run(
+    workspace: Path,
+    cmd: list[str],
+    limits: SandboxLimits,
+    watch: Callable[[Callable[[], None]], Awaitable[bool]] | None = None,
+) -> Result:
+    """`cmd` in a fresh sandbox over `workspace`; killed (the whole group) at the wall limit,
+    or when `watch` (given the kill, keel.sandbox.quota) says so."""
     proc = await asyncio.create_subprocess_exec(
         *bwrap_argv(bwrap_path(), workspace, cmd),
         stdin=asyncio.subprocess.DEVNULL,
@@ -132,6 +140,7 @@ async def run(workspace: Path, cmd: list[str], limits: SandboxLimits) -> Result:
         _read_capped(proc.stderr, limits.output_bytes),
     )
     timed_out = False
+    watching = asyncio.ensure_future(watch(lambda: _kill_group(proc.pid)) if watch else _never())
     try:
         (out, out_cut), (err, err_cut) = await asyncio.wait_for(
             asyncio.shield(reads), limits.wall_seconds
@@ -144,11 +153,24 @@ async def run(workspace: Path, cmd: list[str], limits: SandboxLimits) -> Result:
     except BaseException:
         _kill_group(proc.pid)  # cancelled: nothing is left running
         raise
+    finally:
+        watching.cancel()
     code = await proc.wait()
+    over = watching.done() and not watching.cancelled() and watching.result()
     return Result(
         stdout=out.decode(errors="replace"),
-        stderr=err.decode(errors="replace"),
+        stderr=err.decode(errors="replace") + (_over_marker(limits) if over else ""),
         exit_code=code,
         timed_out=timed_out,
         truncated=out_cut or err_cut,
+        quota_exceeded=over,
     )
+
+
+async def _never() -> bool:
+    return False
+
+
+def _over_marker(limits: SandboxLimits) -> str:
+    quota = limits.workspace_bytes
+    return f"\n[keel: killed: the workspace went over its quota of {quota} bytes]\n"

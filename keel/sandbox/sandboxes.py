@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from keel.errors import ConfigError
-from keel.sandbox import Sandbox, workspaces
+from keel.sandbox import Sandbox, lifecycle, workspaces
 from keel.settings.sandbox import SandboxSettings
 from keel.storage.base import Storage
 
@@ -23,14 +23,17 @@ class Sandboxes:
     def __init__(self, settings: SandboxSettings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
+        # A deleted thread's workspace goes once the deleting transaction commits.
+        storage.on_thread_deleted(self.remove)
 
     def for_thread(self, thread_id: str) -> Sandbox:
         """The sandbox of `thread_id`; its workspace is created when missing."""
         return Sandbox(workspaces.ensure(self.settings.root, thread_id), self.settings)
 
     def remove(self, thread_id: str) -> None:
-        """Delete the thread's workspace (nothing when it has none)."""
-        workspaces.remove(self.settings.root, thread_id)
+        """Delete the thread's workspace (nothing when it has none): moved away at once, its
+        files deleted in the background (keel.sandbox.lifecycle)."""
+        lifecycle.discard(self.settings.root, thread_id)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 
 # Called with (channel, payload) for every notification another process sent.
 Listener = Callable[[str, str], Awaitable[None]]
+# Called with a thread's id once the transaction that deleted it has committed.
+ThreadDeleted = Callable[[str], None]
+log = logging.getLogger("keel.storage")
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:
@@ -93,6 +97,22 @@ class Storage(abc.ABC):
         """Each statement commits on its own (no BEGIN/COMMIT round trips): for reads and for
         writes that are a single statement, like a claim."""
         return self.read()
+
+    def on_thread_deleted(self, hook: ThreadDeleted) -> None:
+        """Call `hook(thread_id)` after each committed transaction that deleted a thread (any
+        path: DELETE, prune, an assistant's threads, the TTL sweep, a stateless run's end)."""
+        self.__dict__.setdefault("_thread_hooks", []).append(hook)
+
+    def committed(self, tx: Tx) -> None:
+        """After `tx` committed: the thread-deleted hooks (their failures are logged: the
+        deletion stands)."""
+        hooks: list[ThreadDeleted] = self.__dict__.get("_thread_hooks", [])
+        for thread_id in tx.deleted_threads if hooks else ():
+            for hook in hooks:
+                try:
+                    hook(thread_id)
+                except Exception:
+                    log.exception("after deleting thread %s: a hook failed", thread_id)
 
     async def ping(self, within: float) -> None:
         """Raise `Unavailable` unless the database answers within `within` seconds."""

@@ -302,7 +302,9 @@ class PostgresStorage(Storage):
     async def tx(self) -> AsyncIterator[Tx]:
         with self._db_errors():
             async with self.pool.connection() as conn, conn.transaction():
-                yield PostgresTx(conn)
+                tx = PostgresTx(conn)
+                yield tx
+        self.committed(tx)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

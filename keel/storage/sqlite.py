@@ -254,14 +254,16 @@ class SqliteStorage(Storage):
         async with self._lock:
             conn = self.conn
             conn.execute("BEGIN IMMEDIATE")
+            tx = SqliteTx(conn)
             try:
-                yield SqliteTx(conn)
+                yield tx
             except BaseException as exc:
                 conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.IntegrityError):
                     raise Conflict(f"conflicting change: {exc}") from exc
                 raise
             conn.execute("COMMIT")
+        self.committed(tx)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

@@ -21,6 +21,15 @@ def _expiry(now: str, ttl: Row | None) -> float | None:
 
 
 class ThreadQueries(Queries):
+    @property
+    def deleted_threads(self) -> list[str]:
+        """Threads this transaction deleted: once it commits, the storage's thread-deleted
+        hooks run for each (`Storage.committed`: a workspace removed, never on a rollback)."""
+        got: list[str] | None = self.__dict__.get("_deleted_threads")
+        if got is None:
+            got = self.__dict__["_deleted_threads"] = []
+        return got
+
     async def insert_thread(self, t: Row) -> None:
         await self.run(
             "INSERT INTO threads (thread_id, created_at, updated_at, state_updated_at, metadata, "
@@ -132,7 +141,18 @@ class ThreadQueries(Queries):
         await self.delete_thread_checkpoints(thread_id)
         await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
         await self.run("DELETE FROM trigger_states WHERE subject=?", [thread_id])
+        self.deleted_threads.append(thread_id)
         return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])
+
+    async def existing_threads(self, thread_ids: list[str]) -> set[str]:
+        """Which of `thread_ids` are threads (any organisation)."""
+        if not thread_ids:
+            return set()
+        marks = ",".join("?" * len(thread_ids))
+        rows = await self.all(
+            f"SELECT thread_id FROM threads WHERE thread_id IN ({marks})", list(thread_ids)
+        )
+        return {str(r["thread_id"]) for r in rows}
 
     async def search_threads(
         self, where: str, params: list[Any], order: str, limit: int, offset: int

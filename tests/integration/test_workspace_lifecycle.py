@@ -1,0 +1,108 @@
+"""Workspaces' end of life on both backends (keel.sandbox.lifecycle): removed only once the
+deleting transaction commits (DELETE, the TTL sweep, a stateless run's temporary thread), kept
+on a rollback, and the orphan sweep for a workspace whose removal never happened."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from keel import clock
+from keel.retention.sweeps import Sweeper
+from keel.sandbox import lifecycle
+from keel.sandbox.sandboxes import Sandboxes
+from keel.settings.sandbox import SandboxSettings
+from keel.threads import ThreadService
+from tests.integration.test_worker import Rig, rig
+from tests.support.gate import Gate
+
+MINUTE = 60.0
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="keel-life-"))
+    os.chmod(base, 0o711)
+    try:
+        yield base / "workspaces"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def rigged(database_url: str, root: Path) -> AsyncIterator[tuple[Rig, Sandboxes, Sweeper]]:
+    async with rig(database_url) as r:
+        settings = SandboxSettings(root=root)
+        r.settings.sandbox = settings
+        await r.pool.start()
+        yield r, Sandboxes(settings, r.storage), Sweeper(r.storage, r.settings)
+
+
+async def thread_with_files(r: Rig, sandboxes: Sandboxes, **data: object) -> tuple[str, Path]:
+    thread_id = str(uuid.uuid4())
+    await ThreadService(r.storage).create({"thread_id": thread_id, **data})
+    sb = sandboxes.for_thread(thread_id)
+    sb.write("notes.txt", "kept until the thread goes")
+    return thread_id, sb.workspace
+
+
+async def test_a_rolled_back_deletion_keeps_the_workspace_a_committed_one_removes_it(
+    database_url: str, root: Path
+) -> None:
+    async with rigged(database_url, root) as (r, sandboxes, _):
+        thread_id, workspace = await thread_with_files(r, sandboxes)
+        with pytest.raises(RuntimeError):
+            async with r.storage.tx() as tx:
+                await tx.delete_thread(thread_id)
+                raise RuntimeError("rolled back")
+        assert (workspace / "notes.txt").exists()
+        await ThreadService(r.storage).delete(thread_id, r.runs.cancel)
+        assert not workspace.exists()  # moved to the trash before DELETE returns
+
+
+async def test_the_ttl_sweep_removes_the_workspace_of_a_deleted_thread(
+    database_url: str, root: Path
+) -> None:
+    async with rigged(database_url, root) as (r, sandboxes, sweeper):
+        ttl = {"ttl": 10, "strategy": "delete"}
+        _, workspace = await thread_with_files(r, sandboxes, ttl=ttl)
+        await sweeper.sweep(clock.now() + 9 * MINUTE)
+        assert workspace.exists()
+        assert (await sweeper.sweep(clock.now() + 11 * MINUTE)).threads_deleted == 1
+        assert not workspace.exists()
+
+
+async def test_a_stateless_runs_temporary_workspace_goes_with_its_thread(
+    database_url: str, root: Path, gate: Gate
+) -> None:
+    async with rigged(database_url, root) as (r, sandboxes, _):
+        body = {"assistant_id": "slow", "input": {"delay": 0.01}, "config": gate.config}
+        run = await r.runs.create(body, None)
+        workspace = sandboxes.for_thread(run["thread_id"]).workspace  # while the run is held
+        gate.open()
+        await r.wait_status(run["run_id"], "success")
+        assert not workspace.exists()
+
+
+async def test_the_orphan_sweep_removes_old_workspaces_without_a_thread(
+    database_url: str, root: Path
+) -> None:
+    """A crash between the commit and the removal leaves the workspace: the sweeper takes it
+    once it is older than the grace period, never a live thread's, never a fresh one."""
+    async with rigged(database_url, root) as (r, sandboxes, sweeper):
+        _, live_ws = await thread_with_files(r, sandboxes)
+        orphan = str(uuid.uuid4())
+        orphan_ws = sandboxes.for_thread(orphan).workspace  # no thread row: as after a crash
+        (root / lifecycle.TRASH / "left-by-a-crash").mkdir(parents=True)
+        await sweeper.sweep(clock.now())
+        assert orphan_ws.exists()  # within the grace period
+        await sweeper.sweep(clock.now() + lifecycle.ORPHAN_GRACE_SECONDS + 1)
+        assert not orphan_ws.exists() and live_ws.exists()
+        assert not (root / lifecycle.TRASH / "left-by-a-crash").exists()
