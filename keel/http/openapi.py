@@ -76,6 +76,7 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("get", "/threads/{thread_id}/state"): {"subgraphs": BOOL},
     ("get", "/threads/{thread_id}/state/{checkpoint_id}"): {"subgraphs": BOOL},
     ("get", "/threads/{thread_id}/history"): {"limit": INT, "before": STR},
+    ("get", "/threads/{thread_id}/workspace"): {"path": STR},
     ("get", "/threads/{thread_id}/runs"): {
         "limit": INT,
         "offset": INT,
