@@ -53,17 +53,20 @@ def discard(root: Path, thread_id: str) -> bool:
 
 
 def rmtree(path: Path | str) -> None:
-    """Delete a tree a command may have made read-only (`chmod -w` on its own directories):
-    a refused entry's directory is made writable and the entry tried again."""
+    """Delete a tree. Keel as root deletes anything; otherwise an entry a command made
+    read-only (`chmod -w` on its own directories) gets its directory made writable and is
+    tried again (only files of Keel's own user can be touched that way)."""
 
     def retry(func: Callable[..., object], failed: str, _info: object) -> None:
+        if os.getuid() == 0:
+            return
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(failed), 0o700)
             if func in (os.rmdir, os.unlink):
                 func(failed)
             elif os.path.isdir(failed) and not os.path.islink(failed):
                 os.chmod(failed, 0o700)  # could not be listed
-                shutil.rmtree(failed, ignore_errors=True)
+                rmtree(failed)
 
     shutil.rmtree(path, onerror=retry)
 

@@ -34,12 +34,14 @@ def ensure(root: Path, thread_id: str) -> Path:
 
 
 def usage(path: Path) -> int:
-    """Bytes used by the files under `path` (symlinks not followed)."""
+    """Bytes used by the files under `path`. `os.fwalk` opens each directory relative to its
+    parent without following symlinks: a command swapping a directory for a symlink while it
+    is walked cannot send the walk outside the workspace."""
     total = 0
-    for folder, _dirs, files in os.walk(path):
+    for _folder, _dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
         for name in files:
             with contextlib.suppress(FileNotFoundError):
-                total += os.lstat(os.path.join(folder, name)).st_size
+                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
     return total
 
 

@@ -28,9 +28,11 @@ MISSING = "00000000-0000-0000-0000-000000000001"
 
 
 @pytest.fixture(scope="module")
-def root() -> Iterator[Path]:
-    """The workspaces' root (0711 above it: the sandbox's user traverses it as root runs)."""
-    base = Path(tempfile.mkdtemp(prefix="keel-ws-http-"))
+def root(backend: str) -> Iterator[Path]:
+    """The workspaces' root, one per server: a root belongs to one database (its orphan sweep
+    removes workspaces of threads that database does not have). 0711 above it: the sandbox's
+    user traverses it when the tests run as root."""
+    base = Path(tempfile.mkdtemp(prefix=f"keel-ws-http-{backend}-"))
     os.chmod(base, 0o711)
     try:
         yield base / "workspaces"
@@ -208,8 +210,19 @@ async def test_delete_and_prune_remove_the_workspace_and_a_copy_starts_without_o
 def plain_server(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KeelServer]:
-    """The test graphs' server: no `sandbox` section."""
-    yield from serve(backend, request, tmp_path_factory.mktemp(f"ws-plain-{backend}"))
+    """A server without a `sandbox` section (the reference's, under KEEL_TEST_REFERENCE=1)."""
+    workdir = tmp_path_factory.mktemp(f"ws-plain-{backend}")
+    if backend == "reference":
+        yield from serve(backend, request, workdir)
+        return
+    config = workdir / "keel.json"
+    config.write_text(json.dumps({"graphs": KEYS_GRAPHS}))
+    srv = KeelServer(config, workdir, database=database_for(backend, request, workdir))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 async def test_without_a_sandbox_section_the_routes_say_so(
