@@ -27,13 +27,14 @@ def watcher(workspace: Path, quota: int) -> Watch:
     """A watch over `workspace`: cancelled when the command ends by itself."""
 
     async def watch(kill: Callable[[], None]) -> bool:
+        pause = INTERVAL  # the check before the command is the first poll: short ones cost none
         while True:
+            await asyncio.sleep(pause)
             started = time.monotonic()
             used = await asyncio.to_thread(workspaces.usage, workspace)
             if used > quota:
                 kill()
                 return True
-            spent = time.monotonic() - started
-            await asyncio.sleep(max(INTERVAL, WALKS_PER_POLL * spent))
+            pause = max(INTERVAL, WALKS_PER_POLL * (time.monotonic() - started))
 
     return watch
