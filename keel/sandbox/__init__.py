@@ -3,17 +3,28 @@ commands run under bubblewrap in the thread's workspace (docs/sandbox.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import subprocess
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from keel.errors import InvalidInput, NotFound, PayloadTooLarge, SandboxUnavailable
 from keel.sandbox import bubblewrap, workspaces
 from keel.sandbox.bubblewrap import Result, bwrap_path
 from keel.settings.sandbox import SandboxSettings
 
-__all__ = ["Result", "Sandbox", "check_available", "for_thread"]
+__all__ = ["Result", "Sandbox", "check_available", "current", "for_thread"]
+
+
+def current(config: Any = None) -> Sandbox:
+    """The sandbox of the thread whose run is executing (inside a graph node or tool, in a run
+    executed by Keel with a `sandbox` section); `ConfigError` elsewhere. `config`: the node's
+    RunnableConfig, else LangGraph's current one."""
+    from keel.sandbox.sandboxes import current as resolve  # sandboxes imports this module
+
+    return resolve(config)
 
 
 def check_available() -> None:
@@ -33,11 +44,15 @@ class Sandbox:
         self.workspace = workspace
         self.settings = settings
 
-    async def run(self, cmd: str | list[str]) -> Result:
-        """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota."""
+    async def run(self, cmd: str | list[str], *, wall_seconds: float | None = None) -> Result:
+        """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota.
+        `wall_seconds` shortens the configured wall time (never lengthens it)."""
         self._check_quota(0)
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        return await bubblewrap.run(self.workspace, argv, self.settings.limits)
+        limits = self.settings.limits
+        if wall_seconds is not None and 0 < wall_seconds < limits.wall_seconds:
+            limits = dataclasses.replace(limits, wall_seconds=wall_seconds)
+        return await bubblewrap.run(self.workspace, argv, limits)
 
     def read(self, path: str) -> bytes:
         fd = self._open(path, os.O_RDONLY)
