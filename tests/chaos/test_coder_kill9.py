@@ -9,14 +9,17 @@ with the right final state (docs/sandbox.md, "A command in flight at a crash")."
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from langgraph_sdk import get_client
 
 from tests.e2e.helpers import Client, poll
 from tests.e2e.test_coder import APPROVE, CONFIG, sandbox_root
-from tests.support.server import KeelServer
+from tests.support.forkserver import ForkedKeel, ForkServer, restartable_port
 
 # Appends its line, then waits for `go` (at most 45 s, under the 60 s wall time), then reports.
 COMMAND = (
@@ -30,14 +33,27 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+@pytest.fixture(scope="module")
+def forks() -> Iterator[ForkServer]:
+    """One pre-imported zygote for the module's server starts (tests/support/forkserver.py)."""
+    zygote = ForkServer()
+    try:
+        yield zygote
+    finally:
+        zygote.close()
+
+
 async def test_a_command_in_flight_at_a_crash_is_run_again(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, forks: ForkServer
 ) -> None:
     base = sandbox_root("keel-coder-kill9-")
     config = tmp_path / "keel.json"
     config.write_text(json.dumps({**CONFIG, "sandbox": {"wall_seconds": 60}}))
-    env = {"KEEL_SANDBOX_ROOT": str(base / "ws")}
-    server = KeelServer(config, tmp_path / "srv", database=database_url, env=env)
+    env = {**os.environ, "KEEL_LOG_LEVEL": "warning", "KEEL_SANDBOX_ROOT": str(base / "ws")}
+    port = restartable_port()
+    argv = ["serve", "--config", str(config), "--port", str(port), "--database", database_url]
+    url = f"http://127.0.0.1:{port}"
+    server = ForkedKeel("server", forks, argv, env, tmp_path / "logs", url=url)
     server.start()
     try:
         sdk: Client = get_client(url=server.url, api_key=None)
