@@ -57,6 +57,7 @@ class Runtime:
         self.workers = WorkerPool(
             settings, self.storage, self.graphs, self.hub, endings=self.endings
         )
+        self.workers.sandboxes = self.sandboxes  # a run's graph: keel.sandbox.current()
         self.runs = RunService(
             self.storage,
             self.graphs,

@@ -74,6 +74,7 @@ class WorkerPool:
         endings: Endings | None = None,
     ) -> None:
         self.settings = settings
+        self.sandboxes: Any = None  # keel.sandbox.sandboxes.Sandboxes, set by the Runtime
         self.endings = endings or Endings()
         self.storage = storage
         self.graphs = graphs
@@ -282,7 +283,8 @@ class WorkerPool:
             return
         deadline = asyncio.timeout(run_timeout(kwargs, self.settings.run_timeout_seconds))
         try:
-            state, status = await self._graph_phase(run, translator, deadline)
+            with self.sandboxes.active() if self.sandboxes else contextlib.nullcontext():
+                state, status = await self._graph_phase(run, translator, deadline)
         except asyncio.CancelledError:
             if run_id in self._cancel_requested:
                 _uncancel()  # handled here: recording it must not see a cancel pending
