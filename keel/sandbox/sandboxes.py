@@ -31,9 +31,12 @@ class Sandboxes:
 
     def for_thread(self, thread_id: str) -> Sandbox:
         """The sandbox of `thread_id`; its workspace is created when missing."""
+        made = not workspaces.path_for(self.settings.root, thread_id).exists()
         workspace = workspaces.ensure(self.settings.root, thread_id)
         if self.sync is None:
             return Sandbox(workspace, self.settings)
+        if made:  # a new, empty directory: whatever version this host had is gone
+            self.sync.forget(thread_id)
         hooks = self.sync.hooks(thread_id, workspace, self._loop())
         return Sandbox(workspace, self.settings, hooks)
 

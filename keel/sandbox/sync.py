@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import time
 import weakref
 from collections.abc import Coroutine
 from pathlib import Path
@@ -28,6 +29,9 @@ from keel.settings.sandbox import SandboxSettings
 from keel.storage.base import Storage
 
 VERSIONS = ".versions"
+# A file changed this recently may change again within the same clock tick without its stat
+# changing: a stamp taken then is not trusted (the next publish re-packs; see `stamp`).
+RACY_NS = 100_000_000
 
 
 def enabled(settings: SandboxSettings, storage: Storage) -> bool:
@@ -37,10 +41,12 @@ def enabled(settings: SandboxSettings, storage: Storage) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Local:
-    """The snapshot this host's copy of a workspace matches: its version and archive digest."""
+    """The snapshot this host's copy of a workspace matches: its version, its archive's digest,
+    and a stamp of the files' metadata (unchanged stamp: nothing to pack)."""
 
     version: int = 0
     digest: str = ""
+    stamp: str = "-"
 
 
 class WorkspaceSync:
@@ -61,18 +67,23 @@ class WorkspaceSync:
         return lock
 
     # ------------------------------------------------------------------ local versions
-    def local(self, thread_id: str) -> Local:
+    def local(self, thread_id: str, workspace: Path) -> Local:
+        """What this host's copy matches; nothing when the recorded version is of another
+        directory (the workspace was removed and made again: it is empty, not that version)."""
         try:
-            version, digest = self._version_file(thread_id).read_text().split()
+            version, digest, stamp_, inode = self._version_file(thread_id).read_text().split()
         except (FileNotFoundError, ValueError):
             return Local()
-        return Local(int(version), digest)
+        if int(inode) != os.stat(workspace).st_ino:
+            return Local()
+        return Local(int(version), digest, stamp_)
 
-    def _save(self, thread_id: str, local: Local) -> None:
+    def _save(self, thread_id: str, workspace: Path, local: Local) -> None:
         path = self._version_file(thread_id)
         path.parent.mkdir(mode=0o700, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(f"{local.version} {local.digest}\n")
+        inode = os.stat(workspace).st_ino
+        tmp.write_text(f"{local.version} {local.digest} {local.stamp} {inode}\n")
         os.replace(tmp, path)
 
     def forget(self, thread_id: str) -> None:
@@ -89,7 +100,7 @@ class WorkspaceSync:
         """Restore the published snapshot when it is newer than this host's copy."""
         async with self.storage.statements() as tx:
             version = await tx.workspace_version(thread_id)
-        if version <= self.local(thread_id).version:
+        if version <= self.local(thread_id, workspace).version:
             return
         async with self.storage.statements() as tx:
             row = await tx.get_workspace(thread_id)
@@ -97,11 +108,15 @@ class WorkspaceSync:
             return
         data: bytes = row["archive"]
         await asyncio.to_thread(replace, workspace, data)
-        self._save(thread_id, Local(int(row["version"]), _digest(data)))
+        # No stamp: the next publish packs once to compare digests.
+        self._save(thread_id, workspace, Local(int(row["version"]), _digest(data)))
 
     async def push(self, thread_id: str, workspace: Path, result: object = None) -> None:
         """Publish the workspace as the next version (nothing when it did not change)."""
-        local = self.local(thread_id)
+        local = self.local(thread_id, workspace)
+        now_stamp = await asyncio.to_thread(stamp, workspace)
+        if now_stamp != "-" and now_stamp == local.stamp:
+            return  # no file changed (a read-only command): no pack, no write
         size = await asyncio.to_thread(workspaces.usage, workspace)
         if size > self.max_bytes:
             raise WorkspaceNotPublished(
@@ -112,6 +127,7 @@ class WorkspaceSync:
         data = await asyncio.to_thread(archive.pack, workspace)
         digest = _digest(data)
         if digest == local.digest:
+            self._save(thread_id, workspace, dataclasses.replace(local, stamp=now_stamp))
             return
         async with self.storage.tx() as tx:
             stored = await tx.put_workspace(thread_id, local.version, data, size, iso())
@@ -122,7 +138,7 @@ class WorkspaceSync:
                 "this host's change is discarded at its next operation",
                 result,
             )
-        self._save(thread_id, Local(local.version + 1, digest))
+        self._save(thread_id, workspace, Local(local.version + 1, digest, now_stamp))
 
 
 class Hooks:
@@ -178,6 +194,25 @@ def replace(workspace: Path, data: bytes) -> None:
     os.rename(workspace, old)
     os.rename(fresh, workspace)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def stamp(workspace: Path) -> str:
+    """A digest of every entry's name, type, size, mode, mtime and ctime (ctime cannot be set
+    back by a command); "-" (never equal) when an entry changed too recently to be trusted."""
+    h = hashlib.sha256()
+    newest = 0
+    for folder, dirs, files in os.walk(workspace):
+        dirs.sort()
+        for name in [*dirs, *sorted(files)]:
+            full = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(full)
+                newest = max(newest, st.st_ctime_ns, st.st_mtime_ns)
+                fields = (full, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                h.update(repr(fields).encode())
+    if time.time_ns() - newest < RACY_NS:
+        return "-"
+    return h.hexdigest()
 
 
 def _digest(data: bytes) -> str:

@@ -13,9 +13,6 @@ from typing import TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from keel.errors import WorkspaceNotPublished
-from keel.sandbox.sandboxes import current
-
 
 class State(TypedDict, total=False):
     cmd: str
@@ -26,6 +23,10 @@ class State(TypedDict, total=False):
 
 
 async def shell(state: State) -> State:
+    # Imported here: the reference server loads tests/graphs/keel.json without Keel installed.
+    from keel.errors import WorkspaceNotPublished
+    from keel.sandbox.sandboxes import current
+
     cmd = state["cmd"]
     if state.get("hang_on") and state.get("hang_on") == os.environ.get("KEEL_SANDBOX_ROOT"):
         cmd += "; touch started; sleep 60"

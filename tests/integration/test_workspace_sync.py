@@ -94,8 +94,11 @@ async def test_a_file_made_on_one_host_is_read_on_the_other_and_back(
         on_a = a.sandboxes.for_thread(tid)
         assert (await on_a.run("cat src/reply")).stdout == "from-b"
         assert await on_a.als("src") == ["note", "reply"]
-        # A command that changes nothing publishes nothing.
+        # A command that changes nothing publishes nothing; a rewrite of the same size does.
         assert await version(a, tid) == 2
+        await on_a.awrite("same", "1111")
+        await on_a.awrite("same", "2222")
+        assert await on_b.aread("same") == b"2222"
         # The sync file methods wait for the database from a thread (a sync tool runs in one),
         # and refuse, clearly, on the event loop itself.
         await asyncio.to_thread(on_b.write, "src/reply", "again")
@@ -170,3 +173,16 @@ async def test_sync_is_off_by_default_on_sqlite(tmp_path: Path) -> None:
     assert Sandboxes(settings, storage).sync is None
     forced = dataclasses.replace(settings, sync=True)
     assert Sandboxes(forced, storage).sync is not None
+
+
+async def test_a_workspace_removed_on_a_host_is_restored_there(pg_cluster: PgCluster) -> None:
+    """A host whose directory was removed (thread cleanup, an operator) does not take its empty
+    new directory for the version it had: it restores, and never publishes the empty one."""
+    async with hosts(pg_cluster) as (a, b, tid):
+        await a.sandboxes.for_thread(tid).run("echo kept > f")
+        shutil.rmtree(a.root / tid)
+        on_a = a.sandboxes.for_thread(tid)
+        assert await on_a.aread("f") == b"kept\n"
+        a.sandboxes.remove(tid)
+        assert (await a.sandboxes.for_thread(tid).run("cat f")).stdout == "kept\n"
+        assert await version(b, tid) == 1
