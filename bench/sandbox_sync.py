@@ -27,7 +27,6 @@ from keel.storage.postgres import PostgresStorage
 
 RESULTS = Path(__file__).parent / "results" / "sandbox_sync.md"
 FILE_BYTES = 16 << 10
-SIZES = {"1 MiB": 1 << 20, "10 MiB": 10 << 20}
 
 
 def fill(workspace: Path, total: int, kind: str, seed: int) -> None:
@@ -85,7 +84,7 @@ async def case(
     }
 
 
-async def measure(database: str, runs: int) -> dict[str, dict[str, float]]:
+async def measure(database: str, runs: int, sizes: list[int]) -> dict[str, dict[str, float]]:
     base = Path(tempfile.mkdtemp(prefix="keel-bench-sync-"))
     hosts = []
     try:
@@ -96,9 +95,9 @@ async def measure(database: str, runs: int) -> dict[str, dict[str, float]]:
                 WorkspaceSync(storage, SandboxSettings(root=base / name, sync_max_bytes=64 << 20))
             )
         out = {}
-        for label, size in SIZES.items():
+        for mib in sizes:
             for kind in ("text", "random"):
-                out[f"{label} {kind}"] = await case(hosts[0], hosts[1], size, kind, runs)
+                out[f"{mib} MiB {kind}"] = await case(hosts[0], hosts[1], mib << 20, kind, runs)
         return out
     finally:
         for host in hosts:
@@ -128,6 +127,7 @@ def report(result: dict[str, dict[str, float]], runs: int) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench sandbox-sync")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="1,10", help="workspace sizes in MiB")
     parser.add_argument("--database", help="a PostgreSQL URL (default: a private cluster)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -140,7 +140,8 @@ def main(argv: list[str]) -> int:
         cluster.start()
         database = cluster.create_database()
     try:
-        result = asyncio.run(measure(database, args.runs))
+        sizes = [int(x) for x in args.sizes.split(",")]
+        result = asyncio.run(measure(database, args.runs, sizes))
     finally:
         if cluster is not None:
             cluster.stop()
