@@ -132,6 +132,7 @@ class ThreadQueries(Queries):
         await self.delete_thread_checkpoints(thread_id)
         await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
         await self.run("DELETE FROM trigger_states WHERE subject=?", [thread_id])
+        await self.run("DELETE FROM workspaces WHERE thread_id=?", [thread_id])
         return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])
 
     async def search_threads(
