@@ -1,7 +1,8 @@
 """`python -m bench`: see bench/harness.py; `python -m bench store`: see bench/store.py;
 `python -m bench auth`: see bench/auth.py; `python -m bench sizing`: see bench/sizing.py;
 `python -m bench soak`: see bench/soak.py; `python -m bench lanes`: see bench/lanes.py;
-`python -m bench sandbox`: see bench/sandbox.py."""
+`python -m bench sandbox`: see bench/sandbox.py; `python -m bench sandbox-sync`: see
+bench/sandbox_sync.py."""
 
 import sys
 
@@ -24,6 +25,11 @@ if sys.argv[1:2] == ["sandbox"]:
     from bench.sandbox import main as sandbox_main
 
     sys.exit(sandbox_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["sandbox-sync"]:
+    from bench.sandbox_sync import main as sandbox_sync_main
+
+    sys.exit(sandbox_sync_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["store"]:
     from bench.store import main as store_main

@@ -57,6 +57,16 @@ class Conflict(KeelError):
     status_code = 409
 
 
+class WorkspaceNotPublished(Conflict):
+    """A sandbox operation changed the workspace on this host, but the change was not published
+    for other hosts (over `sandbox.sync_max_bytes`, or another host published first). `result`:
+    the command's own result (`Sandbox.run`), kept."""
+
+    def __init__(self, detail: str, result: object = None) -> None:
+        super().__init__(detail)
+        self.result = result
+
+
 class InvalidInput(KeelError):
     """Schema validation failures, invalid ids, fields Keel cannot honour (422)."""
 

@@ -55,7 +55,12 @@ class Runtime:
         # Hooks of every run's terminal transaction (keel.endings).
         self.endings = Endings()
         self.workers = WorkerPool(
-            settings, self.storage, self.graphs, self.hub, endings=self.endings
+            settings,
+            self.storage,
+            self.graphs,
+            self.hub,
+            endings=self.endings,
+            sandboxes=self.sandboxes,
         )
         self.runs = RunService(
             self.storage,

@@ -3,17 +3,29 @@ commands run under bubblewrap in the thread's workspace (docs/sandbox.md)."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import stat
 import subprocess
 from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 from keel.errors import InvalidInput, NotFound, PayloadTooLarge, SandboxUnavailable
 from keel.sandbox import bubblewrap, quota, workspaces
 from keel.sandbox.bubblewrap import Result, bwrap_path
 from keel.settings.sandbox import SandboxSettings
 
-__all__ = ["Result", "Sandbox", "check_available", "for_thread"]
+__all__ = ["Result", "Sandbox", "SandboxHooks", "check_available", "current", "for_thread"]
+
+
+def current(config: Any = None) -> Sandbox:
+    """The sandbox of the thread whose run is executing (inside a graph node or tool, in a run
+    executed by Keel with a `sandbox` section); `ConfigError` elsewhere. `config`: the node's
+    RunnableConfig, else LangGraph's current one."""
+    from keel.sandbox.sandboxes import current as resolve  # sandboxes imports this module
+
+    return resolve(config)
 
 
 def check_available() -> None:
@@ -26,27 +38,83 @@ def check_available() -> None:
         raise SandboxUnavailable(f"bubblewrap cannot create a sandbox here: {reason}")
 
 
+class SandboxHooks(Protocol):
+    """Called around a sandbox's operations: `before` each, `after` each that may change the
+    workspace (keel.sandbox.sync: several hosts). The `_blocking` pair serves the sync file
+    methods, called from a thread."""
+
+    async def before(self) -> None: ...
+    async def after(self, result: object = None) -> None: ...
+    def before_blocking(self) -> None: ...
+    def after_blocking(self) -> None: ...
+
+
 class Sandbox:
     """The workspace of one thread, and commands run inside it."""
 
-    def __init__(self, workspace: Path, settings: SandboxSettings) -> None:
+    def __init__(
+        self, workspace: Path, settings: SandboxSettings, hooks: SandboxHooks | None = None
+    ) -> None:
         self.workspace = workspace
         self.settings = settings
+        self.hooks = hooks
 
-    async def run(self, cmd: str | list[str]) -> Result:
-        """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota."""
+    async def run(self, cmd: str | list[str], *, wall_seconds: float | None = None) -> Result:
+        """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota.
+        `wall_seconds` shortens the configured wall time (never lengthens it)."""
+        if self.hooks:
+            await self.hooks.before()
         self._check_quota(0)
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         limits = self.settings.limits
+        if wall_seconds is not None and 0 < wall_seconds < limits.wall_seconds:
+            limits = dataclasses.replace(limits, wall_seconds=wall_seconds)
         watch = quota.watcher(self.workspace, limits.workspace_bytes)
-        return await bubblewrap.run(self.workspace, argv, limits, watch)
+        result = await bubblewrap.run(self.workspace, argv, limits, watch)
+        if self.hooks:
+            await self.hooks.after(result)
+        return result
 
     def read(self, path: str) -> bytes:
+        if self.hooks:
+            self.hooks.before_blocking()
+        return self._read(path)
+
+    def write(self, path: str, data: bytes | str) -> None:
+        if self.hooks:
+            self.hooks.before_blocking()
+        self._write(path, data)
+        if self.hooks:
+            self.hooks.after_blocking()
+
+    def ls(self, path: str = ".") -> list[str]:
+        if self.hooks:
+            self.hooks.before_blocking()
+        return self._ls(path)
+
+    async def aread(self, path: str) -> bytes:
+        if self.hooks:
+            await self.hooks.before()
+        return await asyncio.to_thread(self._read, path)
+
+    async def awrite(self, path: str, data: bytes | str) -> None:
+        if self.hooks:
+            await self.hooks.before()
+        await asyncio.to_thread(self._write, path, data)
+        if self.hooks:
+            await self.hooks.after()
+
+    async def als(self, path: str = ".") -> list[str]:
+        if self.hooks:
+            await self.hooks.before()
+        return await asyncio.to_thread(self._ls, path)
+
+    def _read(self, path: str) -> bytes:
         fd = self._open(path, os.O_RDONLY)
         with os.fdopen(fd, "rb") as f:
             return f.read()
 
-    def write(self, path: str, data: bytes | str) -> None:
+    def _write(self, path: str, data: bytes | str) -> None:
         raw = data.encode() if isinstance(data, str) else data
         self._check_quota(len(raw))
         fd = self._open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
@@ -55,7 +123,7 @@ class Sandbox:
             if os.getuid() == 0:
                 os.fchown(f.fileno(), bubblewrap.SANDBOX_UID, bubblewrap.SANDBOX_UID)
 
-    def ls(self, path: str = ".") -> list[str]:
+    def _ls(self, path: str) -> list[str]:
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             return sorted(os.listdir(fd))

@@ -4,6 +4,7 @@ executed (`current()`, set by the worker around a run's graph)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 from keel.errors import ConfigError
 from keel.sandbox import Sandbox, lifecycle, workspaces
+from keel.sandbox.sync import WorkspaceSync, enabled
 from keel.settings.sandbox import SandboxSettings
 from keel.storage.base import Storage
 
@@ -23,26 +25,49 @@ class Sandboxes:
     def __init__(self, settings: SandboxSettings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
+        # Several hosts: workspaces published to / restored from the database (keel.sandbox.sync).
+        self.sync = WorkspaceSync(storage, settings) if enabled(settings, storage) else None
+        self.loop: asyncio.AbstractEventLoop | None = None
         # A deleted thread's workspace goes once the deleting transaction commits.
         storage.on_thread_deleted(self.remove)
 
     def for_thread(self, thread_id: str) -> Sandbox:
         """The sandbox of `thread_id`; its workspace is created when missing."""
-        return Sandbox(workspaces.ensure(self.settings.root, thread_id), self.settings)
+        made = not workspaces.path_for(self.settings.root, thread_id).exists()
+        workspace = workspaces.ensure(self.settings.root, thread_id)
+        if self.sync is None:
+            return Sandbox(workspace, self.settings)
+        if made:  # a new, empty directory: whatever version this host had is gone
+            self.sync.forget(thread_id)
+        hooks = self.sync.hooks(thread_id, workspace, self._loop())
+        return Sandbox(workspace, self.settings, hooks)
 
     def remove(self, thread_id: str) -> None:
         """Delete the thread's workspace (nothing when it has none): moved away at once, its
         files deleted in the background (keel.sandbox.lifecycle)."""
         lifecycle.discard(self.settings.root, thread_id)
+        if self.sync is not None:
+            self.sync.forget(thread_id)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        self._loop_if_running()
+        if self.loop is None:
+            raise ConfigError("a synced sandbox is first made on Keel's event loop")
+        return self.loop
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """Within this block (a run's graph), `current()` resolves through this service."""
+        self._loop_if_running()
         token = _ACTIVE.set(self)
         try:
             yield
         finally:
             _ACTIVE.reset(token)
+
+    def _loop_if_running(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            self.loop = asyncio.get_running_loop()
 
 
 def current(config: Any = None) -> Sandbox:

@@ -41,16 +41,20 @@ class SandboxLimits:
 @dataclasses.dataclass(frozen=True)
 class SandboxSettings:
     """`root`: the directory holding one workspace per thread (default `.keel/workspaces` beside
-    the config file)."""
+    the config file). `sync`: publish each workspace to the database and restore it on another
+    host (None: "auto", on when the database is shared, i.e. PostgreSQL); `sync_max_bytes`: the
+    largest workspace published (docs/sandbox.md "Several hosts")."""
 
     root: Path = Path(".keel/workspaces")
     limits: SandboxLimits = SandboxLimits()
+    sync: bool | None = None
+    sync_max_bytes: int = 64 << 20
 
 
 def sandbox_settings(raw: Any, base_dir: Path) -> SandboxSettings | None:
     if raw is None:
         return None
-    data = section(raw, "sandbox", {"root"} | LIMIT_KEYS)
+    data = section(raw, "sandbox", {"root", "sync", "sync_max_bytes"} | LIMIT_KEYS)
     root = data.get("root", ".keel/workspaces")
     if not isinstance(root, str) or not root:
         raise ConfigError(f"sandbox.root must be a directory path, got {root!r}")
@@ -60,4 +64,17 @@ def sandbox_settings(raw: Any, base_dir: Path) -> SandboxSettings | None:
             values[key] = number(data[key], "sandbox.wall_seconds")
         else:
             values[key] = positive_int(data[key], f"sandbox.{key}")
-    return SandboxSettings(root=(base_dir / root).resolve(), limits=SandboxLimits(**values))
+    return SandboxSettings(
+        root=(base_dir / root).resolve(),
+        limits=SandboxLimits(**values),
+        sync=_sync_mode(data.get("sync", "auto")),
+        sync_max_bytes=positive_int(data.get("sync_max_bytes", 64 << 20), "sandbox.sync_max_bytes"),
+    )
+
+
+def _sync_mode(value: Any) -> bool | None:
+    if value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f'sandbox.sync must be "auto", true or false, got {value!r}')

@@ -29,6 +29,7 @@ from keel.graphs import GraphRegistry
 from keel.lanes import LaneSlots
 from keel.run_config import CONTEXT_MIRRORED, carried_user, run_timeout, unmirror_context
 from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
+from keel.sandbox.sandboxes import Sandboxes
 from keel.serde import dumps, jsonable
 from keel.settings import Settings
 from keel.storage.base import Storage
@@ -72,8 +73,10 @@ class WorkerPool:
         hub: StreamHub,
         faults: Faults | None = None,
         endings: Endings | None = None,
+        sandboxes: Sandboxes | None = None,
     ) -> None:
         self.settings = settings
+        self.sandboxes = sandboxes  # the graph phase makes keel.sandbox.current() work
         self.endings = endings or Endings()
         self.storage = storage
         self.graphs = graphs
@@ -319,7 +322,8 @@ class WorkerPool:
         try:
             async with deadline:
                 await self._point("before-graph", run)
-                return await self._run_graph(run, translator)
+                with self.sandboxes.active() if self.sandboxes else contextlib.nullcontext():
+                    return await self._run_graph(run, translator)
         finally:
             self._cancellable.discard(run_id)
 

@@ -49,7 +49,7 @@ async def thread_with_files(r: Rig, sandboxes: Sandboxes, **data: object) -> tup
     thread_id = str(uuid.uuid4())
     await ThreadService(r.storage).create({"thread_id": thread_id, **data})
     sb = sandboxes.for_thread(thread_id)
-    sb.write("notes.txt", "kept until the thread goes")
+    await sb.awrite("notes.txt", "kept until the thread goes")  # published too, on PostgreSQL
     return thread_id, sb.workspace
 
 

@@ -45,9 +45,26 @@ def test_keel_sandbox_root_overrides_the_file(
     assert load_settings(no_section).sandbox is None  # no section: the variable turns nothing on
 
 
+def test_sync_is_auto_unless_set(tmp_path: Path) -> None:
+    s = load_settings(config(tmp_path, {}))
+    assert s.sandbox is not None and (s.sandbox.sync, s.sandbox.sync_max_bytes) == (None, 64 << 20)
+    s = load_settings(config(tmp_path, {"sync": False, "sync_max_bytes": 1024}))
+    assert s.sandbox is not None and (s.sandbox.sync, s.sandbox.sync_max_bytes) == (False, 1024)
+    s = load_settings(config(tmp_path, {"sync": "auto"}))
+    assert s.sandbox is not None and s.sandbox.sync is None
+
+
 @pytest.mark.parametrize(
     "section",
-    [[], {"network": True}, {"processes": 0}, {"memory_bytes": "1G"}, {"root": ""}],
+    [
+        [],
+        {"network": True},
+        {"processes": 0},
+        {"memory_bytes": "1G"},
+        {"root": ""},
+        {"sync": "yes"},
+        {"sync_max_bytes": 0},
+    ],
 )
 def test_bad_sections_are_refused(tmp_path: Path, section: object) -> None:
     with pytest.raises(ConfigError):

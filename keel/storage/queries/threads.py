@@ -141,6 +141,7 @@ class ThreadQueries(Queries):
         await self.delete_thread_checkpoints(thread_id)
         await self.run("DELETE FROM crons WHERE thread_id=?", [thread_id])
         await self.run("DELETE FROM trigger_states WHERE subject=?", [thread_id])
+        await self.run("DELETE FROM workspaces WHERE thread_id=?", [thread_id])
         self.deleted_threads.append(thread_id)
         return await self.run("DELETE FROM threads WHERE thread_id=?", [thread_id])
 

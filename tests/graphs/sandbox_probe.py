@@ -1,0 +1,33 @@
+"""A graph that runs one command in its thread's sandbox through `keel.sandbox.current()`:
+it writes `probe.txt` in the workspace and returns the workspace's name and what the command
+printed (tests/e2e/test_coder.py registers it with a `sandbox` section)."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from keel.sandbox import current
+
+
+class State(TypedDict, total=False):
+    text: str
+    seen: str
+
+
+async def probe(state: State) -> State:
+    sb = current()
+    result = await sb.run(["sh", "-c", 'printf "%s" "$1" > probe.txt; pwd; cat probe.txt', "sh",
+                           state.get("text", "")])  # fmt: skip
+    return {"seen": f"{sb.workspace.name} {result.stdout.strip()}".replace("\n", " ")}
+
+
+def build() -> object:
+    from langgraph.graph import START, StateGraph
+
+    builder = StateGraph(State)
+    builder.add_node("probe", probe)
+    builder.add_edge(START, "probe")
+    return builder.compile(name="sandbox_probe")
+
+
+graph = build()
