@@ -56,7 +56,8 @@ def _lifespan(
         rt = Runtime(settings)
         await rt.start()
         app.state.keel = Services(
-            settings, rt.storage, rt.graphs, rt.hub, rt.workers, rt.runs, rt.scheduler, rt.guard
+            settings, rt.storage, rt.graphs, rt.hub, rt.workers, rt.runs, rt.scheduler, rt.guard,
+            sandboxes=rt.sandboxes,
         )
         try:
             await rt.guard.start()  # built-in auth's background parts (the audit log's writer)

@@ -14,6 +14,7 @@ from keel.auth.guard import Guard
 from keel.errors import InvalidInput
 from keel.graphs import GraphRegistry
 from keel.runs import RunService
+from keel.sandbox.sandboxes import Sandboxes
 from keel.scheduler import Scheduler
 from keel.settings import AuthSettings, Settings
 from keel.storage.base import Storage
@@ -36,6 +37,7 @@ class Services:
     runs: RunService
     scheduler: Scheduler | None = None
     guard: Guard = dataclasses.field(default_factory=lambda: Guard(AuthSettings()))
+    sandboxes: Sandboxes | None = None  # the `sandbox` section's service (keel.sandbox)
 
 
 def services(request: Request) -> Services:

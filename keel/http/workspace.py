@@ -27,10 +27,11 @@ async def _workspace(request: Request, thread_id: str) -> tuple[str, Sandbox | N
     yet; 404 when the server has no sandbox."""
     thread_id = check_uuid(thread_id, "thread_id")
     await (await _svc(request, "read", {"thread_id": thread_id})).get(thread_id)
-    settings = services(request).settings.sandbox
-    if settings is None:
+    s = services(request)
+    if s.settings.sandbox is None or s.sandboxes is None:
         raise NotFound(NOT_CONFIGURED)
-    return thread_id, browse.existing(settings, thread_id)
+    await browse.catch_up(s.sandboxes, thread_id)  # several hosts: the latest snapshot first
+    return thread_id, browse.existing(s.settings.sandbox, thread_id)
 
 
 @router.get("/threads/{thread_id}/workspace")

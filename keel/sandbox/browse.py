@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel import clock
 from keel.errors import BadRequest, InvalidInput
 from keel.sandbox import Sandbox, workspaces
 from keel.settings.sandbox import SandboxSettings
+
+if TYPE_CHECKING:
+    from keel.sandbox.sandboxes import Sandboxes
 
 MAX_ENTRIES = 10_000  # entries listed per directory (then `truncated`)
 CHUNK = 64 << 10  # bytes read at a time when streaming a file
@@ -81,6 +84,19 @@ def chunks(fd: int, size: int) -> Iterator[bytes]:
         while size > 0 and (data := f.read(min(CHUNK, size))):
             size -= len(data)
             yield data
+
+
+async def catch_up(sandboxes: Sandboxes, thread_id: str) -> None:
+    """Several hosts (`sandbox.sync`): this host's copy brought up to the snapshot published in
+    the database, when there is one (no snapshot: nothing made, a GET creates no workspace)."""
+    if sandboxes.sync is None:
+        return
+    async with sandboxes.storage.statements() as tx:
+        if await tx.workspace_version(thread_id) == 0:
+            return
+    hooks = sandboxes.for_thread(thread_id).hooks
+    if hooks is not None:
+        await hooks.before()
 
 
 def existing(settings: SandboxSettings, thread_id: str) -> Sandbox | None:

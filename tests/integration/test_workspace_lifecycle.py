@@ -1,6 +1,7 @@
 """Workspaces' end of life on both backends (keel.sandbox.lifecycle): removed only once the
 deleting transaction commits (DELETE, the TTL sweep, a stateless run's temporary thread), kept
-on a rollback, and the orphan sweep for a workspace whose removal never happened."""
+on a rollback, and the orphan sweep for a workspace whose removal never happened (a crash, or
+another host's copy on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ import pytest
 
 from keel import clock
 from keel.retention.sweeps import Sweeper
-from keel.sandbox import lifecycle
+from keel.sandbox import browse, lifecycle
 from keel.sandbox.sandboxes import Sandboxes
+from keel.sandbox.sync import VERSIONS
 from keel.settings.sandbox import SandboxSettings
 from keel.threads import ThreadService
 from tests.integration.test_worker import Rig, rig
+from tests.integration.test_workspace_sync import hosts
 from tests.support.gate import Gate
+from tests.support.postgres import PgCluster
 
 MINUTE = 60.0
 
@@ -106,3 +110,33 @@ async def test_the_orphan_sweep_removes_old_workspaces_without_a_thread(
         await sweeper.sweep(clock.now() + lifecycle.ORPHAN_GRACE_SECONDS + 1)
         assert not orphan_ws.exists() and live_ws.exists()
         assert not (root / lifecycle.TRASH / "left-by-a-crash").exists()
+
+
+async def test_another_hosts_copy_is_read_fresh_and_swept_once_its_thread_is_gone(
+    pg_cluster: PgCluster,
+) -> None:
+    """Several hosts (keel.sandbox.sync): the workspace routes on host B first take the snapshot
+    host A published; after A deletes the thread, B's copy and its version record are B's
+    orphans, removed by B's sweep."""
+    async with hosts(pg_cluster) as (a, b, thread_id):
+        settings_b = b.sandboxes.settings
+        await browse.catch_up(b.sandboxes, thread_id)  # nothing published yet: nothing made
+        assert browse.existing(settings_b, thread_id) is None
+        await a.sandboxes.for_thread(thread_id).awrite("made-on-a.txt", "from host a")
+        await browse.catch_up(b.sandboxes, thread_id)
+        seen = browse.existing(settings_b, thread_id)
+        assert seen is not None
+        assert [e["name"] for e in browse.listing(seen, "")["entries"]] == ["made-on-a.txt"]
+        assert (b.root / VERSIONS / thread_id).exists()
+        async with a.storage.tx() as tx:
+            await tx.delete_thread(thread_id)
+        assert not (a.root / thread_id).exists() and (b.root / thread_id).exists()
+
+        async def existing(ids: list[str]) -> set[str]:
+            async with b.storage.read() as tx:
+                return await tx.existing_threads(ids)
+
+        later = clock.now() + lifecycle.ORPHAN_GRACE_SECONDS + 1
+        assert await lifecycle.sweep_orphans(b.root, existing, later) == 1
+        assert not (b.root / thread_id).exists()
+        assert not (b.root / VERSIONS / thread_id).exists()
