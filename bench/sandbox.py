@@ -1,5 +1,6 @@
 """`python -m bench sandbox`: cold start of a sandboxed command, command start -> first byte of
-stdout, for `python3 -c 'print(1)'` under keel.sandbox's bubblewrap argv and rlimits, against
+stdout, for `python3 -c 'print(1)'` under keel.sandbox's bubblewrap argv, seccomp filter and
+rlimits (`bubblewrap._spawn`, what every command goes through), against
 the same command run without a sandbox. Writes bench/results/sandbox.md and .json."""
 
 from __future__ import annotations
@@ -24,16 +25,15 @@ COMMAND = [PYTHON, "-c", "print(1)"]
 RESULTS = Path(__file__).parent / "results" / "sandbox.md"
 
 
-async def first_byte_ms(argv: list[str], sandboxed: bool) -> float:
-    limits = SandboxLimits()
+async def first_byte_ms(workspace: Path | None) -> float:
+    """COMMAND plain (`workspace` None) or sandboxed over `workspace`, seccomp filter included."""
     start = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        preexec_fn=bubblewrap._preexec(limits) if sandboxed else None,
-        env={} if sandboxed else None,
-    )
+    if workspace is None:
+        proc = await asyncio.create_subprocess_exec(
+            *COMMAND, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
+        )
+    else:
+        proc = await bubblewrap._spawn(workspace, COMMAND, SandboxLimits())
     assert proc.stdout is not None
     await proc.stdout.read(1)
     elapsed = (time.perf_counter() - start) * 1000
@@ -42,11 +42,10 @@ async def first_byte_ms(argv: list[str], sandboxed: bool) -> float:
 
 
 async def measure(runs: int, workspace: Path) -> dict[str, float]:
-    sandboxed = bubblewrap.bwrap_argv(bubblewrap.bwrap_path(), workspace, COMMAND)
     plain, boxed = [], []
     for _ in range(runs):  # interleaved, so load on the machine hits both alike
-        plain.append(await first_byte_ms(COMMAND, False))
-        boxed.append(await first_byte_ms(sandboxed, True))
+        plain.append(await first_byte_ms(None))
+        boxed.append(await first_byte_ms(workspace))
     return {
         "runs": runs,
         "unsandboxed_p50_ms": statistics.median(plain),
@@ -61,7 +60,7 @@ def report(result: dict[str, float]) -> str:
         f"p50 of {int(result['runs'])} runs each, interleaved (`python -m bench sandbox`).\n\n"
         "| | p50 (ms) |\n|---|---|\n"
         f"| without a sandbox | {result['unsandboxed_p50_ms']:.1f} |\n"
-        f"| keel.sandbox (bubblewrap, rlimits) | {result['sandboxed_p50_ms']:.1f} |\n"
+        f"| keel.sandbox (bubblewrap, seccomp, rlimits) | {result['sandboxed_p50_ms']:.1f} |\n"
     )
 
 

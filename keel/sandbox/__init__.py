@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from keel.errors import InvalidInput, NotFound, PayloadTooLarge, SandboxUnavailable
 from keel.sandbox import bubblewrap, workspaces
 from keel.sandbox.bubblewrap import Result, bwrap_path
+from keel.sandbox.uids import thread_uid
 from keel.settings.sandbox import SandboxSettings
 
 __all__ = ["Result", "Sandbox", "check_available", "for_thread"]
@@ -51,7 +52,8 @@ class Sandbox:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             if os.getuid() == 0:
-                os.fchown(f.fileno(), bubblewrap.SANDBOX_UID, bubblewrap.SANDBOX_UID)
+                uid = thread_uid(self.workspace.name)
+                os.fchown(f.fileno(), uid, uid)
 
     def ls(self, path: str = ".") -> list[str]:
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)
