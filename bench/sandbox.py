@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from keel.sandbox import bubblewrap
+from keel.sandbox.uids import thread_uid
 from keel.sandbox.workspaces import ensure
 from keel.settings.sandbox import SandboxLimits
 
@@ -25,15 +26,27 @@ COMMAND = [PYTHON, "-c", "print(1)"]
 RESULTS = Path(__file__).parent / "results" / "sandbox.md"
 
 
-async def first_byte_ms(workspace: Path | None) -> float:
-    """COMMAND plain (`workspace` None) or sandboxed over `workspace`, seccomp filter included."""
-    start = time.perf_counter()
+async def _start(workspace: Path | None, filtered: bool) -> asyncio.subprocess.Process:
+    """COMMAND plain (`workspace` None), or sandboxed over `workspace` as Keel runs it
+    (`filtered`), or the same without the seccomp filter (to show what the filter costs)."""
     if workspace is None:
-        proc = await asyncio.create_subprocess_exec(
+        return await asyncio.create_subprocess_exec(
             *COMMAND, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
         )
-    else:
-        proc = await bubblewrap._spawn(workspace, COMMAND, SandboxLimits())
+    if filtered:
+        return await bubblewrap._spawn(workspace, COMMAND, SandboxLimits())
+    return await asyncio.create_subprocess_exec(
+        *bubblewrap.bwrap_argv(bubblewrap.bwrap_path(), workspace, COMMAND),
+        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        preexec_fn=bubblewrap._preexec(SandboxLimits(), thread_uid(workspace.name)),
+        env={},
+    )
+
+
+async def first_byte_ms(workspace: Path | None, filtered: bool = True) -> float:
+    start = time.perf_counter()
+    proc = await _start(workspace, filtered)
     assert proc.stdout is not None
     await proc.stdout.read(1)
     elapsed = (time.perf_counter() - start) * 1000
@@ -42,13 +55,15 @@ async def first_byte_ms(workspace: Path | None) -> float:
 
 
 async def measure(runs: int, workspace: Path) -> dict[str, float]:
-    plain, boxed = [], []
-    for _ in range(runs):  # interleaved, so load on the machine hits both alike
+    plain, bare, boxed = [], [], []
+    for _ in range(runs):  # interleaved, so load on the machine hits all alike
         plain.append(await first_byte_ms(None))
+        bare.append(await first_byte_ms(workspace, filtered=False))
         boxed.append(await first_byte_ms(workspace))
     return {
         "runs": runs,
         "unsandboxed_p50_ms": statistics.median(plain),
+        "sandboxed_without_seccomp_p50_ms": statistics.median(bare),
         "sandboxed_p50_ms": statistics.median(boxed),
     }
 
@@ -60,6 +75,8 @@ def report(result: dict[str, float]) -> str:
         f"p50 of {int(result['runs'])} runs each, interleaved (`python -m bench sandbox`).\n\n"
         "| | p50 (ms) |\n|---|---|\n"
         f"| without a sandbox | {result['unsandboxed_p50_ms']:.1f} |\n"
+        "| bubblewrap and rlimits, no seccomp filter | "
+        f"{result['sandboxed_without_seccomp_p50_ms']:.1f} |\n"
         f"| keel.sandbox (bubblewrap, seccomp, rlimits) | {result['sandboxed_p50_ms']:.1f} |\n"
     )
 

@@ -38,7 +38,9 @@ class Sandbox:
         """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota."""
         self._check_quota(0)
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        return await bubblewrap.run(self.workspace, argv, self.settings.limits)
+        return await bubblewrap.run(
+            self.workspace, argv, self.settings.limits, allow=self.settings.allow
+        )
 
     def read(self, path: str) -> bytes:
         fd = self._open(path, os.O_RDONLY)

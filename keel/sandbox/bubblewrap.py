@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keel.errors import SandboxUnavailable
-from keel.sandbox import seccomp
+from keel.sandbox import network, seccomp
 from keel.sandbox.uids import NOBODY, thread_uid
-from keel.settings.sandbox import SandboxLimits
+from keel.settings.sandbox import AllowEntry, SandboxLimits
 
 WORKSPACE = "/workspace"
 # Inside the namespace commands run as nobody; outside (Keel as root) as the thread's uid.
@@ -70,17 +70,28 @@ def _system_binds() -> list[str]:
 
 
 def bwrap_argv(
-    bwrap: str, workspace: Path, cmd: list[str], *, seccomp_fd: int | None = None
+    bwrap: str,
+    workspace: Path,
+    cmd: list[str],
+    *,
+    seccomp_fd: int | None = None,
+    proxy_dir: str | None = None,
 ) -> list[str]:
     """Every namespace unshared (network included), no capabilities, no host environment;
-    `seccomp_fd`: a descriptor (inherited by bwrap) holding the filter (seccomp.filter_fd())."""
+    `seccomp_fd`: a descriptor (inherited by bwrap) holding the filter (seccomp.filter_fd());
+    `proxy_dir`: the allow-list proxy's socket directory (network.proxy)."""
     filtered = [] if seccomp_fd is None else ["--seccomp", str(seccomp_fd)]
+    proxy_bind: list[str] = []
+    if proxy_dir is not None:
+        proxy_bind = ["--ro-bind", proxy_dir, network.SOCKET_DIR]
+        filtered += network.proxy_env()
+        cmd = network.bridged(cmd)
     return [
         bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         *_system_binds(),
         "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
-        "--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE,
+        "--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE, *proxy_bind,
         "--remount-ro", "/",
         "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
         "--setenv", "HOME", WORKSPACE, "--setenv", "LANG", "C.UTF-8",
@@ -127,14 +138,14 @@ def _kill_group(pid: int) -> None:
 
 
 async def _spawn(
-    workspace: Path, cmd: list[str], limits: SandboxLimits
+    workspace: Path, cmd: list[str], limits: SandboxLimits, proxy_dir: str | None = None
 ) -> asyncio.subprocess.Process:
     """bwrap started as the workspace's thread uid, the seccomp filter on a pipe it reads."""
     bwrap = bwrap_path()
     fd = seccomp.filter_fd()
     try:
         return await asyncio.create_subprocess_exec(
-            *bwrap_argv(bwrap, workspace, cmd, seccomp_fd=fd),
+            *bwrap_argv(bwrap, workspace, cmd, seccomp_fd=fd, proxy_dir=proxy_dir),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -147,10 +158,24 @@ async def _spawn(
         os.close(fd)
 
 
-async def run(workspace: Path, cmd: list[str], limits: SandboxLimits) -> Result:
+async def run(
+    workspace: Path,
+    cmd: list[str],
+    limits: SandboxLimits,
+    *,
+    allow: tuple[AllowEntry, ...] | None = None,
+) -> Result:
     """`cmd` in a fresh sandbox over `workspace` (`<root>/<thread_id>`, run as that thread's uid
-    when Keel is root); killed (the whole group) at the wall limit."""
-    proc = await _spawn(workspace, cmd, limits)
+    when Keel is root); killed (the whole group) at the wall limit. `allow`: the network
+    allow-list (None: no network at all; else a proxy for this command, network.py)."""
+    if allow is None:
+        return await _supervise(await _spawn(workspace, cmd, limits), limits)
+    async with network.proxy(allow, thread_uid(workspace.name)) as proxy_dir:
+        return await _supervise(await _spawn(workspace, cmd, limits, proxy_dir), limits)
+
+
+async def _supervise(proc: asyncio.subprocess.Process, limits: SandboxLimits) -> Result:
+    """Output read up to the cap, the wall limit enforced, the exit awaited."""
     assert proc.stdout is not None and proc.stderr is not None
     reads = asyncio.gather(
         _read_capped(proc.stdout, limits.output_bytes),
