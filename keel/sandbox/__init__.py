@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 from keel.errors import InvalidInput, NotFound, PayloadTooLarge, SandboxUnavailable
-from keel.sandbox import bubblewrap, workspaces
+from keel.sandbox import bubblewrap, seccomp, workspaces
 from keel.sandbox.bubblewrap import Result, bwrap_path
 from keel.sandbox.uids import thread_uid
 from keel.settings.sandbox import SandboxSettings
@@ -20,8 +20,14 @@ __all__ = ["Result", "Sandbox", "check_available", "for_thread"]
 def check_available() -> None:
     """Raise SandboxUnavailable unless bubblewrap can start a sandbox here (run once at
     start-up when the `sandbox` section is configured)."""
-    probe = [bwrap_path(), "--unshare-all", "--ro-bind", "/", "/", "--", "true"]
-    done = subprocess.run(probe, capture_output=True, timeout=30, check=False)
+    fd = seccomp.filter_fd()  # the filter too: a kernel without seccomp refuses to start
+    probe = [bwrap_path(), "--unshare-all", "--ro-bind", "/", "/", "--seccomp", str(fd)]
+    try:
+        done = subprocess.run(
+            [*probe, "--", "true"], capture_output=True, timeout=30, check=False, pass_fds=(fd,)
+        )
+    finally:
+        os.close(fd)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip()
         raise SandboxUnavailable(f"bubblewrap cannot create a sandbox here: {reason}")
