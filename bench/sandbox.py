@@ -1,5 +1,6 @@
 """`python -m bench sandbox`: cold start of a sandboxed command, command start -> first byte of
-stdout, for `python3 -c 'print(1)'` under keel.sandbox's bubblewrap argv and rlimits, against
+stdout, for `python3 -c 'print(1)'` under keel.sandbox's bubblewrap argv, seccomp filter and
+rlimits (`bubblewrap._spawn`, what every command goes through), against
 the same command run without a sandbox. Writes bench/results/sandbox.md and .json."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from keel.sandbox import bubblewrap
+from keel.sandbox.uids import thread_uid
 from keel.sandbox.workspaces import ensure
 from keel.settings.sandbox import SandboxLimits
 
@@ -24,16 +26,27 @@ COMMAND = [PYTHON, "-c", "print(1)"]
 RESULTS = Path(__file__).parent / "results" / "sandbox.md"
 
 
-async def first_byte_ms(argv: list[str], sandboxed: bool) -> float:
-    limits = SandboxLimits()
-    start = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
+async def _start(workspace: Path | None, filtered: bool) -> asyncio.subprocess.Process:
+    """COMMAND plain (`workspace` None), or sandboxed over `workspace` as Keel runs it
+    (`filtered`), or the same without the seccomp filter (to show what the filter costs)."""
+    if workspace is None:
+        return await asyncio.create_subprocess_exec(
+            *COMMAND, stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL
+        )
+    if filtered:
+        return await bubblewrap._spawn(workspace, COMMAND, SandboxLimits())
+    return await asyncio.create_subprocess_exec(
+        *bubblewrap.bwrap_argv(bubblewrap.bwrap_path(), workspace, COMMAND),
         stdout=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
-        preexec_fn=bubblewrap._preexec(limits) if sandboxed else None,
-        env={} if sandboxed else None,
+        preexec_fn=bubblewrap._preexec(SandboxLimits(), thread_uid(workspace.name)),
+        env={},
     )
+
+
+async def first_byte_ms(workspace: Path | None, filtered: bool = True) -> float:
+    start = time.perf_counter()
+    proc = await _start(workspace, filtered)
     assert proc.stdout is not None
     await proc.stdout.read(1)
     elapsed = (time.perf_counter() - start) * 1000
@@ -42,14 +55,15 @@ async def first_byte_ms(argv: list[str], sandboxed: bool) -> float:
 
 
 async def measure(runs: int, workspace: Path) -> dict[str, float]:
-    sandboxed = bubblewrap.bwrap_argv(bubblewrap.bwrap_path(), workspace, COMMAND)
-    plain, boxed = [], []
-    for _ in range(runs):  # interleaved, so load on the machine hits both alike
-        plain.append(await first_byte_ms(COMMAND, False))
-        boxed.append(await first_byte_ms(sandboxed, True))
+    plain, bare, boxed = [], [], []
+    for _ in range(runs):  # interleaved, so load on the machine hits all alike
+        plain.append(await first_byte_ms(None))
+        bare.append(await first_byte_ms(workspace, filtered=False))
+        boxed.append(await first_byte_ms(workspace))
     return {
         "runs": runs,
         "unsandboxed_p50_ms": statistics.median(plain),
+        "sandboxed_without_seccomp_p50_ms": statistics.median(bare),
         "sandboxed_p50_ms": statistics.median(boxed),
     }
 
@@ -61,7 +75,9 @@ def report(result: dict[str, float]) -> str:
         f"p50 of {int(result['runs'])} runs each, interleaved (`python -m bench sandbox`).\n\n"
         "| | p50 (ms) |\n|---|---|\n"
         f"| without a sandbox | {result['unsandboxed_p50_ms']:.1f} |\n"
-        f"| keel.sandbox (bubblewrap, rlimits) | {result['sandboxed_p50_ms']:.1f} |\n"
+        "| bubblewrap and rlimits, no seccomp filter | "
+        f"{result['sandboxed_without_seccomp_p50_ms']:.1f} |\n"
+        f"| keel.sandbox (bubblewrap, seccomp, rlimits) | {result['sandboxed_p50_ms']:.1f} |\n"
     )
 
 

@@ -43,6 +43,12 @@ class Runtime:
         export_env(settings)
         if settings.sandbox is not None:
             check_sandbox()  # SandboxUnavailable here: never an unsandboxed fallback later
+            if os.getpid() == 1:  # a container without --init: nothing reaps sandbox inits
+                log.warning(
+                    "keel runs as PID 1 with the sandbox on: each command's exited sandbox init "
+                    "stays a zombie counted in its thread's process limit; run under an init "
+                    "that reaps (docker run --init, tini)"
+                )
         self.settings = settings
         self.graphs = GraphRegistry.load(settings.graphs, settings.base_dir, settings.dependencies)
         self.storage: Storage = make_storage(settings)

@@ -12,8 +12,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from keel.errors import InvalidInput, NotFound, PayloadTooLarge, SandboxUnavailable
-from keel.sandbox import bubblewrap, quota, workspaces
+from keel.sandbox import bubblewrap, quota, seccomp, workspaces
 from keel.sandbox.bubblewrap import Result, bwrap_path
+from keel.sandbox.uids import thread_uid
 from keel.settings.sandbox import SandboxSettings
 
 __all__ = ["Result", "Sandbox", "SandboxHooks", "check_available", "current", "for_thread"]
@@ -31,8 +32,14 @@ def current(config: Any = None) -> Sandbox:
 def check_available() -> None:
     """Raise SandboxUnavailable unless bubblewrap can start a sandbox here (run once at
     start-up when the `sandbox` section is configured)."""
-    probe = [bwrap_path(), "--unshare-all", "--ro-bind", "/", "/", "--", "true"]
-    done = subprocess.run(probe, capture_output=True, timeout=30, check=False)
+    fd = seccomp.filter_fd()  # the filter too: a kernel without seccomp refuses to start
+    probe = [bwrap_path(), "--unshare-all", "--ro-bind", "/", "/", "--seccomp", str(fd)]
+    try:
+        done = subprocess.run(
+            [*probe, "--", "true"], capture_output=True, timeout=30, check=False, pass_fds=(fd,)
+        )
+    finally:
+        os.close(fd)
     if done.returncode != 0:
         reason = done.stderr.decode(errors="replace").strip()
         raise SandboxUnavailable(f"bubblewrap cannot create a sandbox here: {reason}")
@@ -70,7 +77,9 @@ class Sandbox:
         if wall_seconds is not None and 0 < wall_seconds < limits.wall_seconds:
             limits = dataclasses.replace(limits, wall_seconds=wall_seconds)
         watch = quota.watcher(self.workspace, limits.workspace_bytes)
-        result = await bubblewrap.run(self.workspace, argv, limits, watch)
+        result = await bubblewrap.run(
+            self.workspace, argv, limits, allow=self.settings.allow, watch=watch
+        )
         if self.hooks:
             await self.hooks.after(result)
         return result
@@ -121,7 +130,8 @@ class Sandbox:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             if os.getuid() == 0:
-                os.fchown(f.fileno(), bubblewrap.SANDBOX_UID, bubblewrap.SANDBOX_UID)
+                uid = thread_uid(self.workspace.name)
+                os.fchown(f.fileno(), uid, uid)
 
     def _ls(self, path: str) -> list[str]:
         fd = self._open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -12,7 +12,6 @@ import tarfile
 from pathlib import Path
 
 from keel.errors import InvalidInput
-from keel.sandbox.bubblewrap import SANDBOX_UID
 
 # Fast enough for a workspace published after every command; tar.gz of text compresses well.
 LEVEL = 1
@@ -48,10 +47,6 @@ def unpack(archive: bytes, target: Path) -> None:
             _check(member)
         # The `data` filter refuses what `_check` refuses, and more (Python >= 3.11.4).
         tar.extractall(target, members=members, filter="data")
-    if os.getuid() == 0:
-        for folder, dirs, files in os.walk(target):
-            for name in [*dirs, *files]:
-                os.lchown(os.path.join(folder, name), SANDBOX_UID, SANDBOX_UID)
 
 
 def _check(member: tarfile.TarInfo) -> None:

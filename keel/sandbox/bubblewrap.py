@@ -1,6 +1,6 @@
 """One sandboxed command: the bwrap argv (namespaces, read-only system, the workspace at
-/workspace), rlimits set in the child before exec, wall time enforced by killing the process
-group, stdout/stderr kept up to a byte cap."""
+/workspace, the seccomp filter), rlimits and the thread's uid set in the child before exec, wall
+time enforced by killing the process group, stdout/stderr kept up to a byte cap."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import platform
 import resource
 import shutil
 import signal
@@ -16,11 +17,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from keel.errors import SandboxUnavailable
-from keel.settings.sandbox import SandboxLimits
+from keel.sandbox import network, seccomp
+from keel.sandbox.uids import NOBODY, thread_uid
+from keel.settings.sandbox import AllowEntry, SandboxLimits
 
 WORKSPACE = "/workspace"
-# Inside and (when Keel runs as root) outside the namespace, commands run as nobody.
-SANDBOX_UID = 65534
+# Inside the namespace commands run as nobody; outside (Keel as root) as the thread's uid.
+SANDBOX_UID = NOBODY
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
 ETC_FILES = ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
              "/etc/localtime", "/etc/ssl", "/etc/ca-certificates")  # fmt: skip
@@ -49,6 +52,10 @@ def bwrap_path() -> str:
     path = shutil.which("bwrap")
     if path is None:
         raise SandboxUnavailable("the sandbox needs bubblewrap (Debian: apt install bubblewrap)")
+    if platform.machine() not in seccomp.ARCHES:
+        raise SandboxUnavailable(
+            f"the sandbox's seccomp filter knows x86_64 and aarch64, not {platform.machine()}"
+        )
     return path
 
 
@@ -64,24 +71,39 @@ def _system_binds() -> list[str]:
     return argv
 
 
-def bwrap_argv(bwrap: str, workspace: Path, cmd: list[str]) -> list[str]:
-    """Every namespace unshared (network included), no capabilities, no host environment."""
+def bwrap_argv(
+    bwrap: str,
+    workspace: Path,
+    cmd: list[str],
+    *,
+    seccomp_fd: int | None = None,
+    proxy_dir: str | None = None,
+) -> list[str]:
+    """Every namespace unshared (network included), no capabilities, no host environment;
+    `seccomp_fd`: a descriptor (inherited by bwrap) holding the filter (seccomp.filter_fd());
+    `proxy_dir`: the allow-list proxy's socket directory (network.proxy)."""
+    filtered = [] if seccomp_fd is None else ["--seccomp", str(seccomp_fd)]
+    proxy_bind: list[str] = []
+    if proxy_dir is not None:
+        proxy_bind = ["--ro-bind", proxy_dir, network.SOCKET_DIR]
+        filtered += network.proxy_env()
+        cmd = network.bridged(cmd)
     return [
         bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
         *_system_binds(),
         "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
-        "--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE,
+        "--bind", str(workspace), WORKSPACE, "--chdir", WORKSPACE, *proxy_bind,
         "--remount-ro", "/",
         "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
         "--setenv", "HOME", WORKSPACE, "--setenv", "LANG", "C.UTF-8",
-        "--", *cmd,
+        *filtered, "--", *cmd,
     ]  # fmt: skip
 
 
-def _preexec(limits: SandboxLimits) -> Callable[[], None]:
-    """Runs in the forked child before exec: rlimits, and root drops to nobody so the kernel
-    counts its processes and files as an unprivileged user's."""
+def _preexec(limits: SandboxLimits, uid: int = SANDBOX_UID) -> Callable[[], None]:
+    """Runs in the forked child before exec: rlimits, and root drops to `uid` (the thread's) so
+    the kernel counts its processes and files as that unprivileged user's."""
 
     def setup() -> None:
         cpu = limits.cpu_seconds
@@ -92,8 +114,8 @@ def _preexec(limits: SandboxLimits) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if os.getuid() == 0:
             os.setgroups([])
-            os.setgid(SANDBOX_UID)
-            os.setuid(SANDBOX_UID)
+            os.setgid(uid)
+            os.setuid(uid)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
 
     return setup
@@ -117,23 +139,52 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+async def _spawn(
+    workspace: Path, cmd: list[str], limits: SandboxLimits, proxy_dir: str | None = None
+) -> asyncio.subprocess.Process:
+    """bwrap started as the workspace's thread uid, the seccomp filter on a pipe it reads."""
+    bwrap = bwrap_path()
+    fd = seccomp.filter_fd()
+    try:
+        return await asyncio.create_subprocess_exec(
+            *bwrap_argv(bwrap, workspace, cmd, seccomp_fd=fd, proxy_dir=proxy_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_preexec(limits, thread_uid(workspace.name)),
+            pass_fds=(fd,),
+            env={},
+        )
+    finally:
+        os.close(fd)
+
+
 async def run(
     workspace: Path,
     cmd: list[str],
     limits: SandboxLimits,
+    *,
+    allow: tuple[AllowEntry, ...] | None = None,
     watch: Callable[[Callable[[], None]], Awaitable[bool]] | None = None,
 ) -> Result:
-    """`cmd` in a fresh sandbox over `workspace`; killed (the whole group) at the wall limit,
-    or when `watch` (given the kill, keel.sandbox.quota) says so."""
-    proc = await asyncio.create_subprocess_exec(
-        *bwrap_argv(bwrap_path(), workspace, cmd),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=_preexec(limits),
-        env={},
-    )
+    """`cmd` in a fresh sandbox over `workspace` (`<root>/<thread_id>`, run as that thread's uid
+    when Keel is root); killed (the whole group) at the wall limit, or when `watch` (given the
+    kill: keel.sandbox.quota) says so. `allow`: the network allow-list (None: no network at
+    all; else a proxy for this command, network.py)."""
+    if allow is None:
+        return await _supervise(await _spawn(workspace, cmd, limits), limits, watch)
+    async with network.proxy(allow, thread_uid(workspace.name)) as proxy_dir:
+        proc = await _spawn(workspace, cmd, limits, proxy_dir)
+        return await _supervise(proc, limits, watch)
+
+
+async def _supervise(
+    proc: asyncio.subprocess.Process,
+    limits: SandboxLimits,
+    watch: Callable[[Callable[[], None]], Awaitable[bool]] | None = None,
+) -> Result:
+    """Output read up to the cap, the wall limit and `watch` enforced, the exit awaited."""
     assert proc.stdout is not None and proc.stderr is not None
     reads = asyncio.gather(
         _read_capped(proc.stdout, limits.output_bytes),

@@ -28,8 +28,10 @@ class Sandboxes:
         # Several hosts: workspaces published to / restored from the database (keel.sandbox.sync).
         self.sync = WorkspaceSync(storage, settings) if enabled(settings, storage) else None
         self.loop: asyncio.AbstractEventLoop | None = None
-        # A deleted thread's workspace goes once the deleting transaction commits.
-        storage.on_thread_deleted(self.remove)
+        # A deleted thread's workspace goes once the deleting transaction commits (no storage:
+        # the in-process tests' service, one host without a database).
+        if storage is not None:
+            storage.on_thread_deleted(self.remove)
 
     def for_thread(self, thread_id: str) -> Sandbox:
         """The sandbox of `thread_id`; its workspace is created when missing."""

@@ -24,7 +24,7 @@ from typing import Any
 from keel.clock import iso
 from keel.errors import ConfigError, WorkspaceNotPublished
 from keel.sandbox import archive, workspaces
-from keel.sandbox.bubblewrap import SANDBOX_UID
+from keel.sandbox.uids import thread_uid
 from keel.settings.sandbox import SandboxSettings
 from keel.storage.base import Storage
 
@@ -189,8 +189,8 @@ def replace(workspace: Path, data: bytes) -> None:
     fresh.mkdir(mode=0o700)
     archive.unpack(data, fresh)
     os.chmod(fresh, 0o700)
-    if os.getuid() == 0:
-        os.chown(fresh, SANDBOX_UID, SANDBOX_UID)
+    if os.getuid() == 0:  # the thread's commands own their files
+        workspaces.chown_tree(fresh, thread_uid(workspace.name))
     os.rename(workspace, old)
     os.rename(fresh, workspace)
     shutil.rmtree(old, ignore_errors=True)

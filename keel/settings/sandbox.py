@@ -1,9 +1,11 @@
-"""`sandbox` (Keel's): where per-thread workspaces live and the limits of each sandboxed command.
-Network is off; there is no allow-list yet (docs/sandbox.md)."""
+"""`sandbox` (Keel's): where per-thread workspaces live, the limits of each sandboxed command, and
+the network allow-list (off by default; docs/sandbox.md)."""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +41,70 @@ class SandboxLimits:
 
 
 @dataclasses.dataclass(frozen=True)
+class AllowEntry:
+    """`host:port` a sandboxed command may reach through Keel's proxy. `host`: a lower-case name,
+    `*.suffix` (any name under it), or an IP literal (`literal`: private addresses allowed)."""
+
+    host: str
+    port: int
+    literal: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class SandboxSettings:
     """`root`: the directory holding one workspace per thread (default `.keel/workspaces` beside
-    the config file). `sync`: publish each workspace to the database and restore it on another
-    host (None: "auto", on when the database is shared, i.e. PostgreSQL); `sync_max_bytes`: the
-    largest workspace published (docs/sandbox.md "Several hosts")."""
+    the config file). `allow`: the network allow-list; None (the default) is no network.
+    `sync`: publish each workspace to the database and restore it on another host (None:
+    "auto", on when the database is shared, i.e. PostgreSQL); `sync_max_bytes`: the largest
+    workspace published (docs/sandbox.md "Several hosts")."""
 
     root: Path = Path(".keel/workspaces")
     limits: SandboxLimits = SandboxLimits()
+    allow: tuple[AllowEntry, ...] | None = None
     sync: bool | None = None
     sync_max_bytes: int = 64 << 20
+
+
+LABEL = r"[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?"
+HOST_NAME = re.compile(rf"^(\*\.)?{LABEL}(\.{LABEL})*$")
+
+
+def allow_entry(raw: Any) -> AllowEntry:
+    """One `host:port` of `sandbox.network.allow` (IPv6 in brackets: `[::1]:8080`)."""
+    where = f"sandbox.network.allow entry {raw!r}"
+    if not isinstance(raw, str) or ":" not in raw:
+        raise ConfigError(f"{where} must be 'host:port'")
+    host, _, port_text = raw.rpartition(":")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where}: the port must be 1..65535")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        address = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        return AllowEntry(str(address), int(port_text), literal=True)
+    except ValueError:
+        if bracketed:
+            raise ConfigError(f"{where}: not an IPv6 address") from None
+    host = host.lower().rstrip(".")
+    if not HOST_NAME.fullmatch(host):
+        raise ConfigError(f"{where}: the host must be a name, '*.suffix' or an IP address")
+    return AllowEntry(host, int(port_text), literal=False)
+
+
+def network(raw: Any) -> tuple[AllowEntry, ...] | None:
+    """`sandbox.network`: absent, null or false is no network; `{"allow": [...]}`."""
+    if raw is None or raw is False:
+        return None
+    data = section(raw, "sandbox.network", {"allow"})
+    allow = data.get("allow", [])
+    if not isinstance(allow, list):
+        raise ConfigError("sandbox.network.allow must be a list of 'host:port'")
+    return tuple(allow_entry(item) for item in allow)
 
 
 def sandbox_settings(raw: Any, base_dir: Path) -> SandboxSettings | None:
     if raw is None:
         return None
-    data = section(raw, "sandbox", {"root", "sync", "sync_max_bytes"} | LIMIT_KEYS)
+    data = section(raw, "sandbox", {"root", "network", "sync", "sync_max_bytes"} | LIMIT_KEYS)
     root = data.get("root", ".keel/workspaces")
     if not isinstance(root, str) or not root:
         raise ConfigError(f"sandbox.root must be a directory path, got {root!r}")
@@ -67,6 +117,7 @@ def sandbox_settings(raw: Any, base_dir: Path) -> SandboxSettings | None:
     return SandboxSettings(
         root=(base_dir / root).resolve(),
         limits=SandboxLimits(**values),
+        allow=network(data.get("network")),
         sync=_sync_mode(data.get("sync", "auto")),
         sync_max_bytes=positive_int(data.get("sync_max_bytes", 64 << 20), "sandbox.sync_max_bytes"),
     )

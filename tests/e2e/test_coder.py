@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import database_for
@@ -27,7 +28,15 @@ CONFIG = {
         "coder_command": f"{GRAPHS / 'coder_command.py'}:make_graph",
         "sandbox_probe": f"{GRAPHS / 'sandbox_probe.py'}:graph",
     },
-    "sandbox": {"wall_seconds": 30},
+    # Small limits: test_hostile_commands_leave_keel_healthy meets each of them.
+    "sandbox": {
+        "wall_seconds": 30,
+        "cpu_seconds": 2,
+        "memory_bytes": 256 << 20,
+        "processes": 32,
+        "file_bytes": 1 << 20,
+        "output_bytes": 65536,
+    },
 }
 TASK = "Write calc.py with add(a, b) and unit tests for it, run them and make them pass."
 RUN_TESTS = "python3 -B -m unittest -v test_calc"
@@ -133,3 +142,52 @@ async def test_current_works_in_threaded_and_stateless_runs(client: Client, root
     out = await client.runs.wait(None, "sandbox_probe", input={"text": "stateless"})
     name, rest = out["seen"].split(" ", 1)
     assert rest == "/workspace stateless" and name != tid
+
+
+HOSTILE = {
+    "fork bomb": "for i in $(seq 100); do sleep 1 & done; wait",
+    "memory bomb": "python3 -c 'bytearray(1 << 30)'",
+    "cpu spin": "python3 -c 'while True: pass'",
+    "disk fill": "head -c 10000000 /dev/zero > big",
+    "output bomb": "head -c 1000000 /dev/zero | tr '\\0' x",
+    "left running": "sleep 4321.5 & echo started",
+}
+
+
+def host_processes(arg: str) -> list[int]:
+    """Pids on the host whose command line has `arg`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if arg.encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+async def test_hostile_commands_leave_keel_healthy(
+    client: Client, http: httpx.AsyncClient, root: Path
+) -> None:
+    """Each hostile command, run by a graph through a real server, meets its limit; afterwards
+    the server answers, the next run works and nothing of theirs is left on the host."""
+    tid = (await client.threads.create())["thread_id"]
+    seen: dict[str, dict[str, Any]] = {}
+    for name, command in HOSTILE.items():
+        out = await client.runs.wait(tid, "sandbox_probe", input={"command": command})
+        seen[name] = out["outcome"]
+    assert "Cannot fork" in seen["fork bomb"]["stderr"]
+    assert "MemoryError" in seen["memory bomb"]["stderr"]
+    assert seen["cpu spin"]["exit_code"] != 0 and not seen["cpu spin"]["timed_out"]
+    assert seen["disk fill"]["exit_code"] != 0 and (root / tid / "big").stat().st_size <= 1 << 20
+    assert (
+        seen["output bomb"]["truncated"]
+        and "output truncated at 65536" in seen["output bomb"]["stdout"]
+    )
+    assert seen["left running"]["stdout"] == "started\n" and host_processes("4321.5") == []
+    assert (await http.get("/ok")).json() == {"ok": True}
+    assert (await client.threads.get(tid))["status"] == "idle"
+    fresh = (await client.threads.create())["thread_id"]
+    out = await client.runs.wait(fresh, "sandbox_probe", input={"text": "after"})
+    assert out["seen"] == f"{fresh} /workspace after"

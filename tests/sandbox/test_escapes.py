@@ -212,7 +212,7 @@ def test_output_bomb_is_truncated(sb: Sandbox) -> None:
 
 
 def test_twenty_commands_at_once_each_see_their_own_workspace(root: Path) -> None:
-    # The process limit counts every sandbox at once (one host user): room for twenty here.
+    # Twenty threads (one uid each as root; one shared uid otherwise): room for twenty here.
     settings = SandboxSettings(root, dataclasses.replace(LIMITS, processes=256))
     boxes = [for_thread(f"t{i}", settings) for i in range(20)]
     for i, box in enumerate(boxes):

@@ -35,7 +35,9 @@ def sandboxes() -> Iterator[Sandboxes]:
     base = Path(tempfile.mkdtemp(prefix="keel-graph-api-"))
     os.chmod(base, 0o711)
     try:
-        yield Sandboxes(SandboxSettings(root=base / "ws", limits=LIMITS), None)  # type: ignore[arg-type]
+        # One host, no database: sync off (the storage is never used).
+        settings = SandboxSettings(root=base / "ws", limits=LIMITS, sync=False)
+        yield Sandboxes(settings, None)  # type: ignore[arg-type]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
