@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from keel.assistants import ensure_system_assistants
 from keel.auth.builtin import install as install_builtin_auth
@@ -29,6 +30,9 @@ from keel.storage.base import Storage
 from keel.streams import StreamHub
 from keel.worker import WorkerPool
 
+if TYPE_CHECKING:
+    from keel.protocols.mcp_servers import McpServers
+
 log = logging.getLogger("keel")
 
 
@@ -36,6 +40,15 @@ def export_env(settings: Settings) -> None:
     """The config's `env` into the process environment; variables already set win."""
     for key, value in settings.env.items():
         os.environ.setdefault(key, value)
+
+
+def mcp_servers(settings: Settings) -> McpServers | None:
+    """The `mcp_servers` service when the section is configured (its SDKs imported only then)."""
+    if not settings.mcp_servers:
+        return None
+    from keel.protocols.mcp_servers import McpServers
+
+    return McpServers(settings.mcp_servers)
 
 
 class Runtime:
@@ -57,6 +70,9 @@ class Runtime:
         self.sandboxes = (
             Sandboxes(settings.sandbox, self.storage) if settings.sandbox is not None else None
         )
+        # MCP servers whose tools graphs use (keel.protocols.mcp_servers.tools()): connected on
+        # first use, shared by every run of this process, closed at stop.
+        self.mcp_servers = mcp_servers(settings)
         self.hub = StreamHub()
         # Hooks of every run's terminal transaction (keel.endings).
         self.endings = Endings()
@@ -67,6 +83,7 @@ class Runtime:
             self.hub,
             endings=self.endings,
             sandboxes=self.sandboxes,
+            mcp_servers=self.mcp_servers,
         )
         self.runs = RunService(
             self.storage,
@@ -119,5 +136,7 @@ class Runtime:
         await self.triggers.stop()
         await self.workers.stop(self.settings.shutdown_grace_seconds)
         await self.outbox.stop(self.settings.shutdown_grace_seconds)
+        if self.mcp_servers is not None:
+            await self.mcp_servers.close()
         await self.relay.stop()
         await self.storage.close()

@@ -15,6 +15,8 @@ from dotenv import dotenv_values
 from keel.errors import ConfigError
 from keel.settings.auth import AuthSettings, auth_settings
 from keel.settings.http import HttpSettings, _body_limit, _http
+from keel.settings.mcp_servers import McpServerSpec, mcp_servers_settings
+from keel.settings.mcp_servers import check_environment as check_mcp_environment
 from keel.settings.retention import (
     CheckpointerSettings,
     RetentionSettings,
@@ -41,6 +43,7 @@ SUPPORTED_KEYS = {
     "webhooks",
     "background",  # Keel's: priority lanes and sleep-time triggers (keel.settings.sleep_time)
     "sandbox",  # Keel's: per-thread sandboxed code execution (keel.settings.sandbox)
+    "mcp_servers",  # Keel's: MCP servers whose tools graphs use (keel.settings.mcp_servers)
 }
 
 # Editor metadata (the JSON schema of langgraph.json): accepted without a word.
@@ -97,6 +100,7 @@ class Settings:
     webhooks: WebhookSettings = dataclasses.field(default_factory=WebhookSettings)
     background: BackgroundSettings = dataclasses.field(default_factory=BackgroundSettings)
     sandbox: SandboxSettings | None = None  # None: no `sandbox` section, no sandbox
+    mcp_servers: dict[str, McpServerSpec] = dataclasses.field(default_factory=dict)
     dev_mode: bool = False
 
     @property
@@ -214,6 +218,7 @@ def _check(settings: Settings) -> None:
     if settings.lease_seconds <= 0 or settings.workers < 0 or settings.pool_size < 2:
         raise ConfigError("lease must be > 0 s, workers >= 0 and the pool size >= 2")
     check_environment(settings.webhooks, {**settings.env, **os.environ})
+    check_mcp_environment(settings.mcp_servers, {**settings.env, **os.environ})
     settings.sqlite_synchronous = settings.sqlite_synchronous.upper()
     if settings.sqlite_synchronous not in SQLITE_SYNCHRONOUS:
         raise ConfigError(f"sqlite synchronous must be one of {sorted(SQLITE_SYNCHRONOUS)}")
@@ -243,6 +248,7 @@ def load_settings(config: Path, *, quiet: bool = False, **overrides: Any) -> Set
         webhooks=webhook_settings(data.get("webhooks")),
         background=background_settings(data.get("background")),
         sandbox=sandbox_settings(data.get("sandbox"), base_dir),
+        mcp_servers=mcp_servers_settings(data.get("mcp_servers"), base_dir),
     )
     if not quiet:
         for note in notes:

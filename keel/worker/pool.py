@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from langgraph.types import StateSnapshot
 
@@ -38,6 +38,9 @@ from keel.store_orgs import for_run
 from keel.streams import RunChannel, StreamHub
 from keel.worker.leases import LOST, Leases
 from keel.worker.recording import Flusher, end_run, roll_back, settle_thread
+
+if TYPE_CHECKING:
+    from keel.protocols.mcp_servers import McpServers
 
 log = logging.getLogger("keel.worker")
 # Events reach the log this long after they are published; with a shared database other
@@ -74,9 +77,11 @@ class WorkerPool:
         faults: Faults | None = None,
         endings: Endings | None = None,
         sandboxes: Sandboxes | None = None,
+        mcp_servers: McpServers | None = None,
     ) -> None:
         self.settings = settings
         self.sandboxes = sandboxes  # the graph phase makes keel.sandbox.current() work
+        self.mcp_servers = mcp_servers  # ... and keel.protocols.mcp_servers.tools()
         self.endings = endings or Endings()
         self.storage = storage
         self.graphs = graphs
@@ -322,7 +327,10 @@ class WorkerPool:
         try:
             async with deadline:
                 await self._point("before-graph", run)
-                with self.sandboxes.active() if self.sandboxes else contextlib.nullcontext():
+                with (
+                    self.sandboxes.active() if self.sandboxes else contextlib.nullcontext(),
+                    self.mcp_servers.active() if self.mcp_servers else contextlib.nullcontext(),
+                ):
                     return await self._run_graph(run, translator)
         finally:
             self._cancellable.discard(run_id)
