@@ -1,7 +1,7 @@
 """MCP servers used by graphs: the `mcp_servers` section of keel.json as LangChain tools.
 
     from keel.protocols import mcp_servers
-    tools = await mcp_servers.tools("notes")  # inside a run's graph (a node, an async factory)
+    tools = await mcp_servers.tools("notes")  # inside a run's graph (a node)
 
 `McpServers` is the process's service (built by the Runtime when the section is configured). Each
 server gets one MCP session per process, opened on first use (a stdio server is started then) and
@@ -300,7 +300,7 @@ class McpServers:
 
 async def tools(*names: str) -> list[BaseTool]:
     """The LangChain tools of the named MCP servers of keel.json (all when none is named), for
-    the run executing (inside a graph node or an async graph factory)."""
+    the run executing (inside a graph node; see docs/protocols.md for factories)."""
     service = _ACTIVE.get()
     if service is None:
         raise ConfigError(
