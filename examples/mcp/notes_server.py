@@ -3,12 +3,11 @@ through the `mcp_servers` section of examples/keel.json. No network, no files: t
 this process (Keel starts it on first use and restarts it if it dies; a restart empties it).
 
 Built with the official `mcp` SDK's FastMCP; run it by hand with `python notes_server.py` (it
-speaks JSON-RPC on stdin/stdout). `server_pid` tells which process answered (Keel's tests kill it).
+speaks JSON-RPC on stdin/stdout). `list_notes` is marked read-only, so Keel may send a call that a
+dying server lost once more to its replacement; `add_note` is not.
 """
 
 from __future__ import annotations
-
-import os
 
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
@@ -30,12 +29,6 @@ def list_notes() -> str:
     if not NOTES:
         return "(no notes)"
     return "\n".join(f"{n}. {text}" for n, text in enumerate(NOTES, 1))
-
-
-@server.tool(annotations=ToolAnnotations(readOnlyHint=True))
-def server_pid() -> int:
-    """The id of the process serving these tools."""
-    return os.getpid()
 
 
 if __name__ == "__main__":

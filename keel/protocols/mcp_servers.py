@@ -120,6 +120,8 @@ class ServerConnection:
             async with asyncio.timeout(self.spec.timeout_seconds):
                 self._session = await asyncio.shield(ready)
         except Exception as exc:
+            if self._holder is not None:
+                self._holder.cancel()  # a server that never answered gets no grace
             await self.close()
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"no answer within {self.spec.timeout_seconds:g} s")
@@ -147,10 +149,8 @@ class ServerConnection:
         if holder is None:
             return
         self._stop.set()
-        try:
-            async with asyncio.timeout(CLOSE_SECONDS):
-                await asyncio.shield(holder)
-        except TimeoutError:
+        done, _ = await asyncio.wait((holder,), timeout=CLOSE_SECONDS)
+        if not done:
             holder.cancel()
             await asyncio.gather(holder, return_exceptions=True)
 

@@ -6,6 +6,7 @@ ToolMessage, never an exception), an HTTP server initialised anew once back. Kee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -145,3 +146,23 @@ async def test_tools_outside_a_run_is_a_config_error_naming_the_section() -> Non
     servers = service({"probe": {"command": "python", "args": [str(PROBE)]}})
     with servers.active(), pytest.raises(ConfigError, match=r"\['nope'\] are not configured"):
         await mcp_servers.tools("nope")
+
+
+def children_running(word: bytes) -> list[int]:
+    """This process's children whose command line holds `word`."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):
+                if word in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(int(pid))
+    return found
+
+
+async def test_a_server_that_never_answers_gives_no_tools_and_is_stopped() -> None:
+    servers = service({"mute": {"command": "sleep", "args": ["313"], "timeout_seconds": 0.5}})
+    try:
+        assert await servers.tools() == []  # `initialize` unanswered within timeout_seconds
+        assert children_running(b"313") == []  # the half-started server was killed
+    finally:
+        await servers.close()
