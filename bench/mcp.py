@@ -39,8 +39,12 @@ class KeelPipeline(KeelOnDatabase):
 
 async def _timed(call: Any) -> float:
     start = time.perf_counter()
-    await call
-    return (time.perf_counter() - start) * 1000
+    result = await call
+    elapsed = (time.perf_counter() - start) * 1000
+    text = repr(result) if isinstance(result, dict) else str(result.content[0].text)
+    if "3 steps done" not in text or getattr(result, "isError", False):
+        raise RuntimeError(f"the run did not complete: {text}")
+    return elapsed
 
 
 async def measure(url: str, runs: int) -> dict[str, Any]:
@@ -94,7 +98,7 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench mcp")
-    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "mcp.md")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/keel-bench-mcp"))
     args = parser.parse_args(argv)
