@@ -109,7 +109,7 @@ async def delete_mcp() -> Response:
     return Response(status_code=200)
 
 
-@router.post("/mcp")
+@router.post("/mcp", include_in_schema=False)
 @router.post("/mcp/", include_in_schema=False)
 async def post_mcp(request: Request) -> Response:
     """One JSON-RPC message: a request gets its answer (JSON, or SSE for a tools/call asking

@@ -99,7 +99,7 @@ async def test_unknown_tool_and_bad_arguments_are_invalid_params(server: KeelSer
 
 
 async def test_progress_notifications_while_the_run_streams(server: KeelServer) -> None:
-    keel_only_ref(server, "progress notifications")
+    keel_only_ref(server, "progress notifications (the reference has none)")
     seen: list[tuple[float, str | None]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -116,7 +116,7 @@ async def test_cancelled_notification_cancels_the_run(
 ) -> None:
     """The run is held at step2 (the gate never opens it): only a cancel can end it, so the
     call's prompt 'Request cancelled' answer proves the run was cancelled."""
-    keel_only_ref(server, "cancellation")
+    keel_only_ref(server, "cancellation (the reference has none)")
     held = await client.assistants.create("slow", config=gate.config, name="held slow")
     gate.open("step1")
     first = asyncio.Event()
@@ -152,7 +152,7 @@ async def _run_of(client: Client, assistant_id: str) -> dict[str, Any]:
 
 def keel_only_ref(server: KeelServer, what: str) -> None:
     if _reference(server):
-        pytest.skip(f"Keel-only: {what} (the reference has none)")
+        pytest.skip(f"Keel-only: {what}")
 
 
 # ------------------------------------------------------- langchain-mcp-adapters
@@ -193,8 +193,10 @@ async def test_langchain_mcp_adapters_agent_calls_a_keel_tool(
 
 
 # ------------------------------------------------------------------ raw HTTP
-async def test_transport_rules(http: httpx.AsyncClient) -> None:
+async def test_transport_rules(server: KeelServer, http: httpx.AsyncClient) -> None:
     assert (await http.get("/mcp")).status_code == 405
+    # Nothing to end: Keel answers a no-op 200, the reference a 404.
+    assert (await http.delete("/mcp")).status_code == (404 if _reference(server) else 200)
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     assert (await http.post("/mcp", json=note, headers=JSON_ACCEPT)).status_code == 202
     answer = {"jsonrpc": "2.0", "id": 7, "result": {}}
