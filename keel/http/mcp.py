@@ -20,6 +20,7 @@ from keel.assistants import AssistantService
 from keel.graphs import graph_schemas
 from keel.protocols import mcp
 from keel.replay import run_events
+from keel.threads import ThreadService
 
 from .assistants import _graph_of
 from .auth import authorize, current_user
@@ -34,8 +35,8 @@ SESSION_HEADER = "mcp-session-id"
 class RequestHost:
     """What the request's user may list and run, as the assistants and runs routes allow it."""
 
-    def __init__(self, request: Request, s: Services) -> None:
-        self.request, self.s = request, s
+    def __init__(self, request: Request, s: Services, request_id: Any = None) -> None:
+        self.request, self.s, self.request_id = request, s, request_id
 
     async def assistants(self, offset: int, limit: int) -> list[dict[str, Any]]:
         value: dict[str, Any] = {"graph_id": None, "metadata": {}, "limit": limit, "offset": offset}
@@ -59,12 +60,33 @@ class RequestHost:
         self, assistant_id: str, arguments: dict[str, Any], context: Any, streamed: bool
     ) -> dict[str, Any]:
         raw: dict[str, Any] = {"assistant_id": assistant_id, "input": arguments}
+        named = mcp.label(self.request.headers.get(SESSION_HEADER), self.request_id)
+        if named is not None:
+            raw["metadata"] = {mcp.LABEL_KEY: named}
         if context is not None:
             raw["context"] = context
         if streamed:
             raw["stream_mode"] = ["values", "updates"]
         data = validate(RunCreate, raw).normalized(True)
         return await _create_one(self.request, self.s, data, None)
+
+    async def cancel_labelled(self, label: str) -> int:
+        """Cancel the active run of the call `label` names, wherever it is held and runs
+        (threads the caller may update; the call's stateless thread carries the label)."""
+        s, metadata = self.s, {mcp.LABEL_KEY: label}
+        value = {"thread_id": None, "action": "interrupt", "metadata": metadata}
+        scope = await authorize(self.request, "threads", "update", value)
+        threads, _ = await ThreadService(s.storage, scope).search(
+            {"metadata": metadata, "status": "busy", "limit": 10}
+        )
+        run_ids = []
+        async with s.storage.read() as tx:
+            for thread in threads:
+                runs = await tx.list_runs(thread["thread_id"], None, 10, 0)
+                run_ids += [r["run_id"] for r in runs if r["status"] in ("pending", "running")]
+        if not run_ids:
+            return 0
+        return await s.runs.cancel(None, run_ids, None, "interrupt", scope=scope)
 
     async def wait(self, run: dict[str, Any]) -> Any:
         return await self.s.runs.wait(run)
@@ -89,6 +111,15 @@ def _key(request: Request, request_id: Any) -> Hashable:
     user = current_user(request)
     who = user.identity if user is not None else None
     return (request.headers.get(SESSION_HEADER), who, request_id)
+
+
+async def _cancel(request: Request, request_id: Any) -> None:
+    """Cancel the caller's call `request_id`: held here, or by the label on its run."""
+    if await _inflight(request).cancel(_key(request, request_id)):
+        return
+    named = mcp.label(request.headers.get(SESSION_HEADER), request_id)
+    if named is not None:
+        await RequestHost(request, services(request)).cancel_labelled(named)
 
 
 def _json(
@@ -125,7 +156,7 @@ async def post_mcp(request: Request) -> Response:
         return _json(mcp.error(msg.id, mcp.INVALID_REQUEST, detail), 400)
     if not msg.is_request:
         if msg.method == "notifications/cancelled":
-            await _inflight(request).cancel(_key(request, msg.params.get("requestId")))
+            await _cancel(request, msg.params.get("requestId"))
         return Response(status_code=202)
     try:
         return await _request(request, msg, want_sse)
@@ -135,7 +166,7 @@ async def post_mcp(request: Request) -> Response:
 
 async def _request(request: Request, msg: mcp.Message, want_sse: bool) -> Response:
     s = services(request)
-    host = RequestHost(request, s)
+    host = RequestHost(request, s, msg.id)
     if msg.method == "initialize":
         result = mcp.initialize(msg.params, _version())
         session = request.headers.get(SESSION_HEADER) or uuid.uuid4().hex

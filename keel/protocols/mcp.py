@@ -80,6 +80,8 @@ class Host(Protocol):
         self, assistant_id: str, arguments: dict[str, Any], context: Any, streamed: bool
     ) -> dict[str, Any]: ...
 
+    async def cancel_labelled(self, label: str) -> int: ...
+
     async def wait(self, run: dict[str, Any]) -> Any: ...
 
     def events(self, run: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]: ...
@@ -299,9 +301,21 @@ async def progress(
         }
 
 
+LABEL_KEY = "keel_mcp_request"  # the run's metadata key naming the call: session label + id
+
+
+def label(session: str | None, request_id: Any) -> str | None:
+    """What names a call in any process: its session label and request id (none without a
+    session: such a call can only be cancelled by the process holding it)."""
+    if not session or request_id is None:
+        return None
+    return f"{session}:{request_id!r}"
+
+
 class InFlight:
     """The runs of this process's in-flight tools/call requests, by (caller, request id), so a
-    `notifications/cancelled` from the same caller cancels the right run."""
+    `notifications/cancelled` from the same caller cancels the right run. A cancel for a call
+    held by another process finds its run by `LABEL_KEY` (`Host.cancel_labelled`)."""
 
     def __init__(self) -> None:
         self.runs: dict[Hashable, tuple[Host, dict[str, Any]]] = {}
