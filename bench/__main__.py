@@ -2,7 +2,7 @@
 `python -m bench auth`: see bench/auth.py; `python -m bench sizing`: see bench/sizing.py;
 `python -m bench soak`: see bench/soak.py; `python -m bench lanes`: see bench/lanes.py;
 `python -m bench sandbox`: see bench/sandbox.py; `python -m bench sandbox-sync`: see
-bench/sandbox_sync.py."""
+bench/sandbox_sync.py; `python -m bench mcp`: see bench/mcp.py."""
 
 import sys
 
@@ -20,6 +20,11 @@ if sys.argv[1:2] == ["lanes"]:
     from bench.lanes import main as lanes_main
 
     sys.exit(lanes_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["mcp"]:
+    from bench.mcp import main as mcp_main
+
+    sys.exit(mcp_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["sandbox"]:
     from bench.sandbox import main as sandbox_main

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +17,9 @@ import pytest
 from langgraph_sdk import get_client
 
 from tests.e2e.helpers import Client, poll
-from tests.e2e.test_coder import APPROVE, CONFIG, sandbox_root
+from tests.e2e.test_coder import APPROVE, CONFIG
 from tests.support.forkserver import ForkedKeel, ForkServer, restartable_port
+from tests.support.sandbox import traversable_dir
 
 # Appends its line, then waits for `go` (at most 45 s, under the 60 s wall time), then reports.
 COMMAND = (
@@ -46,45 +46,44 @@ def forks() -> Iterator[ForkServer]:
 async def test_a_command_in_flight_at_a_crash_is_run_again(
     database_url: str, tmp_path: Path, forks: ForkServer
 ) -> None:
-    base = sandbox_root("keel-coder-kill9-")
-    config = tmp_path / "keel.json"
-    config.write_text(json.dumps({**CONFIG, "sandbox": {"wall_seconds": 60}}))
-    env = {**os.environ, "KEEL_LOG_LEVEL": "warning", "KEEL_SANDBOX_ROOT": str(base / "ws")}
-    port = restartable_port()
-    argv = ["serve", "--config", str(config), "--port", str(port), "--database", database_url]
-    url = f"http://127.0.0.1:{port}"
-    server = ForkedKeel("server", forks, argv, env, tmp_path / "logs", url=url)
-    server.start()
-    try:
-        sdk: Client = get_client(url=server.url, api_key=None)
-        tid = (await sdk.threads.create())["thread_id"]
-        ask = {"messages": [{"role": "user", "content": f"run $ {COMMAND}"}]}
-        out = await sdk.runs.wait(tid, "coder_command", input=ask)
-        assert out["__interrupt__"][0]["value"]["action_requests"][0]["name"] == "execute"
-        run = await sdk.runs.create(tid, "coder_command", command={"resume": APPROVE})
-        log = base / "ws" / tid / "log"
-        await poll(lambda: _value(lines(log)), lambda n: n == 1)  # the command is waiting
-        server.kill9()  # bwrap dies with it (--die-with-parent), the sandbox with bwrap
-        await sdk.aclose()
+    with traversable_dir("keel-coder-kill9-") as base:
+        config = tmp_path / "keel.json"
+        config.write_text(json.dumps({**CONFIG, "sandbox": {"wall_seconds": 60}}))
+        env = {**os.environ, "KEEL_LOG_LEVEL": "warning", "KEEL_SANDBOX_ROOT": str(base / "ws")}
+        port = restartable_port()
+        argv = ["serve", "--config", str(config), "--port", str(port), "--database", database_url]
+        url = f"http://127.0.0.1:{port}"
+        server = ForkedKeel("server", forks, argv, env, tmp_path / "logs", url=url)
         server.start()
-        (base / "ws" / tid / "go").touch()
-        sdk = get_client(url=server.url, api_key=None)
-        done = await poll(
-            lambda: sdk.runs.get(tid, run["run_id"]),
-            lambda r: r["status"] not in ("pending", "running"),
-        )
-        assert done["status"] == "success"
-        assert log.read_text() == "started\nstarted\n"  # run again from the start
-        state = await sdk.threads.get_state(tid)
-        messages = state["values"]["messages"]
-        executed = [m["content"] for m in messages if m["type"] == "tool"]
-        assert len(executed) == 1 and "lines: 2" in executed[0], executed
-        assert messages[-1]["content"] == f"done: {executed[0]}"
-        assert state["next"] == [] and (await sdk.threads.get(tid))["status"] == "idle"
-        await sdk.aclose()
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            sdk: Client = get_client(url=server.url, api_key=None)
+            tid = (await sdk.threads.create())["thread_id"]
+            ask = {"messages": [{"role": "user", "content": f"run $ {COMMAND}"}]}
+            out = await sdk.runs.wait(tid, "coder_command", input=ask)
+            assert out["__interrupt__"][0]["value"]["action_requests"][0]["name"] == "execute"
+            run = await sdk.runs.create(tid, "coder_command", command={"resume": APPROVE})
+            log = base / "ws" / tid / "log"
+            await poll(lambda: _value(lines(log)), lambda n: n == 1)  # the command is waiting
+            server.kill9()  # bwrap dies with it (--die-with-parent), the sandbox with bwrap
+            await sdk.aclose()
+            server.start()
+            (base / "ws" / tid / "go").touch()
+            sdk = get_client(url=server.url, api_key=None)
+            done = await poll(
+                lambda: sdk.runs.get(tid, run["run_id"]),
+                lambda r: r["status"] not in ("pending", "running"),
+            )
+            assert done["status"] == "success"
+            assert log.read_text() == "started\nstarted\n"  # run again from the start
+            state = await sdk.threads.get_state(tid)
+            messages = state["values"]["messages"]
+            executed = [m["content"] for m in messages if m["type"] == "tool"]
+            assert len(executed) == 1 and "lines: 2" in executed[0], executed
+            assert messages[-1]["content"] == f"done: {executed[0]}"
+            assert state["next"] == [] and (await sdk.threads.get(tid))["status"] == "idle"
+            await sdk.aclose()
+        finally:
+            server.stop()
 
 
 async def _value(n: int) -> int:

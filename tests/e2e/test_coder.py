@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 from tests.conftest import database_for
 from tests.e2e.helpers import Client
 from tests.support.reference import ROOT
+from tests.support.sandbox import traversable_dir
 from tests.support.server import KeelServer
 
 GRAPHS = ROOT / "tests" / "graphs"
@@ -43,13 +42,6 @@ RUN_TESTS = "python3 -B -m unittest -v test_calc"
 APPROVE = {"decisions": [{"type": "approve"}]}
 
 
-def sandbox_root(prefix: str) -> Path:
-    """A directory the sandbox's user (65534, when the tests run as root) can traverse."""
-    base = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(base, 0o711)
-    return base
-
-
 def sandbox_config(workdir: Path) -> Path:
     path = workdir / "keel.json"
     path.write_text(json.dumps(CONFIG))
@@ -58,11 +50,8 @@ def sandbox_config(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
-    base = sandbox_root("keel-coder-")
-    try:
+    with traversable_dir("keel-coder-") as base:
         yield base / "ws"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,7 @@ async def test_mount_prefix_serves_everything_under_it(prefixed: httpx.AsyncClie
 async def test_disabled_surfaces_are_not_served(prefixed: httpx.AsyncClient) -> None:
     assert (await prefixed.post("/api/assistants/search", json={})).status_code == 404
     assert (await prefixed.post("/api/store/namespaces", json={})).status_code == 404
-    assert (await prefixed.post("/api/mcp", json={})).status_code == 404  # none to disable
+    assert (await prefixed.post("/api/mcp", json={})).status_code == 404  # http.disable_mcp
     # Runs still resolve graphs by id without the assistants routes.
     res = await prefixed.post("/api/runs/wait", json={"assistant_id": "config_echo", "input": {}})
     assert res.status_code == 200 and res.json()["seen"]["graph_id"] == "config_echo"
@@ -190,5 +190,8 @@ async def test_disable_meta_threads_and_runs(bare: httpx.AsyncClient) -> None:
     assert (await bare.get(f"/threads/{MISSING}/runs")).status_code == 404
     assert (await bare.post("/assistants/search", json={})).status_code == 200
     assert (await bare.post("/store/namespaces", json={})).status_code == 200
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    mcp = await bare.post("/mcp", json=ping, headers={"Accept": "application/json"})
+    assert mcp.status_code == 200, "/mcp is served unless http.disable_mcp"
     run = await bare.post("/runs", json={"assistant_id": "config_echo", "input": {}})
     assert run.status_code == 404, "POST /runs belongs to the runs surface"

@@ -213,6 +213,48 @@ async def test_cancel_through_another_api_process_stops_the_run_at_once(fleet: F
     assert (await a.threads.get(thread["thread_id"]))["status"] != "busy"
 
 
+@pytest.mark.usefixtures("sdk")
+async def test_mcp_cancel_through_another_api_process_cancels_the_call(
+    fleet: Fleet, gate: Gate
+) -> None:
+    """An MCP tools/call held by API process 0 (its run executed by a worker, held at step2 by
+    a gate never opened); its `notifications/cancelled` sent to API process 1 cancels the run
+    (found by the call's label), so the call on process 0 ends (docs/protocols.md)."""
+    from mcp import ClientSession, types
+    from mcp.client.streamable_http import streamable_http_client
+
+    await fleet.client(0).assistants.create("slow", config=gate.config, name="mcp held")
+    gate.open("step1")
+    first = asyncio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        first.set()
+
+    url = f"{fleet.apis[0].url}/mcp"
+    async with (
+        streamable_http_client(url) as (read, write, session_id),
+        ClientSession(read, write) as s,
+    ):
+        await s.initialize()
+        request_id = s._request_id  # the id the call gets
+        call = asyncio.ensure_future(
+            s.call_tool("mcp_held", {"delay": 0}, progress_callback=on_progress)
+        )
+        await asyncio.wait_for(first.wait(), 60)
+        note = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": request_id},
+        }
+        headers = {"Accept": "application/json", "Mcp-Session-Id": str(session_id())}
+        async with httpx.AsyncClient(base_url=fleet.apis[1].url, timeout=30) as other:
+            sent = await other.post("/mcp", json=note, headers=headers)
+        assert sent.status_code == 202
+        result = await asyncio.wait_for(call, 60)
+    assert isinstance(result, types.CallToolResult)
+    assert "step2" not in str(result.content)  # it ended held at step2: cancelled
+
+
 @pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
 @pytest.mark.usefixtures("sdk")
 async def test_double_text_across_api_processes(

@@ -7,9 +7,6 @@ reference."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from langgraph_sdk import get_client
 
 from tests.conftest import GRAPHS_CONFIG
 from tests.support.postgres import PgCluster
+from tests.support.sandbox import traversable_dir
 from tests.support.server import KeelServer, KeelWorker
 
 LEASE = "1.5"  # seconds: a killed host's run is taken over quickly
@@ -29,10 +27,8 @@ CAP = 64 << 10
 @pytest.fixture
 def roots() -> Iterator[Path]:
     """Under /tmp, traversable by the sandbox's user (docs/sandbox.md)."""
-    base = Path(tempfile.mkdtemp(prefix="keel-hosts-"))
-    os.chmod(base, 0o711)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    with traversable_dir("keel-hosts-") as base:
+        yield base
 
 
 def config(workdir: Path) -> Path:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from keel.sandbox import Sandbox, for_thread
 from keel.settings.sandbox import SandboxSettings
 from tests.conftest import database_for, serve
 from tests.support.api_keys import KEYS_GRAPHS, headers, org_keys
+from tests.support.sandbox import traversable_dir
 from tests.support.server import KeelServer
 
 MISSING = "00000000-0000-0000-0000-000000000001"
@@ -32,12 +31,8 @@ def root(backend: str) -> Iterator[Path]:
     """The workspaces' root, one per server: a root belongs to one database (its orphan sweep
     removes workspaces of threads that database does not have). 0711 above it: the sandbox's
     user traverses it when the tests run as root."""
-    base = Path(tempfile.mkdtemp(prefix=f"keel-ws-http-{backend}-"))
-    os.chmod(base, 0o711)
-    try:
+    with traversable_dir(f"keel-ws-http-{backend}-") as base:
         yield base / "workspaces"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

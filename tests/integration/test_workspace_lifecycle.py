@@ -6,9 +6,6 @@ another host's copy on PostgreSQL)."""
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,18 +23,15 @@ from tests.integration.test_worker import Rig, rig
 from tests.integration.test_workspace_sync import hosts
 from tests.support.gate import Gate
 from tests.support.postgres import PgCluster
+from tests.support.sandbox import traversable_dir
 
 MINUTE = 60.0
 
 
 @pytest.fixture
 def root() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="keel-life-"))
-    os.chmod(base, 0o711)
-    try:
+    with traversable_dir("keel-life-") as base:
         yield base / "workspaces"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager

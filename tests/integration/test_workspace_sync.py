@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from keel.settings.sandbox import SandboxLimits, SandboxSettings
 from keel.storage.postgres import PostgresStorage
 from keel.storage.sqlite import SqliteStorage
 from tests.support.postgres import PgCluster
+from tests.support.sandbox import traversable_dir
 
 LIMITS = SandboxLimits(wall_seconds=20.0, workspace_bytes=8 << 20)
 NOW = "2026-01-01T00:00:00.000000+00:00"
@@ -42,28 +41,26 @@ async def hosts(
 ) -> AsyncIterator[tuple[Host, Host, str]]:
     """Hosts A and B on one fresh database, and a thread that exists in it."""
     url = pg_cluster.create_database()
-    base = Path(tempfile.mkdtemp(prefix="keel-sync-"))
-    os.chmod(base, 0o711)  # the sandbox's user traverses to its workspace (docs/sandbox.md)
     made: list[Host] = []
-    try:
-        for name in ("a", "b"):
-            storage = PostgresStorage(url, pool_size=2)
-            await storage.open()
-            settings = SandboxSettings(
-                root=base / name, limits=LIMITS, sync_max_bytes=sync_max_bytes
-            )
-            made.append(Host(storage, Sandboxes(settings, storage), base / name))
-        thread_id = str(uuid.uuid4())
-        async with made[0].storage.tx() as tx:
-            await tx.run(
-                "INSERT INTO threads (thread_id, created_at, updated_at) VALUES (?,?,?)",
-                [thread_id, NOW, NOW],
-            )
-        yield made[0], made[1], thread_id
-    finally:
-        for host in made:
-            await host.storage.close()
-        shutil.rmtree(base, ignore_errors=True)
+    with traversable_dir("keel-sync-") as base:
+        try:
+            for name in ("a", "b"):
+                storage = PostgresStorage(url, pool_size=2)
+                await storage.open()
+                settings = SandboxSettings(
+                    root=base / name, limits=LIMITS, sync_max_bytes=sync_max_bytes
+                )
+                made.append(Host(storage, Sandboxes(settings, storage), base / name))
+            thread_id = str(uuid.uuid4())
+            async with made[0].storage.tx() as tx:
+                await tx.run(
+                    "INSERT INTO threads (thread_id, created_at, updated_at) VALUES (?,?,?)",
+                    [thread_id, NOW, NOW],
+                )
+            yield made[0], made[1], thread_id
+        finally:
+            for host in made:
+                await host.storage.close()
 
 
 async def appears(path: Path) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from keel.errors import InvalidInput
 from keel.sandbox import Sandbox, for_thread
 from keel.settings.sandbox import SandboxLimits, SandboxSettings
+from tests.support.sandbox import traversable_dir
 
 LIMITS = SandboxLimits(
     cpu_seconds=2,
@@ -36,16 +35,12 @@ SECRET = "keel-host-secret-7f3a"
 def root() -> Iterator[Path]:
     """The workspaces' root, a sentinel beside it standing in for the Keel database (under
     /tmp: the sandbox's user must be able to traverse to the root, docs/sandbox.md)."""
-    base = Path(tempfile.mkdtemp(prefix="keel-sandbox-"))
-    os.chmod(base, 0o711)
-    sentinel = base / "keel.db"
-    sentinel.write_text(SECRET)
-    os.chmod(sentinel, 0o644)  # readable by anyone on the host: only the sandbox hides it
-    try:
+    with traversable_dir("keel-sandbox-") as base:
+        sentinel = base / "keel.db"
+        sentinel.write_text(SECRET)
+        os.chmod(sentinel, 0o644)  # readable by anyone on the host: only the sandbox hides it
         yield base / "workspaces"
         assert sentinel.read_text() == SECRET  # the host is intact after every case
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypedDict
@@ -25,6 +23,7 @@ from keel.sandbox.deepagents import KeelSandboxBackend
 from keel.sandbox.sandboxes import Sandboxes
 from keel.sandbox.tools import python, shell
 from keel.settings.sandbox import SandboxLimits, SandboxSettings
+from tests.support.sandbox import traversable_dir
 
 LIMITS = SandboxLimits(wall_seconds=10, output_bytes=4096)
 
@@ -32,14 +31,10 @@ LIMITS = SandboxLimits(wall_seconds=10, output_bytes=4096)
 @pytest.fixture
 def sandboxes() -> Iterator[Sandboxes]:
     """The service over a root the sandbox's user can traverse (docs/sandbox.md)."""
-    base = Path(tempfile.mkdtemp(prefix="keel-graph-api-"))
-    os.chmod(base, 0o711)
-    try:
+    with traversable_dir("keel-graph-api-") as base:
         # One host, no database: sync off (the storage is never used).
         settings = SandboxSettings(root=base / "ws", limits=LIMITS, sync=False)
         yield Sandboxes(settings, None)  # type: ignore[arg-type]
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def thread(tid: str) -> RunnableConfig:

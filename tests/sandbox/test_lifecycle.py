@@ -5,26 +5,19 @@ command made read-only is still deleted."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from keel.sandbox import for_thread, lifecycle
 from keel.settings.sandbox import SandboxSettings
+from tests.support.sandbox import traversable_dir
 
 
 @pytest.fixture
 def settings() -> Iterator[SandboxSettings]:
-    base = Path(tempfile.mkdtemp(prefix="keel-discard-"))
-    os.chmod(base, 0o711)
-    try:
+    with traversable_dir("keel-discard-") as base:
         yield SandboxSettings(root=base / "workspaces")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_discard_frees_the_path_once_and_deletes_a_read_only_tree(

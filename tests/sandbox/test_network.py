@@ -8,9 +8,7 @@ import asyncio
 import http.server
 import json
 import os
-import shutil
 import socket
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 from keel.errors import ConfigError
 from keel.sandbox import Sandbox, for_thread, network
 from keel.settings.sandbox import SandboxLimits, SandboxSettings, allow_entry, sandbox_settings
+from tests.support.sandbox import traversable_dir
 
 LIMITS = SandboxLimits(wall_seconds=20.0, processes=64)
 
@@ -67,12 +66,8 @@ def other() -> Iterator[socket.socket]:
 
 @pytest.fixture
 def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="keel-network-"))
-    os.chmod(path, 0o711)
-    try:
+    with traversable_dir("keel-network-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def sandbox(base: Path, *allow: str) -> Sandbox:

@@ -3,16 +3,13 @@ end is killed once the workspace is over `workspace_bytes`, and says so."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from keel.sandbox import for_thread, workspaces
 from keel.settings.sandbox import SandboxLimits, SandboxSettings
+from tests.support.sandbox import traversable_dir
 
 QUOTA = 512 << 10
 FILE_BYTES = 4 << 20  # RLIMIT_FSIZE: the one file written never grows past this
@@ -35,12 +32,8 @@ FILL = "while true; do head -c 65536 /dev/zero >> fill 2>/dev/null; done"
 
 @pytest.fixture
 def settings() -> Iterator[SandboxSettings]:
-    base = Path(tempfile.mkdtemp(prefix="keel-quota-"))
-    os.chmod(base, 0o711)  # the sandbox's user traverses to its workspace when tests run as root
-    try:
+    with traversable_dir("keel-quota-") as base:
         yield SandboxSettings(root=base / "workspaces", limits=LIMITS)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 async def test_a_command_writing_past_the_quota_is_killed(settings: SandboxSettings) -> None:

@@ -7,18 +7,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import os
 import platform
 import shutil
 import struct
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from keel.sandbox import Sandbox, for_thread, seccomp
 from keel.settings.sandbox import SandboxLimits, SandboxSettings
+from tests.support.sandbox import traversable_dir
 
 X86 = platform.machine() == "x86_64"
 KILL, ALLOW = seccomp.RET_KILL_PROCESS, seccomp.RET_ALLOW
@@ -60,13 +58,9 @@ print("survived", ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.
 
 @pytest.fixture
 def sb() -> Iterator[Sandbox]:
-    base = Path(tempfile.mkdtemp(prefix="keel-seccomp-"))
-    os.chmod(base, 0o711)
     limits = SandboxLimits(wall_seconds=20.0, processes=64)
-    try:
+    with traversable_dir("keel-seccomp-") as base:
         yield for_thread("seccomp", SandboxSettings(root=base / "ws", limits=limits))
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def run(sb: Sandbox, cmd: str) -> tuple[int, str]:

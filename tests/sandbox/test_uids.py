@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from keel.sandbox import Result, Sandbox, for_thread
 from keel.sandbox.uids import NOBODY, UID_BASE, UID_COUNT, thread_uid
 from keel.settings.sandbox import SandboxLimits, SandboxSettings
+from tests.support.sandbox import traversable_dir
 
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="per-thread uids need Keel as root")
 LIMITS = SandboxLimits(wall_seconds=30.0, processes=8)
@@ -37,12 +36,8 @@ while not os.path.exists("release"):
 
 @pytest.fixture
 def settings() -> Iterator[SandboxSettings]:
-    base = Path(tempfile.mkdtemp(prefix="keel-uids-"))
-    os.chmod(base, 0o711)
-    try:
+    with traversable_dir("keel-uids-") as base:
         yield SandboxSettings(root=base / "ws", limits=LIMITS)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_thread_uids_are_stable_and_in_their_range() -> None:
