@@ -21,7 +21,7 @@ from keel.errors import KeelError
 from keel.runtime import Runtime
 from keel.settings import Settings
 
-from . import admin, assistants, crons, meta, runs, state, store, threads, webhooks, workspace
+from . import a2a, admin, assistants, crons, meta, runs, state, store, threads, webhooks, workspace
 from .auth import AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
@@ -43,6 +43,7 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
     ("runs", runs),
     ("runs", webhooks),
     ("store", store),
+    ("a2a", a2a),
 )
 
 
