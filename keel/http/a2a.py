@@ -166,7 +166,6 @@ async def post_a2a(request: Request, assistant_id: str) -> Response:
 
 async def _answer(host: RequestHost, call: a2a.Call, assistant_id: str) -> Any:
     if call.method == "SendMessage":
-        await host.assistant(assistant_id)
         task = await a2a_run.send(host, assistant_id, call.params, call.legacy)
         return task if call.legacy else {"task": task}
     if call.method == "GetTask":

@@ -158,10 +158,9 @@ async def start(host: Host, assistant_id: str, params: dict[str, Any], streamed:
     msg = a2a.inbound(params)
     assistant = await host.assistant(assistant_id)
     task_id, context_id = await _continued(host, msg)
-    thread = await host.thread(context_id)
-    if thread is not None and thread.get("status") == "interrupted" and (
-        msg.task_id or msg.context_id
-    ):
+    named = msg.task_id or msg.context_id  # else a new thread: nothing there to look up
+    thread = await host.thread(context_id) if named else None
+    if thread is not None and thread.get("status") == "interrupted":
         task_id = task_id or await _open_task(host, context_id)
         payload: dict[str, Any] = {"command": {"resume": a2a.resume_value(msg)}}
         meta = {a2a.TASK_METADATA_KEY: task_id}
@@ -169,8 +168,9 @@ async def start(host: Host, assistant_id: str, params: dict[str, Any], streamed:
         if task_id is not None:
             raise RpcError(a2a.UNSUPPORTED_OPERATION,
                            "This task is not awaiting input: start a new task on its context")
-        fields = await host.input_fields(assistant)
-        payload = {"input": a2a.run_input(msg, "messages" in fields, assistant_id)}
+        # Text needs a `messages` input (the graph's schema is read only then).
+        takes_messages = bool(msg.texts) and "messages" in await host.input_fields(assistant)
+        payload = {"input": a2a.run_input(msg, takes_messages, assistant_id)}
         meta = {}
     run = await host.start(assistant["assistant_id"], context_id, payload, meta, streamed)
     return Started(run, task_id or run["run_id"], msg)
