@@ -16,13 +16,16 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from keel.assistants import AssistantService
+from keel.auth.scope import EVERYTHING
 from keel.errors import Forbidden, KeelError, NotFound, Unauthorized
 from keel.graphs import graph_schemas, system_assistant_id
 from keel.protocols import a2a, a2a_run
 from keel.replay import run_events
+from keel.store_orgs import for_user
 
-from .assistants import _graph_of, _reader
-from .auth import authorize
+from .assistants import _reader
+from .auth import authorize, current_user
 from .deps import Services, check_uuid, services
 from .runs import _create_one
 from .schemas import RunCreate, validate
@@ -39,15 +42,25 @@ class RequestHost:
         self.request, self.s = request, s
 
     async def assistant(self, assistant_id: str) -> dict[str, Any]:
+        """The assistant; a graph's system assistant, which every caller may run (as the runs
+        routes: no `assistants.read`), is read unscoped like the run's creation reads it."""
         if assistant_id in self.s.graphs:
             assistant_id = system_assistant_id(assistant_id)
         assistant_id = check_uuid(assistant_id, "assistant_id")
-        found: dict[str, Any] = await (await _reader(self.request, assistant_id)).get(assistant_id)
+        if self.s.runs.is_system_assistant(assistant_id):
+            svc = AssistantService(self.s.storage, self.s.graphs, EVERYTHING)
+        else:
+            svc = await _reader(self.request, assistant_id)
+        found: dict[str, Any] = await svc.get(assistant_id)
         return found
 
     async def schema(self, assistant: dict[str, Any]) -> dict[str, Any]:
-        _, ctx = await _graph_of(self.request, assistant["assistant_id"])
-        async with ctx as g:
+        entry = self.s.graphs.get(assistant["graph_id"])
+        config = {"configurable": {"assistant_id": assistant["assistant_id"]},
+                  **assistant["config"]}
+        user = current_user(self.request)
+        store = for_user(self.s.storage.store, user, self.s.settings.auth.builtin)
+        async with entry.build(config, None, store, "assistants.read") as g:
             schemas = graph_schemas(assistant["graph_id"], g)
         schema = schemas.get("input_schema") or schemas.get("state_schema") or {}
         return schema if isinstance(schema, dict) else {}
