@@ -133,6 +133,15 @@ async def test_stream_reports_progress_then_the_result(agent_http: httpx.AsyncCl
     assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
 
 
+async def test_a_streamed_task_ends_input_required(agent_http: httpx.AsyncClient) -> None:
+    client = await _client(agent_http, "approval", streaming=True)
+    events = await _events(client, _message(data={"request": "invoice"}))
+    [art] = [ev.artifact_update.artifact for ev in events if ev.HasField("artifact_update")]
+    assert art.name == "Interrupt"
+    final = events[-1].status_update.status
+    assert final.state == TaskState.TASK_STATE_INPUT_REQUIRED
+
+
 # ------------------------------------------------------------------ input-required, cancel
 async def test_input_required_then_a_message_resumes(
     agent_http: httpx.AsyncClient, backend: str
