@@ -28,6 +28,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 TASK_NOT_FOUND = -32001
 TASK_NOT_CANCELABLE = -32002
+PUSH_NOTIFICATION_NOT_SUPPORTED = -32003
 UNSUPPORTED_OPERATION = -32004
 CONTENT_TYPE_NOT_SUPPORTED = -32005
 
@@ -135,6 +136,7 @@ class Inbound:
     task_id: str | None
     return_immediately: bool
     metadata: dict[str, Any]
+    history_length: int | None = None
 
     @property
     def texts(self) -> list[str]:
@@ -161,13 +163,25 @@ def inbound(params: dict[str, Any]) -> Inbound:
     for key, value in (("contextId", context_id), ("taskId", task_id)):
         if value is not None and not isinstance(value, str):
             raise RpcError(INVALID_PARAMS, f"{key} must be a string")
-    config = params.get("configuration") or {}
-    if not isinstance(config, dict):
-        raise RpcError(INVALID_PARAMS, "Invalid params: 'configuration' must be an object")
+    config = _configuration(params)
     immediate = bool(config.get("returnImmediately")) or config.get("blocking") is False
     metadata = message.get("metadata") or {}
     return Inbound(message, parts, context_id, task_id, immediate,
-                   metadata if isinstance(metadata, dict) else {})
+                   metadata if isinstance(metadata, dict) else {}, config.get("historyLength"))
+
+
+def _configuration(params: dict[str, Any]) -> dict[str, Any]:
+    """A send's `configuration`, checked: push notifications are refused (Keel sends none)."""
+    config = params.get("configuration") or {}
+    if not isinstance(config, dict):
+        raise RpcError(INVALID_PARAMS, "Invalid params: 'configuration' must be an object")
+    if config.get("taskPushNotificationConfig") or config.get("pushNotificationConfig"):
+        raise RpcError(PUSH_NOTIFICATION_NOT_SUPPORTED, "Push notifications are not supported")
+    length = config.get("historyLength")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int)
+                               or length < 0):
+        raise RpcError(INVALID_PARAMS, "historyLength must be a non-negative integer")
+    return config
 
 
 def _check_part(part: Any) -> None:

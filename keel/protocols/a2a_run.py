@@ -197,11 +197,18 @@ async def _open_task(host: Host, context_id: str) -> str:
     return str(meta.get(a2a.TASK_METADATA_KEY) or runs[0]["run_id"])
 
 
+def _history(s: Started, legacy: bool) -> list[dict[str, Any]]:
+    """A task's history: the incoming message (none for `historyLength: 0`)."""
+    if s.msg.history_length == 0:
+        return []
+    return [a2a.user_message(s.msg, s.task_id, s.context_id, legacy)]
+
+
 async def send(host: Host, assistant_id: str, params: dict[str, Any], legacy: bool
                ) -> dict[str, Any]:
     """`SendMessage`: the task once its run ends (or at once, `returnImmediately`)."""
     s = await start(host, assistant_id, params, False)
-    history = [a2a.user_message(s.msg, s.task_id, s.context_id, legacy)]
+    history = _history(s, legacy)
     if s.msg.return_immediately:
         st = a2a.status(_RUN_STATE.get(s.run["status"], "TASK_STATE_SUBMITTED"))
         return a2a.task(s.task_id, s.context_id, st, legacy, history=history)
@@ -213,7 +220,7 @@ async def stream(host: Host, s: Started, legacy: bool) -> AsyncIterator[dict[str
     """`SendStreamingMessage`'s results: the task (submitted), a working status update per
     node update carrying it as a data part, the result artifact, the final status."""
     tid, cid = s.task_id, s.context_id
-    history = [a2a.user_message(s.msg, tid, cid, legacy)]
+    history = _history(s, legacy)
     first = a2a.task(tid, cid, a2a.status("TASK_STATE_SUBMITTED"), legacy, history=history)
     yield a2a.stream_event("task", first, legacy)
     async for event, data in host.events(s.run):

@@ -74,3 +74,16 @@ def test_resume_values() -> None:
     assert a2a.resume_value(_msg({"text": "yes"}, {"text": "really"})) == "yes\nreally"
     with pytest.raises(a2a.RpcError):
         a2a.resume_value(_msg({"data": {}}, {"data": {}}))
+
+
+def test_push_notifications_are_refused_and_history_length_checked() -> None:
+    message = {"messageId": "m", "role": "user", "parts": [{"text": "hi"}]}
+    push = {"taskPushNotificationConfig": {"url": "https://x"}}
+    with pytest.raises(a2a.RpcError) as caught:
+        a2a.inbound({"message": message, "configuration": push})
+    assert caught.value.code == a2a.PUSH_NOTIFICATION_NOT_SUPPORTED
+    with pytest.raises(a2a.RpcError) as caught:
+        a2a.inbound({"message": message, "configuration": {"historyLength": -1}})
+    assert caught.value.code == a2a.INVALID_PARAMS
+    none = a2a.inbound({"message": message, "configuration": {"historyLength": 0}})
+    assert none.history_length == 0
