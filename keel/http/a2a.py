@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -28,9 +28,21 @@ from .assistants import _reader
 from .auth import authorize, current_user
 from .deps import Services, check_uuid, services
 from .runs import _create_one
-from .schemas import RunCreate, validate
+from .schemas import Body, RunCreate, validate
 
 log = logging.getLogger("keel.a2a")
+
+
+class JsonRpcRequest(Body):
+    """A JSON-RPC 2.0 request (for /openapi.json: the route parses its body itself, answering
+    a malformed one with a JSON-RPC error, not a 422)."""
+
+    jsonrpc: Literal["2.0"]
+    id: str | int | None = None
+    method: str
+    params: dict[str, Any] | None = None
+
+
 router = APIRouter(tags=["a2a"])
 RUNS_SCANNED = 100  # a task's resume runs are found among its thread's newest runs
 
