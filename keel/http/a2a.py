@@ -187,6 +187,9 @@ async def post_a2a(request: Request, assistant_id: str) -> Response:
         return _json(a2a.error(call.id, err.code, err.message))
     except a2a.RpcError as exc:
         return _json(a2a.error(call.id, exc.code, exc.message))
+    except Exception:  # a server fault: JSON-RPC's internal error, logged
+        log.exception("a2a: %s failed for assistant %s", call.method, assistant_id)
+        return _json(a2a.error(call.id, a2a.INTERNAL_ERROR, "Internal error"))
 
 
 async def _answer(host: RequestHost, call: a2a.Call, assistant_id: str) -> Any:
@@ -203,10 +206,11 @@ def _streamed(call: a2a.Call, events: AsyncIterator[dict[str, Any]]) -> Streamin
         try:
             async for event in events:
                 yield _sse(a2a.answer(call, event))
-        except (KeelError, a2a.RpcError) as exc:
-            err = exc if isinstance(exc, a2a.RpcError) else a2a.RpcError(a2a.INTERNAL_ERROR,
-                                                                          str(exc))
-            yield _sse(a2a.error(call.id, err.code, err.message))
+        except a2a.RpcError as exc:
+            yield _sse(a2a.error(call.id, exc.code, exc.message))
+        except Exception:  # the stream's own fault, after the 200: its last event says so
+            log.exception("a2a: stream of %s failed", call.method)
+            yield _sse(a2a.error(call.id, a2a.INTERNAL_ERROR, "Internal error"))
 
     headers = {"Cache-Control": "no-store"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
