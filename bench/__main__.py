@@ -2,7 +2,8 @@
 `python -m bench auth`: see bench/auth.py; `python -m bench sizing`: see bench/sizing.py;
 `python -m bench soak`: see bench/soak.py; `python -m bench lanes`: see bench/lanes.py;
 `python -m bench sandbox`: see bench/sandbox.py; `python -m bench sandbox-sync`: see
-bench/sandbox_sync.py; `python -m bench mcp`: see bench/mcp.py."""
+bench/sandbox_sync.py; `python -m bench mcp`: see bench/mcp.py; `python -m bench a2a`: see
+bench/a2a.py."""
 
 import sys
 
@@ -40,6 +41,11 @@ if sys.argv[1:2] == ["store"]:
     from bench.store import main as store_main
 
     sys.exit(store_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["a2a"]:
+    from bench.a2a import main as a2a_main
+
+    sys.exit(a2a_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["sizing"]:
     from bench.sizing import main as sizing_main

@@ -21,7 +21,20 @@ from keel.errors import KeelError
 from keel.runtime import Runtime
 from keel.settings import Settings
 
-from . import admin, assistants, crons, mcp, meta, runs, state, store, threads, webhooks, workspace
+from . import (
+    a2a,
+    admin,
+    assistants,
+    crons,
+    mcp,
+    meta,
+    runs,
+    state,
+    store,
+    threads,
+    webhooks,
+    workspace,
+)
 from .auth import AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
@@ -44,6 +57,7 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
     ("runs", webhooks),
     ("store", store),
     ("mcp", mcp),
+    ("a2a", a2a),
 )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from . import schemas as s
+from .a2a import JsonRpcRequest
 from .admin import KeyCreate
 
 REF = "#/components/schemas/{model}"
@@ -52,6 +53,7 @@ BODIES: dict[tuple[str, str], type[BaseModel] | tuple[type[BaseModel]]] = {
     ("post", "/store/items/search"): s.StoreSearch,
     ("post", "/store/namespaces"): s.StoreNamespaces,
     ("post", "/keel/keys"): KeyCreate,
+    ("post", "/a2a/{assistant_id}"): JsonRpcRequest,
 }
 # Routes that take no body (their input is in the path and the query string).
 NO_BODY = {
@@ -77,6 +79,7 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("get", "/threads/{thread_id}/state/{checkpoint_id}"): {"subgraphs": BOOL},
     ("get", "/threads/{thread_id}/history"): {"limit": INT, "before": STR},
     ("get", "/threads/{thread_id}/workspace"): {"path": STR},
+    ("get", "/.well-known/agent-card.json"): {"assistant_id*": STR},
     ("get", "/threads/{thread_id}/runs"): {
         "limit": INT,
         "offset": INT,

@@ -12,8 +12,9 @@ from typing import Any
 from keel.errors import ConfigError
 
 # `http.disable_<surface>`: the reference's surfaces. `webhooks` turns webhook calls off
-# (keel/background/outbox.py); `mcp` removes /mcp (keel/http/mcp.py). Keel has no A2A or generative
-# UI routes yet, so disabling those is accepted and changes nothing.
+# (keel/background/outbox.py); `mcp` removes /mcp (keel/http/mcp.py); `a2a` removes /a2a/* and the
+# agent cards (keel/http/a2a.py). Keel has no generative UI routes yet, so disabling those is
+# accepted and changes nothing.
 HTTP_SURFACES = ("assistants", "threads", "runs", "store", "meta", "webhooks", "mcp", "a2a", "ui")
 
 MIDDLEWARE_ORDERS = ("middleware_first", "auth_first")

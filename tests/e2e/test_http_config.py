@@ -176,6 +176,12 @@ async def test_disabled_surfaces_are_not_served(prefixed: httpx.AsyncClient) -> 
     assert (await prefixed.post("/api/assistants/search", json={})).status_code == 404
     assert (await prefixed.post("/api/store/namespaces", json={})).status_code == 404
     assert (await prefixed.post("/api/mcp", json={})).status_code == 404  # http.disable_mcp
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": MISSING}}
+    assert (await prefixed.post("/api/a2a/config_echo", json=rpc)).status_code == 404
+    card = "/api/a2a/config_echo/.well-known/agent-card.json"
+    assert (await prefixed.get(card)).status_code == 404
+    root_card = "/api/.well-known/agent-card.json?assistant_id=config_echo"
+    assert (await prefixed.get(root_card)).status_code == 404
     # Runs still resolve graphs by id without the assistants routes.
     res = await prefixed.post("/api/runs/wait", json={"assistant_id": "config_echo", "input": {}})
     assert res.status_code == 200 and res.json()["seen"]["graph_id"] == "config_echo"
