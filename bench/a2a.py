@@ -11,8 +11,6 @@ Results: bench/results/a2a.md and a2a.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import statistics
 import time
 import uuid
@@ -25,18 +23,7 @@ from a2a.client.card_resolver import A2ACardResolver
 from a2a.types import a2a_pb2 as pb
 from langgraph_sdk import get_client
 
-from bench.contenders import KeelOnDatabase
-
-ROOT = Path(__file__).resolve().parent
-PIPELINE = ROOT.parent / "examples" / "agents" / "pipeline.py"
-
-
-class KeelPipeline(KeelOnDatabase):
-    def prepare(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config = self.workdir / "keel.json"
-        graphs = {"pipeline": f"{PIPELINE}:graph"}
-        self.config.write_text(json.dumps({"graphs": graphs}, indent=2))
+from bench.single import ROOT, KeelPipeline, measure_on_sqlite, write_results
 
 
 def _request() -> pb.SendMessageRequest:
@@ -117,19 +104,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "a2a.md")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/keel-bench-a2a"))
     args = parser.parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    db = args.workdir / f"a2a-{int(time.time())}.db"
-    server = KeelPipeline(args.workdir, f"sqlite:///{db}")
-    server.prepare()
-    server.start()
-    try:
-        result = asyncio.run(measure(server.url, args.runs))
-    finally:
-        server.stop()
+    result = measure_on_sqlite(
+        KeelPipeline, args.workdir, "a2a", lambda url: measure(url, args.runs)
+    )
     result["a2a_sdk"] = version("a2a-sdk")
-    text = report(result, result["a2a_sdk"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(text)
+    write_results(args.out, report(result, result["a2a_sdk"]), result)
     return 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 from langgraph_sdk import get_client
 
 from bench.contenders import KeelOnDatabase, write_graphs
+from bench.single import measure_on_sqlite, write_results
 from keel import clock
 
 ROOT = Path(__file__).resolve().parent
@@ -158,17 +158,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "lanes.md")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/keel-bench-lanes"))
     args = parser.parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    db = args.workdir / f"lanes-{int(time.time())}.db"
-    server = KeelLanes(args.workdir, f"sqlite:///{db}")
-    server.prepare()
-    server.start()
-    try:
-        result = asyncio.run(measure(server.url, args.runs, args.backlog, args.sources))
-    finally:
-        server.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(result))
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(report(result))
+    result = measure_on_sqlite(
+        KeelLanes,
+        args.workdir,
+        "lanes",
+        lambda url: measure(url, args.runs, args.backlog, args.sources),
+    )
+    write_results(args.out, report(result), result)
     return 0

@@ -11,8 +11,6 @@ Results: bench/results/mcp.md and mcp.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import statistics
 import time
 from importlib.metadata import version
@@ -23,18 +21,9 @@ from langgraph_sdk import get_client
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from bench.contenders import KeelOnDatabase
+from bench.single import ROOT, KeelPipeline, measure_on_sqlite, write_results
 
-ROOT = Path(__file__).resolve().parent
-PIPELINE = ROOT.parent / "examples" / "agents" / "pipeline.py"
 INPUT = {"topic": "bench"}
-
-
-class KeelPipeline(KeelOnDatabase):
-    def prepare(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config = self.workdir / "keel.json"
-        self.config.write_text(json.dumps({"graphs": {"pipeline": f"{PIPELINE}:graph"}}))
 
 
 async def _timed(call: Any) -> float:
@@ -102,17 +91,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "mcp.md")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/keel-bench-mcp"))
     args = parser.parse_args(argv)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    db = args.workdir / f"mcp-{int(time.time())}.db"
-    server = KeelPipeline(args.workdir, f"sqlite:///{db}")
-    server.prepare()
-    server.start()
-    try:
-        result = asyncio.run(measure(server.url, args.runs))
-    finally:
-        server.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(result))
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(report(result))
+    result = measure_on_sqlite(
+        KeelPipeline, args.workdir, "mcp", lambda url: measure(url, args.runs)
+    )
+    write_results(args.out, report(result), result)
     return 0
