@@ -150,6 +150,20 @@ class StreamTranslator:
         self._publish(name, data)
         self.result.absorb(name, data)
 
+    def stream_options(self) -> dict[str, Any]:
+        """More `astream` options (the v3 translator asks for stream parts)."""
+        return {}
+
+    def configure(self, config: Row) -> Row:
+        return config
+
+    def feed(self, chunk: Any) -> None:
+        """One `astream` chunk."""
+        self.handle(*_split(chunk, self.subgraphs))
+
+    def end(self) -> None:
+        """The graph's stream ended normally."""
+
     def handle(self, ns: tuple[str, ...], mode: str, chunk: Any) -> None:
         if mode == "checkpoints" and not ns:
             self.checkpoint = chunk
@@ -303,11 +317,14 @@ async def stream_run(
     }
     if context is not None:
         options["context"] = context
+    options.update(translator.stream_options())
+    config = translator.configure(config)
     if "events" not in translator.requested:
         # Values events hold the graph's output channels only (its output schema).
         options["output_keys"] = graph.output_channels
         async for chunk in graph.astream(graph_input, config, **options):  # type: ignore[call-overload]
-            translator.handle(*_split(chunk, subgraphs))
+            translator.feed(chunk)
+        translator.end()
         return
     # As the reference: the root graph's own stream chunks become the requested modes' events
     # (their `on_chain_stream` events are not sent), and `values` are not narrowed here.

@@ -32,6 +32,7 @@ from . import (
     state,
     store,
     threads,
+    threadstream,
     webhooks,
     workspace,
 )
@@ -52,6 +53,7 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
     ("threads", threads),
     ("threads", state),
     ("threads", workspace),
+    ("threads", threadstream),
     ("runs", crons),
     ("runs", runs),
     ("runs", webhooks),

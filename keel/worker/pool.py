@@ -36,6 +36,7 @@ from keel.storage.base import Storage
 from keel.storage.tx import Row
 from keel.store_orgs import for_run
 from keel.streams import RunChannel, StreamHub
+from keel.threadstream.events import make_translator
 from keel.worker.leases import LOST, Leases
 from keel.worker.recording import Flusher, end_run, roll_back, settle_thread
 
@@ -278,9 +279,7 @@ class WorkerPool:
             self.hub.publish(ch, name, dumps(data))
             flusher.schedule()
 
-        translator = StreamTranslator(
-            list(kwargs.get("stream_mode") or ["values"]), bool(kwargs.get("subgraphs")), publish
-        )
+        translator = make_translator(kwargs, publish)
         if self._stopped_before_graph(run_id):
             await self._cancelled(run, ch, flusher)
             return
