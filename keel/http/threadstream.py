@@ -147,6 +147,7 @@ async def _run_start(request: Request, thread_id: str, params: Row) -> Row:
 
 async def _respond(request: Request, thread_id: str, params: Row) -> Row:
     await _readable_or(request, thread_id)
-    body = await respond_body(services(request).storage, thread_id, params)
+    s = services(request)
+    body = await respond_body(s.storage, thread_id, params, s.runs.wait)
     await _start(request, thread_id, body)
     return {}

@@ -2,11 +2,12 @@
 
 A command is `{id, method, params}`; the answer `{type: "success", id, result}` or
 `{type: "error", id, error: <code>, message}`. Creating runs and authorizing are the HTTP
-layer's: it hands in a `Starter` that creates a run for the request's user.
+layer's (keel/http/threadstream.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from keel.streams import TERMINAL
 from .channels import parse_subscription
 from .events import PROTOCOL_MODE
 
-Starter = Callable[[Row], Awaitable[Row]]  # run-create body -> the run
+Waiter = Callable[[Row], Awaitable[Any]]  # returns once the run has ended
+RESPOND_WAIT_SECONDS = 10.0
 COMMANDS = (
     "run.start",
     "input.respond",
@@ -129,12 +131,26 @@ def _responses(params: Row) -> list[Row]:
     return items
 
 
-async def respond_body(storage: Storage, thread_id: str, params: Row) -> Row:
-    """The run-create body that resumes the thread's pending interrupts named in `params`."""
-    items = _responses(params)
+async def _settled(storage: Storage, thread_id: str, wait: Waiter) -> tuple[Row | None, list[Row]]:
+    """The thread and its latest run, once that run has ended: the client may answer an
+    `input.requested` event before the run that sent it is recorded (waited for, boundedly)."""
     async with storage.read() as tx:
         thread = await tx.get_thread(thread_id)
         runs = await tx.list_runs(thread_id, None, 1, 0)
+    if not runs or runs[0]["status"] in TERMINAL:
+        return thread, runs
+    try:
+        await asyncio.wait_for(wait(runs[0]), RESPOND_WAIT_SECONDS)
+    except TimeoutError:
+        raise CommandError("no_such_run", f"thread {thread_id}: its run is still running") from None
+    async with storage.read() as tx:
+        return await tx.get_thread(thread_id), await tx.list_runs(thread_id, None, 1, 0)
+
+
+async def respond_body(storage: Storage, thread_id: str, params: Row, wait: Waiter) -> Row:
+    """The run-create body that resumes the thread's pending interrupts named in `params`."""
+    items = _responses(params)
+    thread, runs = await _settled(storage, thread_id, wait)
     if thread is None or not runs or thread["status"] != "interrupted":
         raise CommandError("no_such_run", f"thread {thread_id} has no interrupted run")
     pending = {

@@ -4,7 +4,8 @@ Worker side: a run started with `run.start` streams every LangGraph mode (plus `
 `messages` as LangGraph's content-block events) with subgraphs on; each part becomes one or
 more protocol events stored in the run's event log under the name `v3:<method>` with the
 event's `params` (namespace, timestamp, data, node?) as data. The run's own `metadata` and
-`error` events stay as they are and read back as root `lifecycle` events.
+`error` events stay as they are; `error` reads back as the root `lifecycle` `failed` event
+(its timestamp is the reading's), and a runs-API run's `metadata` as `running`.
 
 Read side: the wire `seq` of a stored event is thread-wide and derived from what is durable:
 `ordinal << 32 | local`, where `ordinal` is the run's position among the thread's runs (by
@@ -19,11 +20,11 @@ import time
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langchain_protocol import Checkpoint, CustomData, InputRequestedData, UpdatesData
+from langchain_protocol import Checkpoint, InputRequestedData, UpdatesData
 from langgraph._internal._constants import CONFIG_KEY_STREAM_MESSAGES_V2
 
 from keel.execution import INTERRUPT, Publish, StreamTranslator
-from keel.serde import jsonable, loads
+from keel.serde import loads
 from keel.storage.tx import Row
 from keel.streams import TERMINAL
 
@@ -78,10 +79,13 @@ class ProtocolTranslator(StreamTranslator):
             self._updates(ns, data)
         elif mode == "messages":
             event, metadata = data
-            node = metadata.get("langgraph_node") if isinstance(metadata, dict) else None
-            self.emit(mode, ns, _message_event(event, metadata), node)
+            # A whole message a node returned (not streamed by a chat model) is not carried,
+            # as the reference: it is in `values` and `updates`.
+            if not isinstance(event, BaseMessage):
+                node = metadata.get("langgraph_node") if isinstance(metadata, dict) else None
+                self.emit(mode, ns, event, node)
         elif mode == "custom":
-            self.emit(mode, ns, _custom(data))
+            self.emit(mode, ns, data)  # as LangGraph: `custom:<name>` is `data["name"]`
         else:  # values, tasks, tools
             self.emit(mode, ns, data)
 
@@ -113,23 +117,6 @@ class ProtocolTranslator(StreamTranslator):
         self.emit("lifecycle", (), {"event": event})
 
 
-def _message_event(event: Any, metadata: Any) -> Any:
-    """A messages part: LangGraph's content-block event, or (a whole message a node returned,
-    which LangGraph streams as a message) the events of a finished message."""
-    if isinstance(event, BaseMessage):
-        from langchain_core.language_models._compat_bridge import message_to_events
-
-        return [jsonable(e) for e in message_to_events(event)]
-    return event
-
-
-def _custom(data: Any) -> Any:
-    if isinstance(data, dict) and "payload" in data and set(data) <= {"name", "payload"}:
-        return data
-    custom: CustomData = {"payload": data}
-    return custom
-
-
 def _checkpoint(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
@@ -150,7 +137,9 @@ def make_translator(kwargs: Row, publish: Publish) -> StreamTranslator:
     """The translator a run's stream modes ask for."""
     modes = list(kwargs.get("stream_mode") or ["values"])
     if PROTOCOL_MODE in modes:
-        return ProtocolTranslator(publish)
+        translator = ProtocolTranslator(publish)
+        translator.emit("lifecycle", (), {"event": "running"})
+        return translator
     return StreamTranslator(modes, bool(kwargs.get("subgraphs")), publish)
 
 
@@ -172,20 +161,14 @@ def wire(seq: int, method: str, p: Row) -> Row:
     return {"type": "event", "event_id": str(seq), "seq": seq, "method": method, "params": p}
 
 
-def stored_to_wire(ordinal: int, local: int, name: str, data: bytes) -> list[Row]:
+def stored_to_wire(ordinal: int, local: int, name: str, data: bytes, protocol: bool) -> list[Row]:
     """The wire events of one stored run event (none for what the protocol does not carry).
-    A whole message stored as a list of message events is spread over sub-positions."""
+    A v3 run logs its own `running`; a runs-API run's `metadata` event stands for it."""
     seq = thread_seq(ordinal, local)
     if name.startswith(PREFIX):
         method, p = name[len(PREFIX) :], loads(data)
-        if method == "messages" and isinstance(p.get("data"), list):
-            # A whole message: its events share the seq (one log entry), distinct event ids.
-            out = [wire(seq, method, {**p, "data": d}) for d in p["data"]]
-            for i, ev in enumerate(out):
-                ev["event_id"] = f"{seq}.{i}"
-            return out
         return [wire(seq, method, p)]
-    if name == "metadata":
+    if name == "metadata" and not protocol:
         return [wire(seq, "lifecycle", params((), {"event": "running"}))]
     if name == "error":
         err = loads(data)

@@ -59,8 +59,9 @@ class ThreadEvents:
         if (run_id, local) in self.sent:
             return []
         self.sent.add((run_id, local))
-        ordinal, _ = self.runs[run_id]
-        return [ev for ev in stored_to_wire(ordinal, local, name, data) if ev["seq"] > self.since]
+        ordinal, protocol = self.runs[run_id]
+        events = stored_to_wire(ordinal, local, name, data, protocol)
+        return [ev for ev in events if ev["seq"] > self.since]
 
     async def _ending(self, run_id: str) -> list[Row]:
         """The synthesized terminal lifecycle of an ended run, when its log lacks one."""

@@ -1,0 +1,139 @@
+"""The thread-centric ("v3") protocol through the official SDK's `client.threads.stream` (SSE
+transport) and raw HTTP: run.start, lifecycle / values / messages events, an interrupt answered
+with input.respond, `since` replay, and the error envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.e2e.helpers import Client
+from tests.support.reference import reference_requested
+
+CHAT_INPUT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+def _root_end(event: dict[str, Any]) -> bool:
+    params = event["params"]
+    return (
+        event["method"] == "lifecycle"
+        and not params["namespace"]
+        and params["data"]["event"] in ("completed", "failed")
+    )
+
+
+async def _until_end(events: Any) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    async for event in events:
+        seen.append(event)
+        if _root_end(event):
+            break
+    return seen
+
+
+async def _sse(
+    http: httpx.AsyncClient, thread_id: str, body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The thread's events (raw SSE) up to the root run's end (the stream stays open)."""
+    seen: list[dict[str, Any]] = []
+    async with http.stream("POST", f"/threads/{thread_id}/stream/events", json=body) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        async for line in r.aiter_lines():
+            if line.startswith("data:"):
+                seen.append(json.loads(line[5:]))
+                if _root_end(seen[-1]):
+                    return seen
+    return seen
+
+
+async def test_run_start_streams_lifecycle_values_messages(client: Client) -> None:
+    async with client.threads.stream(assistant_id="chat_fake") as thread:
+        started = await thread.run.start(input=CHAT_INPUT)
+        assert set(started) == {"run_id"}
+        events = await asyncio.wait_for(
+            _until_end(thread.subscribe(["lifecycle", "values", "messages"])), 30
+        )
+        output = await asyncio.wait_for(thread.output, 30)
+    lifecycle = [e["params"]["data"]["event"] for e in events if e["method"] == "lifecycle"]
+    assert lifecycle[0] == "running" and lifecycle[-1] == "completed"
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    values = [e["params"]["data"] for e in events if e["method"] == "values"]
+    # The reference leaves a message's default fields out of `values` events: compare contents.
+    assert [m["content"] for m in values[-1]["messages"]][::2] == ["hi", "noted 2 messages"]
+    assert [m["id"] for m in values[-1]["messages"]] == [m["id"] for m in output["messages"]]
+    data = [e["params"]["data"] for e in events if e["method"] == "messages"]
+    assert data[0]["event"] == "message-start" and data[0]["role"] == "ai"
+    deltas = [d["delta"]["text"] for d in data if d["event"] == "content-block-delta"]
+    assert "".join(deltas) == "you said hi"
+    assert data[-1]["event"] == "message-finish"
+    # The thread was created by run.start (the SDK minted its id).
+    assert (await client.threads.get(thread.thread_id))["status"] == "idle"
+
+
+async def test_interrupt_answered_with_input_respond(client: Client) -> None:
+    async with client.threads.stream(assistant_id="approval") as thread:
+        await thread.run.start(input={"request": "invoice"})
+        events = [e async for e in thread.subscribe(["lifecycle", "input"])]  # ends at the pause
+        assert thread.interrupted
+        [interrupt] = thread.interrupts
+        [requested] = [e["params"]["data"] for e in events if e["method"] == "input.requested"]
+        assert requested["payload"]["question"] == "Approve this action?"
+        assert requested["interrupt_id"] == interrupt["interrupt_id"]
+        # SDK 0.4.14 reads `value` (None against the reference); Keel sends it too.
+        assert interrupt["value"] == (None if reference_requested() else requested["payload"])
+        assert await thread.run.respond({"type": "approve"}) == {}
+        output = await asyncio.wait_for(thread.output, 30)
+    assert output["decision"] == "approved"
+    assert output["result"] == "done: send e-mail about invoice"
+
+
+async def test_since_replays_the_events_after_a_seq(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    async with client.threads.stream(assistant_id="chat_fake") as thread:
+        await thread.run.start(input=CHAT_INPUT)
+        await asyncio.wait_for(thread.output, 30)
+    tid = thread.thread_id
+    body: dict[str, Any] = {"channels": ["lifecycle", "values"]}
+    everything = await asyncio.wait_for(_sse(http, tid, body), 30)
+    assert everything[0]["params"]["data"]["event"] == "running"
+    middle = everything[len(everything) // 2]
+    tail = await asyncio.wait_for(_sse(http, tid, {**body, "since": middle["seq"]}), 30)
+    assert _timeless(tail) == _timeless(everything[len(everything) // 2 + 1 :])
+    # Namespaces and depth filter: the root only (chat_fake has no subgraphs), same events.
+    rooted = await _sse(http, tid, {**body, "namespaces": [[]], "depth": 0})
+    assert _timeless(rooted) == _timeless(everything)
+
+
+def _timeless(events: list[dict[str, Any]]) -> list[Any]:
+    """Events without their timestamp (the reference stamps synthesized events when read)."""
+    return [(e["seq"], e["method"], e["params"]["namespace"], e["params"]["data"]) for e in events]
+
+
+async def test_errors(http: httpx.AsyncClient) -> None:
+    tid = str(uuid.uuid4())
+    bad = await http.post(f"/threads/{tid}/stream/events", json={"channels": ["nope"]})
+    assert bad.status_code == 400
+    if not reference_requested():  # the reference keeps the stream open, waiting for the thread
+        missing = await http.post(f"/threads/{tid}/stream/events", json={"channels": ["values"]})
+        assert missing.status_code == 404
+    commands = f"/threads/{tid}/commands"
+    malformed = await http.post(commands, json={"id": 7, "params": {}})
+    assert malformed.status_code == 400
+    assert malformed.json()["type"] == "error"
+    assert malformed.json()["error"] == "invalid_argument"
+    unknown = await http.post(commands, json={"id": 3, "method": "nope", "params": {}})
+    assert unknown.status_code == 200
+    assert unknown.json()["type"] == "error" and unknown.json()["error"] == "unknown_command"
+    assert unknown.json()["id"] == 3
+    respond = {"namespace": [], "interrupt_id": "x", "response": 1}
+    command = {"id": 4, "method": "input.respond", "params": respond}
+    nothing = await http.post(commands, json=command)
+    assert nothing.status_code == 200
+    assert nothing.json()["error"] == "no_such_run"
