@@ -135,8 +135,10 @@ async def _settled(storage: Storage, thread_id: str, wait: Waiter) -> tuple[Row 
     """The thread and its latest run, once that run has ended: the client may answer an
     `input.requested` event before the run that sent it is recorded (waited for, boundedly)."""
     async with storage.read() as tx:
-        thread = await tx.get_thread(thread_id)
+        # The run first: once it reads terminal, the thread (settled in the same transaction)
+        # read next is settled too, whatever the isolation level.
         runs = await tx.list_runs(thread_id, None, 1, 0)
+        thread = await tx.get_thread(thread_id)
     if not runs or runs[0]["status"] in TERMINAL:
         return thread, runs
     try:
@@ -144,7 +146,8 @@ async def _settled(storage: Storage, thread_id: str, wait: Waiter) -> tuple[Row 
     except TimeoutError:
         raise CommandError("no_such_run", f"thread {thread_id}: its run is still running") from None
     async with storage.read() as tx:
-        return await tx.get_thread(thread_id), await tx.list_runs(thread_id, None, 1, 0)
+        runs = await tx.list_runs(thread_id, None, 1, 0)
+        return await tx.get_thread(thread_id), runs
 
 
 async def respond_body(storage: Storage, thread_id: str, params: Row, wait: Waiter) -> Row:

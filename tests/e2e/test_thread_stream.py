@@ -76,13 +76,18 @@ async def test_run_start_streams_lifecycle_values_messages(client: Client) -> No
     assert (await client.threads.get(thread.thread_id))["status"] == "idle"
 
 
-async def test_interrupt_answered_with_input_respond(client: Client) -> None:
+async def test_interrupt_answered_with_input_respond(
+    client: Client, http: httpx.AsyncClient
+) -> None:
     async with client.threads.stream(assistant_id="approval") as thread:
         await thread.run.start(input={"request": "invoice"})
-        events = [e async for e in thread.subscribe(["lifecycle", "input"])]  # ends at the pause
+        # Ends when the SDK's lifecycle watcher saw the interrupt (the pause), which can come
+        # before this subscription's own stream delivered it: the event is read raw below.
+        async for _ in thread.subscribe(["lifecycle", "input"]):
+            pass
         assert thread.interrupted
         [interrupt] = thread.interrupts
-        [requested] = [e["params"]["data"] for e in events if e["method"] == "input.requested"]
+        requested = await asyncio.wait_for(_first_input_request(http, thread.thread_id), 30)
         assert requested["payload"]["question"] == "Approve this action?"
         assert requested["interrupt_id"] == interrupt["interrupt_id"]
         # SDK 0.4.14 reads `value` (None against the reference); Keel sends it too.
@@ -109,6 +114,18 @@ async def test_since_replays_the_events_after_a_seq(
     # Namespaces and depth filter: the root only (chat_fake has no subgraphs), same events.
     rooted = await _sse(http, tid, {**body, "namespaces": [[]], "depth": 0})
     assert _timeless(rooted) == _timeless(everything)
+
+
+async def _first_input_request(http: httpx.AsyncClient, thread_id: str) -> dict[str, Any]:
+    body = {"channels": ["input"]}
+    async with http.stream("POST", f"/threads/{thread_id}/stream/events", json=body) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                assert event["method"] == "input.requested"
+                data: dict[str, Any] = event["params"]["data"]
+                return data
+    raise AssertionError("the stream ended without an input.requested event")
 
 
 def _timeless(events: list[dict[str, Any]]) -> list[Any]:
