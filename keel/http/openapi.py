@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from . import schemas as s
 from .a2a import JsonRpcRequest
 from .admin import KeyCreate
+from .threadstream import EventStreamBody, ProtocolCommand
 
 REF = "#/components/schemas/{model}"
 # (method, path) -> the model of its JSON body (a list of it for /runs/batch)
@@ -54,6 +55,8 @@ BODIES: dict[tuple[str, str], type[BaseModel] | tuple[type[BaseModel]]] = {
     ("post", "/store/namespaces"): s.StoreNamespaces,
     ("post", "/keel/keys"): KeyCreate,
     ("post", "/a2a/{assistant_id}"): JsonRpcRequest,
+    ("post", "/threads/{thread_id}/commands"): ProtocolCommand,
+    ("post", "/threads/{thread_id}/stream/events"): EventStreamBody,
 }
 # Routes that take no body (their input is in the path and the query string).
 NO_BODY = {

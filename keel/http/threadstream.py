@@ -35,10 +35,27 @@ from .auth import authorize
 from .deps import check_uuid, raw_body, services
 from .responses import JSON
 from .runs import _create_one
-from .schemas import RunCreate, validate
+from .schemas import Body, RunCreate, validate
 from .sse import with_heartbeat
 
 router = APIRouter(tags=["threads"])
+
+
+class ProtocolCommand(Body):
+    """A command (`langchain_protocol.Command`), for /openapi.json: read by parse_command."""
+
+    id: int
+    method: str
+    params: dict[str, Any] | None = None
+
+
+class EventStreamBody(Body):
+    """`langchain_protocol.EventStreamRequest`, for /openapi.json: read by parse_subscription."""
+
+    channels: list[str]
+    namespaces: list[list[str]] | None = None
+    depth: int | None = None
+    since: int | None = None
 
 
 async def _readable(request: Request, thread_id: str) -> None:
