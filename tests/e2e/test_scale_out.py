@@ -11,6 +11,7 @@ import asyncio
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -468,3 +469,56 @@ async def test_thread_stream_on_another_api_process(fleet: Fleet) -> None:
     assert ("metadata", {"status": "run_done", "run_id": run["run_id"]}) in got
     assert names.count("values") >= 3 and names[-1] == "state_update"
     assert got[-1][1]["state"]["values"]["tag"] == "edited"
+
+
+async def _v3_events(url: str, tid: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A thread's v3 events (raw SSE) from one API process, up to the root run's end."""
+    seen: list[dict[str, Any]] = []
+    path = f"/threads/{tid}/stream/events"
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=60) as raw,
+        raw.stream("POST", path, json=body) as res,
+    ):
+        assert res.status_code == 200
+        async for line in res.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            seen.append(orjson.loads(line[5:]))
+            data = seen[-1]["params"]["data"]
+            if seen[-1]["method"] == "lifecycle" and data["event"] == "completed":
+                return seen
+    return seen
+
+
+@pytest.mark.usefixtures("sdk")
+async def test_v3_since_replay_across_kill9_and_api_processes(fleet: Fleet, gate: Gate) -> None:
+    """A v3 run whose worker is killed mid-run: followed on one API process, replayed after a
+    `since` on the other; the seqs come from the durable log, so both agree."""
+    tid = str(uuid.uuid4())
+    start = {
+        "id": 1,
+        "method": "run.start",
+        "params": {"assistant_id": "slow", "input": {"delay": 0.01}, "config": gate.config},
+    }
+    async with httpx.AsyncClient(base_url=fleet.apis[0].url, timeout=30) as raw:
+        answer = (await raw.post(f"/threads/{tid}/commands", json=start)).json()
+    run_id = answer["result"]["run_id"]
+    victim = fleet.worker_of(await _until(lambda: fleet.executor(run_id)))
+    victim.kill9()
+    gate.open()
+    try:
+        body = {"channels": ["lifecycle", "updates"]}
+        followed = await asyncio.wait_for(_v3_events(fleet.apis[1].url, tid, body), 60)
+        assert fleet.run_row(run_id)["attempt"] >= 2
+        nodes = [e["params"]["data"]["node"] for e in followed if e["method"] == "updates"]
+        assert nodes == ["step1", "step2", "step3"]
+        lifecycle = [e["params"]["data"]["event"] for e in followed if e["method"] == "lifecycle"]
+        assert "running" in lifecycle and lifecycle[-1] == "completed"
+        seqs = [e["seq"] for e in followed]
+        assert seqs == sorted(set(seqs))
+        middle = len(followed) // 2
+        since = {**body, "since": followed[middle]["seq"]}
+        replayed = await asyncio.wait_for(_v3_events(fleet.apis[0].url, tid, since), 60)
+        assert replayed == followed[middle + 1 :]
+    finally:
+        victim.start()
