@@ -154,3 +154,18 @@ async def test_errors(http: httpx.AsyncClient) -> None:
     nothing = await http.post(commands, json=command)
     assert nothing.status_code == 200
     assert nothing.json()["error"] == "no_such_run"
+
+
+async def test_a_failed_run_ends_with_lifecycle_failed(client: Client) -> None:
+    async with client.threads.stream(assistant_id="failing") as thread:
+        await thread.run.start(input={"value": "x"})
+        events = await asyncio.wait_for(_until_end(thread.subscribe(["lifecycle"])), 30)
+        try:
+            await asyncio.wait_for(thread.output, 30)
+        except RuntimeError as exc:
+            failure: Exception | None = exc
+        else:
+            failure = None
+    assert events[-1]["params"]["data"]["event"] == "failed"
+    assert "boom" in str(events[-1]["params"]["data"]["error"])
+    assert failure is not None and "Run errored" in str(failure)
