@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "langgraph-sdk-integration"
 SUITE_TIMEOUT = 900.0
 
-# Keel serves the "v3" thread-centric protocol over SSE (docs/thread-stream.md). Tests that still
+# Keel serves the "v3" thread-centric protocol, SSE and WebSocket (docs/thread-stream.md). Tests that still
 # cannot pass here are deselected by name, each with its reason.
 RACY = (
     "races in the SDK itself: the interrupt that ends the projection arrives on the lifecycle "
@@ -34,7 +34,6 @@ RACY = (
     "preceding it; fails against the reference as well (langgraph-api 0.16.7)"
 )
 PORT_2024 = "hardcodes http://localhost:2024 instead of LANGGRAPH_INTEGRATION_URL"
-NO_WS = "needs WS /threads/{id}/stream/events (the websocket transport): not served yet"
 DESELECT: dict[str, str] = {
     "test_extensions.py::test_extensions_async": RACY,
     "test_extensions.py::test_extensions_sync": RACY,
@@ -45,8 +44,6 @@ DESELECT: dict[str, str] = {
     "test_remote_graph_v3.py::test_async_resume_after_interrupt": PORT_2024,
     "test_remote_graph_v3.py::test_sync_happy_path_yields_output": PORT_2024,
     "test_remote_graph_v3.py::test_abort_mid_run_cancels_server_side": PORT_2024,
-    "test_websocket.py::test_websocket_async": NO_WS,
-    "test_websocket.py::test_websocket_sync": NO_WS,
 }
 
 

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import httpx
+import websockets
 
 from tests.e2e.helpers import Client
 from tests.support.reference import reference_requested
@@ -72,7 +73,9 @@ async def test_run_start_streams_lifecycle_values_messages(client: Client) -> No
     deltas = [d["delta"]["text"] for d in data if d["event"] == "content-block-delta"]
     assert "".join(deltas) == "you said hi"
     assert data[-1]["event"] == "message-finish"
-    # The thread was created by run.start (the SDK minted its id).
+    # The thread was created by run.start (the SDK minted its id). The root `completed` event
+    # can reach the client before the run's end is recorded: join the run first.
+    await client.runs.join(thread.thread_id, started["run_id"])
     assert (await client.threads.get(thread.thread_id))["status"] == "idle"
 
 
@@ -169,3 +172,27 @@ async def test_a_failed_run_ends_with_lifecycle_failed(client: Client) -> None:
     assert events[-1]["params"]["data"]["event"] == "failed"
     assert "boom" in str(events[-1]["params"]["data"]["error"])
     assert failure is not None and "Run errored" in str(failure)
+
+
+async def test_websocket_transport(client: Client, server_url: str) -> None:
+    async with client.threads.stream(assistant_id="chat_fake", transport="websocket") as thread:
+        await thread.run.start(input=CHAT_INPUT)
+        events = await asyncio.wait_for(
+            _until_end(thread.subscribe(["lifecycle", "messages"])), 30
+        )
+        output = await asyncio.wait_for(thread.output, 30)
+    assert output["messages"][-1]["content"] == "noted 2 messages"
+    deltas = [
+        e["params"]["data"]["delta"]["text"]
+        for e in events
+        if e["method"] == "messages" and e["params"]["data"]["event"] == "content-block-delta"
+    ]
+    assert "".join(deltas) == "you said hi"
+    # A bad channel in a WebSocket subscribe is an invalid_argument frame.
+    url = server_url.replace("http://", "ws://") + f"/threads/{thread.thread_id}/stream/events"
+    async with websockets.connect(url) as ws:
+        bad = {"id": 1, "method": "subscription.subscribe", "params": {"channels": ["nope"]}}
+        await ws.send(json.dumps(bad))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    assert answer["type"] == "error" and answer["error"] == "invalid_argument"
+    assert answer["id"] == 1
