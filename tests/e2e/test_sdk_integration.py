@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "langgraph-sdk-integration"
 SUITE_TIMEOUT = 900.0
 
-# Keel serves the "v3" thread-centric protocol, SSE and WebSocket (docs/thread-stream.md). Tests that still
-# cannot pass here are deselected by name, each with its reason.
+# Keel serves the "v3" thread-centric protocol, SSE and WebSocket (docs/thread-stream.md).
+# Tests that still cannot pass here are deselected by name, each with its reason.
 RACY = (
     "races in the SDK itself: the interrupt that ends the projection arrives on the lifecycle "
     "watcher's own SSE stream, possibly before the projection's stream delivered the events "
