@@ -6,11 +6,14 @@ outcomes, the OpenAPI security schemes."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError
@@ -146,3 +149,25 @@ async def test_the_openapi_schema_names_the_security_schemes(raw: httpx.AsyncCli
     assert schema["security"] == SCHEMES["security"]
 
 
+
+
+async def test_v3_thread_stream_is_the_owners(raw: httpx.AsyncClient, url: str) -> None:
+    """The v3 protocol under auth: run.start as a run creation, the event stream as a read of
+    the thread (another user's: 404), the WebSocket transport refused (its handshake is not
+    authenticated yet)."""
+    tid = str(uuid.uuid4())
+    start = {"id": 1, "method": "run.start", "params": {"assistant_id": "config_echo"}}
+    assert (await raw.post(f"/threads/{tid}/commands", json=start)).status_code == 401
+    started = await raw.post(f"/threads/{tid}/commands", json=start, headers=_as("tok-alice"))
+    assert started.json()["type"] == "success"
+    body = {"channels": ["lifecycle"]}
+    path = f"/threads/{tid}/stream/events"
+    other = await raw.post(path, json=body, headers=_as("tok-bob"))
+    assert other.status_code == 404
+    async with raw.stream("POST", path, json=body, headers=_as("tok-alice")) as own:
+        assert own.status_code == 200
+    ws_url = url.replace("http://", "ws://") + path
+    async with websockets.connect(ws_url, additional_headers=_as("tok-alice")) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
