@@ -68,8 +68,13 @@ async def _readable(request: Request, thread_id: str) -> None:
 
 def _event_frame(event: Row) -> bytes:
     return (
-        b"event: " + str(event["method"]).encode() + b"\r\ndata: " + dumps(event)
-        + b"\r\nid: " + str(event["event_id"]).encode() + b"\r\n\r\n"
+        b"event: "
+        + str(event["method"]).encode()
+        + b"\r\ndata: "
+        + dumps(event)
+        + b"\r\nid: "
+        + str(event["event_id"]).encode()
+        + b"\r\n\r\n"
     )
 
 

@@ -177,9 +177,7 @@ async def test_a_failed_run_ends_with_lifecycle_failed(client: Client) -> None:
 async def test_websocket_transport(client: Client, server_url: str) -> None:
     async with client.threads.stream(assistant_id="chat_fake", transport="websocket") as thread:
         await thread.run.start(input=CHAT_INPUT)
-        events = await asyncio.wait_for(
-            _until_end(thread.subscribe(["lifecycle", "messages"])), 30
-        )
+        events = await asyncio.wait_for(_until_end(thread.subscribe(["lifecycle", "messages"])), 30)
         output = await asyncio.wait_for(thread.output, 30)
     assert output["messages"][-1]["content"] == "noted 2 messages"
     deltas = [
