@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from keel import __version__
 from keel.assistants import AssistantService
 from keel.auth.scope import EVERYTHING
 from keel.errors import Forbidden, KeelError, NotFound, Unauthorized
@@ -68,8 +69,10 @@ class RequestHost:
 
     async def schema(self, assistant: dict[str, Any]) -> dict[str, Any]:
         entry = self.s.graphs.get(assistant["graph_id"])
-        config = {"configurable": {"assistant_id": assistant["assistant_id"]},
-                  **assistant["config"]}
+        config = {
+            "configurable": {"assistant_id": assistant["assistant_id"]},
+            **assistant["config"],
+        }
         user = current_user(self.request)
         store = for_user(self.s.storage.store, user, self.s.settings.auth.builtin)
         async with entry.build(config, None, store, "assistants.read") as g:
@@ -85,7 +88,8 @@ class RequestHost:
         read = await authorize(self.request, "threads", "read", {"thread_id": thread_id})
         async with self.s.storage.read() as tx:
             found: dict[str, Any] | None = await tx.get_thread_in(
-                thread_id, *read.where(tx.dialect))
+                thread_id, *read.where(tx.dialect)
+            )
         return found
 
     async def run(self, run_id: str) -> dict[str, Any] | None:
@@ -101,8 +105,14 @@ class RequestHost:
         async with self.s.storage.read() as tx:
             return [dict(r) for r in await tx.list_runs(thread_id, None, RUNS_SCANNED, 0)]
 
-    async def start(self, assistant_id: str, thread_id: str, payload: dict[str, Any],
-                    metadata: dict[str, Any], streamed: bool) -> dict[str, Any]:
+    async def start(
+        self,
+        assistant_id: str,
+        thread_id: str,
+        payload: dict[str, Any],
+        metadata: dict[str, Any],
+        streamed: bool,
+    ) -> dict[str, Any]:
         raw: dict[str, Any] = {"assistant_id": assistant_id, "if_not_exists": "create", **payload}
         if metadata:
             raw["metadata"] = metadata
@@ -146,7 +156,7 @@ async def _card(request: Request, assistant_id: str) -> Response:
     required = [str(r) for r in schema.get("required") or []]
     base = str(request.base_url).rstrip("/")
     url = f"{base}/a2a/{assistant_id}"
-    return _json(a2a_run.card(assistant, fields, required, url, _version()))
+    return _json(a2a_run.card(assistant, fields, required, url, __version__))
 
 
 @router.get("/a2a/{assistant_id}/.well-known/agent-card.json")
@@ -218,9 +228,3 @@ def _streamed(call: a2a.Call, events: AsyncIterator[dict[str, Any]]) -> Streamin
 
 def _sse(message: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(message) + b"\n\n"
-
-
-def _version() -> str:
-    from keel import __version__
-
-    return __version__

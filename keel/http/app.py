@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from keel import __version__
 from keel.errors import KeelError
 from keel.runtime import Runtime
 from keel.settings import Settings
@@ -73,7 +74,14 @@ def _lifespan(
         rt = Runtime(settings)
         await rt.start()
         app.state.keel = Services(
-            settings, rt.storage, rt.graphs, rt.hub, rt.workers, rt.runs, rt.scheduler, rt.guard,
+            settings,
+            rt.storage,
+            rt.graphs,
+            rt.hub,
+            rt.workers,
+            rt.runs,
+            rt.scheduler,
+            rt.guard,
             sandboxes=rt.sandboxes,
         )
         try:
@@ -94,7 +102,7 @@ def create_app(settings: Settings) -> ASGIApp:
     meta_on = http.enabled("meta")  # off: no /, /info, /docs, /redoc, /openapi.json
     app = FastAPI(
         title="Keel",
-        version=_version(),
+        version=__version__,
         lifespan=combined_lifespan(_lifespan(settings), user),
         default_response_class=JSON,
         openapi_url="/openapi.json" if meta_on else None,
@@ -191,12 +199,6 @@ def _add_cors(app: FastAPI, settings: Settings) -> None:
     )
 
 
-def _version() -> str:
-    from keel import __version__
-
-    return __version__
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KeelError)
     async def keel_error(_: Request, exc: KeelError) -> Response:
@@ -204,13 +206,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
-        parts = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ]
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return JSON({"detail": "; ".join(parts)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return JSON(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-        )
+        return JSON({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from keel import __version__
 from keel.assistants import AssistantService
 from keel.graphs import graph_schemas
 from keel.protocols import mcp
@@ -51,8 +52,9 @@ class RequestHost:
             async with ctx as g:
                 schema = graph_schemas(assistant["graph_id"], g).get("input_schema")
         except Exception as exc:  # a graph that cannot be built still gets a tool
-            mcp.log.warning("mcp: no input schema for assistant %s: %r",
-                            assistant["assistant_id"], exc)
+            mcp.log.warning(
+                "mcp: no input schema for assistant %s: %r", assistant["assistant_id"], exc
+            )
             return None
         return schema if isinstance(schema, dict) else None
 
@@ -168,7 +170,7 @@ async def _request(request: Request, msg: mcp.Message, want_sse: bool) -> Respon
     s = services(request)
     host = RequestHost(request, s, msg.id)
     if msg.method == "initialize":
-        result = mcp.initialize(msg.params, _version())
+        result = mcp.initialize(msg.params, __version__)
         session = request.headers.get(SESSION_HEADER) or uuid.uuid4().hex
         return _json(mcp.answer(msg.id, result), headers={"Mcp-Session-Id": session})
     if msg.method == "ping":
@@ -188,7 +190,10 @@ async def _request(request: Request, msg: mcp.Message, want_sse: bool) -> Respon
 
 
 async def _finish(
-    inflight: mcp.InFlight, key: Hashable, host: RequestHost, msg: mcp.Message,
+    inflight: mcp.InFlight,
+    key: Hashable,
+    host: RequestHost,
+    msg: mcp.Message,
     run: dict[str, Any],
 ) -> dict[str, Any]:
     """Wait for the call's run (registered for cancellation until then); its answer."""
@@ -202,8 +207,12 @@ async def _finish(
 
 
 def _streamed(
-    inflight: mcp.InFlight, key: Hashable, host: RequestHost, msg: mcp.Message,
-    token: str | int, run: dict[str, Any],
+    inflight: mcp.InFlight,
+    key: Hashable,
+    host: RequestHost,
+    msg: mcp.Message,
+    token: str | int,
+    run: dict[str, Any],
 ) -> StreamingResponse:
     """SSE: progress notifications while the run streams, then the call's answer."""
 
@@ -221,9 +230,3 @@ def _streamed(
 
 def _sse(message: dict[str, Any]) -> bytes:
     return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
-
-
-def _version() -> str:
-    from keel import __version__
-
-    return __version__
