@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 from keel.errors import InvalidInput
@@ -56,8 +55,3 @@ def usage(path: Path) -> int:
             with contextlib.suppress(FileNotFoundError):
                 total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
     return total
-
-
-def remove(root: Path, thread_id: str) -> None:
-    """Delete the workspace of `thread_id` (no error when it does not exist)."""
-    shutil.rmtree(path_for(root, thread_id), ignore_errors=True)
