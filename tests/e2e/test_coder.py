@@ -5,7 +5,6 @@ shape langchain's HumanInTheLoopMiddleware takes: `{"decisions": [{"type": ...}]
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import database_for
 from tests.e2e.helpers import Client
+from tests.support.configured import serve_keel
 from tests.support.reference import ROOT
 from tests.support.sandbox import traversable_dir
 from tests.support.server import KeelServer
@@ -42,12 +41,6 @@ RUN_TESTS = "python3 -B -m unittest -v test_calc"
 APPROVE = {"decisions": [{"type": "approve"}]}
 
 
-def sandbox_config(workdir: Path) -> Path:
-    path = workdir / "keel.json"
-    path.write_text(json.dumps(CONFIG))
-    return path
-
-
 @pytest.fixture(scope="module")
 def root() -> Iterator[Path]:
     with traversable_dir("keel-coder-") as base:
@@ -64,14 +57,8 @@ def server(
     if backend == "reference":
         pytest.skip("Keel's own config (the sandbox)")
     workdir = tmp_path_factory.mktemp(f"coder-{backend}")
-    database = database_for(backend, request, workdir)
     env = {"KEEL_MODEL": "", "KEEL_SANDBOX_ROOT": str(root)}
-    srv = KeelServer(sandbox_config(workdir), workdir, database=database, env=env)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from serve_keel(backend, request, workdir, CONFIG, env)
 
 
 def tool_results(out: dict[str, Any], name: str) -> list[str]:

@@ -6,7 +6,6 @@ the reference has no `mcp_servers` section, so this module is not run against it
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -16,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import database_for
 from tests.e2e.helpers import Client
+from tests.support.configured import serve_keel
 from tests.support.reference import ROOT
 from tests.support.server import KeelServer
 
@@ -37,15 +36,7 @@ def server(
         "graphs": {"notes": f"{EXAMPLES / 'agents' / 'notes.py'}:make_graph"},
         "mcp_servers": {"notes": {"command": "python", "args": ["notes_server.py"]}},
     }
-    path = workdir / "keel.json"
-    path.write_text(json.dumps(config))
-    database = database_for(backend, request, workdir)
-    srv = KeelServer(path, workdir, database=database, env={"KEEL_MODEL": ""})
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from serve_keel(backend, request, workdir, config, env={"KEEL_MODEL": ""})
 
 
 def ask(text: str) -> dict[str, Any]:

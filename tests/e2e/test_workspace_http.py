@@ -20,6 +20,7 @@ from keel.sandbox import Sandbox, for_thread
 from keel.settings.sandbox import SandboxSettings
 from tests.conftest import database_for, serve
 from tests.support.api_keys import KEYS_GRAPHS, headers, org_keys
+from tests.support.configured import serve_keel
 from tests.support.sandbox import traversable_dir
 from tests.support.server import KeelServer
 
@@ -45,17 +46,9 @@ def ws_server(
     if backend == "reference":
         pytest.skip("Keel-only: the reference has no sandbox workspaces")
     workdir = tmp_path_factory.mktemp(f"ws-{backend}")
-    config = workdir / "keel.json"
-    config.write_text(
-        json.dumps({"graphs": KEYS_GRAPHS, "auth": {"api_keys": True}, "sandbox": {}})
-    )
-    database = database_for(backend, request, workdir)
-    srv = KeelServer(config, workdir, database=database, env={"KEEL_SANDBOX_ROOT": str(root)})
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    config = {"graphs": KEYS_GRAPHS, "auth": {"api_keys": True}, "sandbox": {}}
+    env = {"KEEL_SANDBOX_ROOT": str(root)}
+    yield from serve_keel(backend, request, workdir, config, env)
 
 
 @pytest.fixture(scope="module")

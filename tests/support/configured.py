@@ -45,3 +45,24 @@ def serve_config(
         yield srv.url
     finally:
         srv.stop()
+
+
+def serve_keel(
+    backend: str,
+    request: pytest.FixtureRequest,
+    workdir: Path,
+    config: dict[str, Any],
+    env: dict[str, str] | None = None,
+) -> Iterator[KeelServer]:
+    """Keel only (a config with Keel's own sections): `config` written as `workdir/keel.json`,
+    a server started with it and `env` on a fresh database of `backend`; stopped afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "keel.json"
+    path.write_text(json.dumps(config))
+    database = database_for(backend, request, workdir)
+    srv = KeelServer(path, workdir, database=database, env=env)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
