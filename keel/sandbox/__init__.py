@@ -56,6 +56,22 @@ class SandboxHooks(Protocol):
     def after_blocking(self) -> None: ...
 
 
+class NoHooks:
+    """One host (no sync): nothing happens around an operation."""
+
+    async def before(self) -> None:
+        return None
+
+    async def after(self, result: object = None) -> None:
+        return None
+
+    def before_blocking(self) -> None:
+        return None
+
+    def after_blocking(self) -> None:
+        return None
+
+
 class Sandbox:
     """The workspace of one thread, and commands run inside it."""
 
@@ -64,14 +80,13 @@ class Sandbox:
     ) -> None:
         self.workspace = workspace
         self.settings = settings
-        self.hooks = hooks
+        self.hooks: SandboxHooks = hooks or NoHooks()
 
     async def run(self, cmd: str | list[str], *, wall_seconds: float | None = None) -> Result:
         """`cmd` (a shell string, or an argv) in a fresh sandbox; refused over the quota.
         `wall_seconds` shortens the configured wall time (never lengthens it)."""
-        if self.hooks:
-            await self.hooks.before()
-        self._check_quota(0)
+        await self.hooks.before()
+        await asyncio.to_thread(self._check_quota, 0)  # a walk of the workspace: off the loop
         argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         limits = self.settings.limits
         if wall_seconds is not None and 0 < wall_seconds < limits.wall_seconds:
@@ -80,42 +95,33 @@ class Sandbox:
         result = await bubblewrap.run(
             self.workspace, argv, limits, allow=self.settings.allow, watch=watch
         )
-        if self.hooks:
-            await self.hooks.after(result)
+        await self.hooks.after(result)
         return result
 
     def read(self, path: str) -> bytes:
-        if self.hooks:
-            self.hooks.before_blocking()
+        self.hooks.before_blocking()
         return self._read(path)
 
     def write(self, path: str, data: bytes | str) -> None:
-        if self.hooks:
-            self.hooks.before_blocking()
+        self.hooks.before_blocking()
         self._write(path, data)
-        if self.hooks:
-            self.hooks.after_blocking()
+        self.hooks.after_blocking()
 
     def ls(self, path: str = ".") -> list[str]:
-        if self.hooks:
-            self.hooks.before_blocking()
+        self.hooks.before_blocking()
         return self._ls(path)
 
     async def aread(self, path: str) -> bytes:
-        if self.hooks:
-            await self.hooks.before()
+        await self.hooks.before()
         return await asyncio.to_thread(self._read, path)
 
     async def awrite(self, path: str, data: bytes | str) -> None:
-        if self.hooks:
-            await self.hooks.before()
+        await self.hooks.before()
         await asyncio.to_thread(self._write, path, data)
-        if self.hooks:
-            await self.hooks.after()
+        await self.hooks.after()
 
     async def als(self, path: str = ".") -> list[str]:
-        if self.hooks:
-            await self.hooks.before()
+        await self.hooks.before()
         return await asyncio.to_thread(self._ls, path)
 
     def _read(self, path: str) -> bytes:

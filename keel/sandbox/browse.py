@@ -94,9 +94,7 @@ async def catch_up(sandboxes: Sandboxes, thread_id: str) -> None:
     async with sandboxes.storage.statements() as tx:
         if await tx.workspace_version(thread_id) == 0:
             return
-    hooks = sandboxes.for_thread(thread_id).hooks
-    if hooks is not None:
-        await hooks.before()
+    await sandboxes.for_thread(thread_id).hooks.before()
 
 
 def existing(settings: SandboxSettings, thread_id: str) -> Sandbox | None:
