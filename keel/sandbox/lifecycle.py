@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from keel.sandbox.sync import VERSIONS
+from keel.sandbox import sync
 from keel.sandbox.workspaces import THREAD_ID, path_for
 
 log = logging.getLogger("keel.sandbox")
@@ -100,8 +100,7 @@ async def sweep_orphans(
         for thread_id in batch:
             if thread_id not in alive and discard(root, thread_id):
                 removed += 1
-                with contextlib.suppress(FileNotFoundError):  # keel.sandbox.sync's record
-                    (root / VERSIONS / thread_id).unlink()
+                sync.forget(root, thread_id)
     trash = root / TRASH
     if trash.is_dir():
         for entry in os.scandir(trash):

@@ -88,12 +88,10 @@ class WorkspaceSync:
 
     def forget(self, thread_id: str) -> None:
         """This host no longer has the workspace (removed): the next operation restores it."""
-        with contextlib.suppress(FileNotFoundError):
-            self._version_file(thread_id).unlink()
+        forget(self.root, thread_id)
 
     def _version_file(self, thread_id: str) -> Path:
-        workspaces.path_for(self.root, thread_id)  # validates the id
-        return self.root / VERSIONS / thread_id
+        return version_file(self.root, thread_id)
 
     # ------------------------------------------------------------------ pull / push
     async def pull(self, thread_id: str, workspace: Path) -> None:
@@ -194,6 +192,18 @@ def replace(workspace: Path, data: bytes) -> None:
     os.rename(workspace, old)
     os.rename(fresh, workspace)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def version_file(root: Path, thread_id: str) -> Path:
+    """Where this host records the version of its copy of `thread_id`'s workspace."""
+    workspaces.path_for(root, thread_id)  # validates the id
+    return root / VERSIONS / thread_id
+
+
+def forget(root: Path, thread_id: str) -> None:
+    """Drop this host's record of `thread_id`'s copy (its workspace was removed)."""
+    with contextlib.suppress(FileNotFoundError):
+        version_file(root, thread_id).unlink()
 
 
 def stamp(workspace: Path) -> str:
