@@ -4,6 +4,7 @@ read the thread; docs/sandbox.md, "Workspaces over HTTP"."""
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from typing import Any
 from urllib.parse import quote
@@ -44,7 +45,7 @@ async def listing(request: Request, thread_id: str) -> Any:
         if browse.normalized(path):
             raise NotFound(f"no such directory in the workspace: {path!r}")
         return JSON({"path": "", "entries": [], "truncated": False})
-    return JSON(browse.listing(sandbox, path))
+    return JSON(await asyncio.to_thread(browse.listing, sandbox, path))  # up to 10,000 stats
 
 
 @router.get("/threads/{thread_id}/workspace/{path:path}")
@@ -53,7 +54,7 @@ async def download(request: Request, thread_id: str, path: str) -> Any:
     _, sandbox = await _workspace(request, thread_id)
     if sandbox is None:
         raise NotFound(f"no such file in the workspace: {path!r}")
-    fd, size = browse.open_file(sandbox, path)
+    fd, size = await asyncio.to_thread(browse.open_file, sandbox, path)
     name = path.rsplit("/", 1)[-1]
     headers = {
         "Content-Length": str(size),
