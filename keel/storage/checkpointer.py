@@ -5,15 +5,19 @@ SQLite: LangGraph's saver, run inline on the event loop over Keel's connection.
 SQLite calls on a local WAL file take microseconds; handing each one to a worker thread (as
 `aiosqlite` does) costs more than the query itself. Keel therefore keeps one `sqlite3`
 connection and calls it directly from the event loop. Storage transactions and checkpoint writes
-never interleave because neither yields to the loop in the middle of a transaction.
+never interleave because neither yields to the loop in the middle of a transaction. A sync node
+runs in a worker thread, and a subgraph it invokes calls the saver's sync methods there: those
+calls hop onto the event loop (as LangGraph's async Postgres saver does), so every statement on
+the connection still runs on the loop's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from langchain_core.runnables import RunnableConfig
@@ -35,6 +39,7 @@ from keel.errors import InvalidInput
 
 # The checkpoint metadata keys LangGraph's SQLite saver can filter on.
 FILTER_KEY = re.compile(r"[a-zA-Z0-9_.-]+")
+T = TypeVar("T")
 NUL_TEXT = "Text holding a NUL character (\\u0000) cannot be stored on PostgreSQL"
 
 
@@ -59,7 +64,38 @@ def with_thread_id(config: RunnableConfig, metadata: CheckpointMetadata) -> Chec
 
 
 class KeelSqliteSaver(SqliteSaver):
-    """`SqliteSaver` with its async interface served inline (no thread pool)."""
+    """`SqliteSaver` with its async interface served inline (no thread pool), and its sync
+    interface moved onto the event loop when another thread calls it."""
+
+    loop: asyncio.AbstractEventLoop | None = None  # the loop owning the connection, once open
+
+    def _on_loop(self, fn: Callable[[], T]) -> T:
+        """`fn()` on the owning loop's thread: here when this is it (or no loop runs)."""
+        loop = self.loop
+        if loop is None or not loop.is_running() or _running_loop() is loop:
+            return fn()
+
+        async def call() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._on_loop(lambda: SqliteSaver.get_tuple(self, config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        return iter(
+            self._on_loop(
+                lambda: [*SqliteSaver.list(self, config, filter=filter, before=before, limit=limit)]
+            )
+        )
 
     def put(
         self,
@@ -68,7 +104,16 @@ class KeelSqliteSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return super().put(config, checkpoint, with_thread_id(config, metadata), new_versions)
+        stamped = with_thread_id(config, metadata)
+        return self._on_loop(
+            lambda: SqliteSaver.put(self, config, checkpoint, stamped, new_versions)
+        )
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._on_loop(lambda: SqliteSaver.delete_thread(self, thread_id))
+
+    def get_delta_channel_history(self, **kwargs: Any) -> Any:
+        return self._on_loop(lambda: SqliteSaver.get_delta_channel_history(self, **kwargs))
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self.get_tuple(config)
@@ -118,6 +163,15 @@ class KeelSqliteSaver(SqliteSaver):
         # One commit for all of a task's writes: the connection is in autocommit mode, where
         # `executemany` would otherwise commit (and append to the WAL) once per row. The
         # parent's cursor context commits this transaction when it is done.
+        self._on_loop(lambda: self._put_writes(config, writes, task_id, task_path))
+
+    def _put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> None:
         if len(writes) > 1 and self.conn.in_transaction is False:
             self.conn.execute("BEGIN")
         super().put_writes(config, writes, task_id, task_path)
@@ -127,6 +181,13 @@ class KeelSqliteSaver(SqliteSaver):
 
     async def aget_delta_channel_history(self, **kwargs: Any) -> Any:
         return self.get_delta_channel_history(**kwargs)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class KeelPostgresSaver(AsyncPostgresSaver):

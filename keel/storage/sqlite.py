@@ -113,6 +113,7 @@ class SqliteStorage(Storage):
         conn.execute("PRAGMA foreign_keys=ON")
         self._conn = conn
         self.checkpointer = KeelSqliteSaver(conn)
+        self.checkpointer.loop = asyncio.get_running_loop()
         self.checkpointer.setup()
         self._migrate()
         self.store = self.make_store()
