@@ -157,6 +157,10 @@ class StreamTranslator:
     def configure(self, config: Row) -> Row:
         return config
 
+    async def graph_input(self, graph: Graph, config: Row, graph_input: Any) -> Any:
+        """What the graph is invoked with (the v3 translator may make it a resume)."""
+        return graph_input
+
     def feed(self, chunk: Any) -> None:
         """One `astream` chunk."""
         self.handle(*_split(chunk, self.subgraphs))
@@ -319,6 +323,7 @@ async def stream_run(
         options["context"] = context
     options.update(translator.stream_options())
     config = translator.configure(config)
+    graph_input = await translator.graph_input(graph, config, graph_input)
     if "events" not in translator.requested:
         # Values events hold the graph's output channels only (its output schema).
         options["output_keys"] = graph.output_channels

@@ -22,8 +22,10 @@ from typing import Any
 from langchain_core.messages import BaseMessage
 from langchain_protocol import Checkpoint, InputRequestedData, UpdatesData
 from langgraph._internal._constants import CONFIG_KEY_STREAM_MESSAGES_V2
+from langgraph.types import Command
 
 from keel.execution import INTERRUPT, Publish, StreamTranslator
+from keel.graphs import Graph
 from keel.serde import loads
 from keel.storage.tx import Row
 from keel.streams import TERMINAL
@@ -63,6 +65,16 @@ class ProtocolTranslator(StreamTranslator):
     def configure(self, config: Row) -> Row:
         configurable = {**config.get("configurable", {}), CONFIG_KEY_STREAM_MESSAGES_V2: True}
         return {**config, "configurable": configurable}
+
+    async def graph_input(self, graph: Graph, config: Row, graph_input: Any) -> Any:
+        """`run.start` on a thread waiting at an interrupt resumes it with its input (the
+        langgraph `RemoteGraph` sends `Command(resume=x)` as `input: x`). Decided when the run
+        begins, so a run queued behind the one that interrupted sees that interrupt."""
+        if graph_input is None or isinstance(graph_input, Command):
+            return graph_input
+        thread = {"configurable": {"thread_id": config["configurable"]["thread_id"]}}
+        state = await graph.aget_state(thread)  # type: ignore[arg-type]
+        return Command(resume=graph_input) if state.interrupts else graph_input
 
     def emit(self, method: str, ns: Any, data: Any, node: str | None = None) -> None:
         self._publish(PREFIX + method, params(ns, data, node))

@@ -101,6 +101,27 @@ async def test_interrupt_answered_with_input_respond(
     assert output["result"] == "done: send e-mail about invoice"
 
 
+async def test_run_start_on_an_interrupted_thread_resumes_it(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    """What langgraph's `RemoteGraph` relies on for `Command(resume=x)` (sent as `input: x`):
+    a run.start on a thread waiting at an interrupt resumes it; on an idle thread it starts."""
+    async with client.threads.stream(assistant_id="approval") as thread:
+        await thread.run.start(input={"request": "invoice"})
+        await asyncio.wait_for(_first_input_request(http, thread.thread_id), 30)
+    tid = thread.thread_id
+    async with client.threads.stream(thread_id=tid, assistant_id="approval") as again:
+        await again.run.start(input={"type": "approve"})
+        output = await asyncio.wait_for(again.output, 30)
+    assert output["decision"] == "approved"
+    assert output["result"] == "done: send e-mail about invoice"
+    async with client.threads.stream(thread_id=tid, assistant_id="approval") as fresh:
+        await fresh.run.start(input={"request": "report"})  # idle now: a new start
+        await asyncio.wait_for(_input_requests(http, tid, 2), 30)
+    state = await client.threads.get_state(tid)
+    assert state["values"]["request"] == "report" and state["interrupts"]
+
+
 async def test_since_replays_the_events_after_a_seq(
     client: Client, http: httpx.AsyncClient
 ) -> None:
@@ -120,15 +141,22 @@ async def test_since_replays_the_events_after_a_seq(
 
 
 async def _first_input_request(http: httpx.AsyncClient, thread_id: str) -> dict[str, Any]:
+    return (await _input_requests(http, thread_id, 1))[0]
+
+
+async def _input_requests(http: httpx.AsyncClient, thread_id: str, n: int) -> list[dict[str, Any]]:
+    """The data of the thread's first `n` input.requested events (waiting for them)."""
+    found: list[dict[str, Any]] = []
     body = {"channels": ["input"]}
     async with http.stream("POST", f"/threads/{thread_id}/stream/events", json=body) as r:
         async for line in r.aiter_lines():
             if line.startswith("data:"):
                 event = json.loads(line[5:])
                 assert event["method"] == "input.requested"
-                data: dict[str, Any] = event["params"]["data"]
-                return data
-    raise AssertionError("the stream ended without an input.requested event")
+                found.append(event["params"]["data"])
+                if len(found) == n:
+                    return found
+    raise AssertionError("the stream ended without enough input.requested events")
 
 
 def _timeless(events: list[dict[str, Any]]) -> list[Any]:
