@@ -73,7 +73,7 @@ class Runtime:
         # MCP servers whose tools graphs use (keel.protocols.mcp_servers.tools()): connected on
         # first use, shared by every run of this process, closed at stop.
         self.mcp_servers = mcp_servers(settings)
-        self.hub = StreamHub()
+        self.hub = StreamHub(feed_queue=settings.stream_queue)
         # Hooks of every run's terminal transaction (keel.endings).
         self.endings = Endings()
         self.workers = WorkerPool(

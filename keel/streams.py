@@ -74,15 +74,44 @@ class RunChannel:
             await self._signal.wait()
 
 
+FEED_QUEUE = 10_000  # live events held for one thread-feed subscriber
+
+
+class FeedQueue(asyncio.Queue[tuple[str, str, bytes]]):
+    """One subscriber's live events of a thread, bounded: a subscriber whose client reads
+    slower than the thread's runs publish misses the events past the bound (`overflowed`), and
+    reads them again from the runs' event logs, which hold everything."""
+
+    def __init__(self, maxsize: int = FEED_QUEUE) -> None:
+        super().__init__(maxsize)
+        self.overflowed = False
+
+    def offer(self, item: tuple[str, str, bytes]) -> None:
+        if self.full():
+            self.overflowed = True
+        else:
+            self.put_nowait(item)
+
+    def restart(self) -> bool:
+        """True, once, after events were dropped: the queue is emptied (what it held is re-read
+        with the rest) and the subscriber must re-read the logs."""
+        if not self.overflowed:
+            return False
+        while not self.empty():
+            self.get_nowait()
+        self.overflowed = False
+        return True
+
+
 class ThreadFeed:
-    """Fan-out of every event on one thread to `GET /threads/{id}/stream` subscribers."""
+    """Fan-out of every event on one thread to its stream subscribers."""
 
     def __init__(self) -> None:
-        self.queues: set[asyncio.Queue[tuple[str, str, bytes]]] = set()
+        self.queues: set[FeedQueue] = set()
 
     def put(self, event_id: str, event: str, data: bytes) -> None:
         for q in self.queues:
-            q.put_nowait((event_id, event, data))
+            q.offer((event_id, event, data))
 
 
 class StreamHub:
@@ -92,7 +121,8 @@ class StreamHub:
     some other process may be executing, and fills it from the database.
     """
 
-    def __init__(self, finished_memory: int = 10_000) -> None:
+    def __init__(self, finished_memory: int = 10_000, feed_queue: int = FEED_QUEUE) -> None:
+        self.feed_queue = feed_queue
         self._channels: dict[str, RunChannel] = {}
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._finished_memory = finished_memory
@@ -166,12 +196,12 @@ class StreamHub:
         if feed is not None:
             feed.put(event_id, event, data)
 
-    def subscribe_thread(self, thread_id: str) -> asyncio.Queue[tuple[str, str, bytes]]:
-        q: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+    def subscribe_thread(self, thread_id: str) -> FeedQueue:
+        q = FeedQueue(self.feed_queue)
         self._threads.setdefault(thread_id, ThreadFeed()).queues.add(q)
         return q
 
-    def unsubscribe_thread(self, thread_id: str, q: asyncio.Queue[tuple[str, str, bytes]]) -> None:
+    def unsubscribe_thread(self, thread_id: str, q: FeedQueue) -> None:
         feed = self._threads.get(thread_id)
         if feed is None:
             return

@@ -142,7 +142,9 @@ async def thread_stream(request: Request, thread_id: str) -> Any:
     last = request.headers.get("last-event-id")
 
     async def live(sent: set[str]) -> AsyncIterator[bytes]:
-        while True:
+        # A client reading slower than the thread's runs publish overflows the bounded queue:
+        # the response ends there, and the client resumes with Last-Event-ID (SSE's own way).
+        while not queue.overflowed:
             event_id, event, data = await queue.get()
             if event_id not in sent and keep(event):
                 yield sse(event, data, event_id)

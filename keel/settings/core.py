@@ -89,6 +89,7 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     pool_size: int = 20
     poll_seconds: float = 1.0  # shared databases: fallback check for lost notifications
+    stream_queue: int = 10_000  # live events held for one thread-stream subscriber
     sqlite_synchronous: str = "NORMAL"
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -189,6 +190,7 @@ ENVIRONMENT = {
     "KEEL_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", float),
     "KEEL_PG_POOL_SIZE": ("pool_size", int),
     "KEEL_POLL_SECONDS": ("poll_seconds", float),
+    "KEEL_STREAM_QUEUE": ("stream_queue", int),
 }
 
 
@@ -217,6 +219,8 @@ def _check(settings: Settings) -> None:
     settings.backend  # noqa: B018 - validates the URL early, with a clear error
     if settings.lease_seconds <= 0 or settings.workers < 0 or settings.pool_size < 2:
         raise ConfigError("lease must be > 0 s, workers >= 0 and the pool size >= 2")
+    if settings.stream_queue < 1:
+        raise ConfigError("KEEL_STREAM_QUEUE must be at least 1")
     check_environment(settings.webhooks, {**settings.env, **os.environ})
     check_mcp_environment(settings.mcp_servers, {**settings.env, **os.environ})
     settings.sqlite_synchronous = settings.sqlite_synchronous.upper()

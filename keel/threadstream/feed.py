@@ -2,18 +2,19 @@
 
 The caller subscribes to the hub's thread feed before calling `thread_events` (so nothing
 published during the replay is lost) and unsubscribes afterwards; events seen twice (in the
-replay and in the feed) are sent once.
+replay and in the feed) are sent once. When the feed's bounded queue overflowed (the client
+read slower than the runs published), the walk replays the logs again after the last event it
+sent (the runs' logs and live channels hold everything), then follows the feed again.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from keel.replay import run_events
 from keel.storage.base import Storage
 from keel.storage.tx import Row
-from keel.streams import TERMINAL, StreamHub
+from keel.streams import TERMINAL, FeedQueue, StreamHub
 
 from .events import (
     ATTEMPT_BITS,
@@ -25,7 +26,6 @@ from .events import (
 )
 
 MAX_RUNS = 100_000
-LiveQueue = asyncio.Queue[tuple[str, str, bytes]]
 
 
 def _run_local_after(local: int) -> int:
@@ -45,6 +45,7 @@ class ThreadEvents:
         self.runs: dict[str, tuple[int, bool]] = {}  # run_id -> (ordinal, protocol run)
         self.sent: set[tuple[str, int]] = set()
         self.ended: set[str] = set()
+        self.high = since  # the highest seq sent
 
     async def _load_runs(self) -> list[Row]:
         async with self.storage.read() as tx:
@@ -61,7 +62,12 @@ class ThreadEvents:
         self.sent.add((run_id, local))
         ordinal, protocol = self.runs[run_id]
         events = stored_to_wire(ordinal, local, name, data, protocol)
-        return [ev for ev in events if ev["seq"] > self.since]
+        return self._after_since(events)
+
+    def _after_since(self, events: list[Row]) -> list[Row]:
+        kept = [ev for ev in events if ev["seq"] > self.since]
+        self.high = max([self.high, *(ev["seq"] for ev in kept)])
+        return kept
 
     async def _ending(self, run_id: str) -> list[Row]:
         """The synthesized terminal lifecycle of an ended run, when its log lacks one."""
@@ -74,7 +80,7 @@ class ThreadEvents:
         self.ended.add(run_id)
         ordinal, protocol = self.runs[run_id]
         ev = terminal_from_status(ordinal, run["status"], protocol)
-        return [ev] if ev is not None and ev["seq"] > self.since else []
+        return self._after_since([ev] if ev is not None else [])
 
     async def replay(self) -> AsyncIterator[Row]:
         since_ordinal, since_local = split_seq(self.since)
@@ -93,8 +99,13 @@ class ThreadEvents:
             for out in await self._ending(run_id):
                 yield out
 
-    async def live(self, queue: LiveQueue) -> AsyncIterator[Row]:
+    async def live(self, queue: FeedQueue) -> AsyncIterator[Row]:
         while True:
+            if queue.restart():  # events were dropped: read them from the logs
+                self.since = self.high
+                async for out in self.replay():
+                    yield out
+                continue
             event_id, name, data = await queue.get()
             run_id, _, local = event_id.rpartition(".")
             if not run_id:
@@ -112,7 +123,7 @@ class ThreadEvents:
 
 
 async def thread_events(
-    storage: Storage, hub: StreamHub, thread_id: str, since: int | None, queue: LiveQueue
+    storage: Storage, hub: StreamHub, thread_id: str, since: int | None, queue: FeedQueue
 ) -> AsyncIterator[Row]:
     """Every protocol event of the thread after `since` (None: from the start), then live."""
     walk = ThreadEvents(storage, hub, thread_id, since or 0)
