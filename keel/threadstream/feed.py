@@ -51,9 +51,9 @@ class ThreadEvents:
         async with self.storage.read() as tx:
             rows = await tx.list_runs(self.thread_id, None, MAX_RUNS, 0)
         rows.reverse()  # oldest first
-        for ordinal, run in enumerate(rows, start=1):
+        for run in rows:
             protocol = PROTOCOL_MODE in (run["kwargs"].get("stream_mode") or ())
-            self.runs[run["run_id"]] = (ordinal, protocol)
+            self.runs[run["run_id"]] = (int(run["thread_ordinal"]), protocol)
         return rows
 
     def _wire(self, run_id: str, local: int, name: str, data: bytes) -> list[Row]:

@@ -140,6 +140,52 @@ async def test_since_replays_the_events_after_a_seq(
     assert _timeless(rooted) == _timeless(everything)
 
 
+async def _run_start(http: httpx.AsyncClient, thread_id: str, assistant_id: str) -> str:
+    params = {"assistant_id": assistant_id, "input": CHAT_INPUT}
+    r = await http.post(
+        f"/threads/{thread_id}/commands", json={"id": 1, "method": "run.start", "params": params}
+    )
+    assert r.json()["type"] == "success", r.text
+    run_id: str = r.json()["result"]["run_id"]
+    return run_id
+
+
+async def _seqs_until(
+    http: httpx.AsyncClient, thread_id: str, runs: int
+) -> dict[int, list[int]]:
+    """The thread's event seqs by run ordinal (seq >> 32), up to its `runs`-th root end."""
+    by_run: dict[int, list[int]] = {}
+    ends = 0
+    body = {"channels": ["lifecycle", "values"]}
+    async with http.stream("POST", f"/threads/{thread_id}/stream/events", json=body) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                by_run.setdefault(event["seq"] >> 32, []).append(event["seq"])
+                ends += _root_end(event)
+                if ends == runs:
+                    break
+    return by_run
+
+
+async def test_deleting_a_run_renumbers_nothing(client: Client, http: httpx.AsyncClient) -> None:
+    tid = (await client.threads.create())["thread_id"]
+    run_ids = []
+    for _ in range(3):
+        run_ids.append(await _run_start(http, tid, "chat_fake"))
+        await client.runs.join(tid, run_ids[-1])
+    before = await asyncio.wait_for(_seqs_until(http, tid, 3), 30)
+    assert sorted(before) == [1, 2, 3]
+    await client.runs.delete(tid, run_ids[1])
+    after = await asyncio.wait_for(_seqs_until(http, tid, 2), 30)
+    assert after == {1: before[1], 3: before[3]}
+    # Nor is a deleted last run's number given to the next run.
+    await client.runs.delete(tid, run_ids[2])
+    await client.runs.join(tid, await _run_start(http, tid, "chat_fake"))
+    latest = await asyncio.wait_for(_seqs_until(http, tid, 2), 30)
+    assert sorted(latest) == [1, 4]
+
+
 async def _first_input_request(http: httpx.AsyncClient, thread_id: str) -> dict[str, Any]:
     return (await _input_requests(http, thread_id, 1))[0]
 

@@ -109,3 +109,38 @@ async def test_every_upgrade_path_equals_a_fresh_schema(
             with psycopg.connect(url) as pg:
                 rows = pg.execute("SELECT thread_id FROM threads").fetchall()
         assert rows == [(THREAD[0],)], "an upgrade lost rows"
+
+
+async def test_run_ordinals_are_numbered_on_upgrade(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Migration 13 numbers a thread's existing runs by creation (the v3 stream's seqs stay
+    what they were) and counts them on the thread, so the next run comes after them."""
+    url = fresh_url(backend, request, tmp_path / "from12")
+    apply_upto(backend, url, 12)
+    insert = (
+        "INSERT INTO runs (run_id, thread_id, assistant_id, created_at, updated_at, status) "
+        "VALUES (?, ?, 'a', ?, ?, 'success')"
+    )
+    runs = [("r-b", "2026-01-02"), ("r-a", "2026-01-03"), ("r-c", "2026-01-01")]
+    rows = [(run_id, THREAD[0], at, at) for run_id, at in runs]
+    query = "SELECT run_id, thread_ordinal FROM runs ORDER BY run_id"
+    if backend == "sqlite":
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.executemany(insert, rows)
+        conn.close()
+    else:
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.cursor().executemany(insert.replace("?", "%s"), rows)
+    await open_and_close(url)
+    if backend == "sqlite":
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        ordinals = conn.execute(query).fetchall()
+        made = conn.execute("SELECT runs_made FROM threads").fetchall()
+        conn.close()
+    else:
+        with psycopg.connect(url) as pg:
+            ordinals = pg.execute(query).fetchall()
+            made = pg.execute("SELECT runs_made FROM threads").fetchall()
+    assert ordinals == [("r-a", 3), ("r-b", 2), ("r-c", 1)]
+    assert made == [(3,)]

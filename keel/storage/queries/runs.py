@@ -10,10 +10,15 @@ from keel.storage.queries.base import Queries, Row, j
 
 class RunQueries(Queries):
     async def insert_run(self, r: Row) -> None:
+        """Insert a run of an existing thread, numbered after every run the thread ever had."""
+        await self.run(
+            "UPDATE threads SET runs_made = runs_made + 1 WHERE thread_id=?", [r["thread_id"]]
+        )
         await self.run(
             "INSERT INTO runs (run_id, thread_id, assistant_id, created_at, updated_at, status, "
-            "metadata, kwargs, multitask_strategy, temporary, org, lane, attempt) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0)",
+            "metadata, kwargs, multitask_strategy, temporary, org, lane, attempt, thread_ordinal) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,"
+            "(SELECT runs_made FROM threads WHERE thread_id=?))",
             [
                 r["run_id"],
                 r["thread_id"],
@@ -27,6 +32,7 @@ class RunQueries(Queries):
                 1 if r.get("temporary") else 0,
                 r.get("org"),
                 r.get("lane", 0),
+                r["thread_id"],
             ],
         )
 
