@@ -9,9 +9,9 @@ event's `params` (namespace, timestamp, data, node?) as data. The run's own `met
 
 Read side: the wire `seq` of a stored event is thread-wide and derived from what is durable:
 `ordinal << 32 | local`, where `ordinal` is the run's number on its thread (`thread_ordinal`,
-given at creation, never reused) and `local` the event's id in its run's log (attempt n of a recovered run numbers
-its events from (n - 1) << 32, folded here to (n - 1) << 27). Replaying after `since` is
-therefore a read of the event log, valid in any process and after kill -9.
+given at creation, never reused) and `local` the event's id in its run's log (attempt n of a
+recovered run numbers its events from (n - 1) << 32, folded here to (n - 1) << 27). Replaying
+after `since` is therefore a read of the event log, valid in any process and after kill -9.
 """
 
 from __future__ import annotations
