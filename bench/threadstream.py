@@ -114,9 +114,11 @@ def _throughput(lines: list[Timeline], events: int) -> dict[str, Any]:
     received = [x.custom for x in lines]
     if any(n != events for n in received):
         kinds = sorted({k for x in lines for k in x.kinds})
+        low, high = min(received), max(received)
+        got = f"{low}" if low == high else f"{low}-{high}"
         return {
-            "na": f"received {min(received)}-{max(received)} of {events} custom events "
-            f"per run (event kinds seen: {', '.join(kinds) or 'none'})",
+            "na": f"received {got} of {events} custom events per run; event kinds seen: "
+            f"{', '.join(kinds) or 'none'} (subscribed: custom, lifecycle)",
         }
     rates = sorted(x.events_per_s() or 0.0 for x in lines)
     median = statistics.median(rates)

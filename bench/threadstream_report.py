@@ -23,7 +23,8 @@ def _pair(figures: dict[str, Any], key: str) -> str:
 def _ratio(keel: dict[str, Any], ref: dict[str, Any], key: str) -> str:
     if "na" in keel or "na" in ref or not ref.get(key):
         return "—"
-    return f"{keel[key] / ref[key]:.2f}x"
+    ratio = keel[key] / ref[key]
+    return f"{ratio:.3f}x" if ratio < 0.1 else f"{ratio:.2f}x"
 
 
 def _latency_rows(result: dict[str, Any]) -> list[str]:
