@@ -3,7 +3,7 @@
 `python -m bench soak`: see bench/soak.py; `python -m bench lanes`: see bench/lanes.py;
 `python -m bench sandbox`: see bench/sandbox.py; `python -m bench sandbox-sync`: see
 bench/sandbox_sync.py; `python -m bench mcp`: see bench/mcp.py; `python -m bench a2a`: see
-bench/a2a.py."""
+bench/a2a.py; `python -m bench threadstream`: see bench/threadstream.py."""
 
 import sys
 
@@ -46,6 +46,11 @@ if sys.argv[1:2] == ["a2a"]:
     from bench.a2a import main as a2a_main
 
     sys.exit(a2a_main(sys.argv[2:]))
+
+if sys.argv[1:2] == ["threadstream"]:
+    from bench.threadstream import main as threadstream_main
+
+    sys.exit(threadstream_main(sys.argv[2:]))
 
 if sys.argv[1:2] == ["sizing"]:
     from bench.sizing import main as sizing_main

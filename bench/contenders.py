@@ -80,10 +80,16 @@ def venv_versions(python: Path, packages: list[str]) -> dict[str, str]:
     return dict(json.loads(proc.stdout)) if proc.returncode == 0 else {}
 
 
-def write_graphs(workdir: Path, config_name: str, extra: dict[str, Any] | None = None) -> Path:
+def write_graphs(
+    workdir: Path,
+    config_name: str,
+    extra: dict[str, Any] | None = None,
+    graph_ids: tuple[str, ...] = GRAPH_IDS,
+) -> Path:
+    """bench/graphs.py copied into `workdir` and a config serving `graph_ids` from it."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(GRAPHS_FILE, workdir / "graphs.py")
-    config = {"graphs": {g: f"./graphs.py:{g}" for g in GRAPH_IDS}, **(extra or {})}
+    config = {"graphs": {g: f"./graphs.py:{g}" for g in graph_ids}, **(extra or {})}
     path = workdir / config_name
     path.write_text(json.dumps(config, indent=2))
     return path

@@ -8,6 +8,8 @@ next to each contender's config file and each contender imports it in its own vi
     six         6 nodes in a chain, each appends ~120 characters (bench/soak.py, bench/sizing.py)
     approval    one node, then an `interrupt()`, then one node (interrupt/resume round trip)
     stream200   one node that emits 200 custom stream events
+    burst       one node that emits `count` custom stream events (input, default 200) as fast as
+                it can (bench/threadstream.py)
     sleep1      one node that awaits 1 s (an LLM call's stand-in)
     long        6 nodes that each await 0.5 s (killed mid-run for the recovery figure)
     heavy       10 nodes, each a fixed pure-Python loop (~4-5 ms of CPU): a run whose own work,
@@ -85,6 +87,26 @@ def _emit(state: State) -> State:
     for i in range(200):
         writer({"i": i})
     return {"steps": ["emitted"]}
+
+
+class BurstState(TypedDict, total=False):
+    count: int
+    emitted: int
+
+
+def _burst(state: BurstState) -> BurstState:
+    writer = get_stream_writer()
+    count = state.get("count", 200)
+    for i in range(count):
+        writer({"i": i})
+    return {"emitted": count}
+
+
+_burster = StateGraph(BurstState)
+_burster.add_node("burst", _burst)
+_burster.add_edge(START, "burst")
+_burster.add_edge("burst", END)
+burst = _burster.compile(name="burst")
 
 
 _stream = StateGraph(State)
