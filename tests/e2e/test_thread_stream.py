@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 
 from tests.e2e.helpers import Client
@@ -168,7 +169,11 @@ async def _seqs_until(
     return by_run
 
 
-async def test_deleting_a_run_renumbers_nothing(client: Client, http: httpx.AsyncClient) -> None:
+async def test_deleting_a_run_renumbers_nothing(
+    client: Client, http: httpx.AsyncClient, backend: str
+) -> None:
+    if backend == "reference":
+        pytest.skip("Keel's seq encoding (the reference numbers a thread's events from 1)")
     tid = (await client.threads.create())["thread_id"]
     run_ids = []
     for _ in range(3):
