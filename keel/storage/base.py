@@ -114,6 +114,10 @@ class Storage(abc.ABC):
                 except Exception:
                     log.exception("after deleting thread %s: a hook failed", thread_id)
 
+    def pool_stats(self) -> dict[str, int] | None:
+        """The connection pool's use (PostgreSQL), None without a pool (SQLite)."""
+        return None
+
     async def ping(self, within: float) -> None:
         """Raise `Unavailable` unless the database answers within `within` seconds."""
         async with self.read() as tx:

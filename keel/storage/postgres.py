@@ -216,6 +216,18 @@ class PostgresStorage(Storage):
             raise Unavailable("storage is not open")
         return self._pool
 
+    def pool_stats(self) -> dict[str, int] | None:
+        if self._pool is None:
+            return None
+        stats = self._pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        return {
+            "in_use": size - idle,
+            "idle": idle,
+            "max": self.pool_size,
+            "waiting": stats.get("requests_waiting", 0),
+        }
+
     async def open(self) -> None:
         pool: AsyncConnectionPool[Any] = ReturningPool(
             self.url,
