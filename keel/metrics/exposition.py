@@ -100,5 +100,8 @@ class Metrics:
     async def render(self, storage: Storage, graphs: Iterable[str]) -> bytes:
         """The exposition: this process's (or this host's) metrics, then the database's."""
         assert self.exposed is not None
+        path = multiproc_dir()
+        if path is not None:  # a process killed since: its live gauges are not live
+            forget_dead_processes(path)
         families = await queue_families(storage, graphs) + pool_families(storage)
         return generate_latest(self.exposed) + generate_latest(_Families(families))
