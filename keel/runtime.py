@@ -87,6 +87,7 @@ class Runtime:
         # Prometheus metrics (keel.metrics): served by the HTTP app that passes them in.
         self.metrics = metrics if metrics is not None else process_metrics(settings)
         recorder = self.metrics.recorder
+        self.storage.record_queries(recorder)
         # Hooks of every run's terminal transaction (keel.endings).
         self.endings = Endings()
         self.workers = WorkerPool(
@@ -127,6 +128,7 @@ class Runtime:
             holder=self.workers.worker_id,
             poll_seconds=settings.poll_seconds,
             lease_seconds=settings.lease_seconds,
+            recorder=recorder,
         )
         self.endings.add(self.outbox.record)
 

@@ -4,12 +4,15 @@ database's truth, the same whichever process (or machine) serves the scrape."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from keel import clock
 from keel.metrics.recorder import UNKNOWN
-from keel.storage.base import Storage
+
+if TYPE_CHECKING:
+    from keel.storage.base import Storage
 
 STATUSES = ("pending", "running")
 

@@ -13,6 +13,7 @@ import glob
 import os
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -21,7 +22,9 @@ from prometheus_client.registry import Collector
 
 from keel.metrics.database import pool_families, queue_families
 from keel.metrics.recorder import PromRecorder, Recorder
-from keel.storage.base import Storage
+
+if TYPE_CHECKING:
+    from keel.storage.base import Storage
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -61,6 +61,12 @@ class Recorder:
     def store_searched(self, kind: str, seconds: float) -> None:
         """One store search (`kind`: semantic or filter) took `seconds`."""
 
+    def query_done(self, seconds: float) -> None:
+        """One statement of Keel's on PostgreSQL took `seconds` (a round trip)."""
+
+    def webhook_attempt(self, outcome: str, seconds: float) -> None:
+        """A webhook call was made: `delivered`, `retry` or `failed` (given up)."""
+
 
 class PromRecorder(Recorder):
     """Counts into metrics registered in `registry` (in multi-process mode, prometheus_client
@@ -106,6 +112,21 @@ class PromRecorder(Recorder):
         self.events = Counter("keel_run_events_written", "Run events logged", registry=r)
         self.sse = Gauge(
             "keel_sse_subscribers", "Open SSE streams", registry=r, multiprocess_mode="livesum"
+        )
+        self.query = Histogram(
+            "keel_db_query_seconds",
+            "Keel's statements on PostgreSQL",
+            buckets=SEARCH_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "keel_webhook_attempts", "Webhook calls, by outcome", ["outcome"], registry=r
+        )
+        self.webhook_time = Histogram(
+            "keel_webhook_attempt_seconds",
+            "One webhook call, resolution to answer",
+            buckets=WAIT_BUCKETS,
+            registry=r,
         )
         self.search = Histogram(
             "keel_store_search_seconds",
@@ -153,3 +174,10 @@ class PromRecorder(Recorder):
 
     def store_searched(self, kind: str, seconds: float) -> None:
         self.search.labels(kind).observe(seconds)
+
+    def query_done(self, seconds: float) -> None:
+        self.query.observe(seconds)
+
+    def webhook_attempt(self, outcome: str, seconds: float) -> None:
+        self.webhooks.labels(outcome).inc()
+        self.webhook_time.observe(seconds)

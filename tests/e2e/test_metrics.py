@@ -20,6 +20,7 @@ from tests.e2e.helpers import Client, poll, run_status
 from tests.graphs.auth_fixed_token import TOKEN
 from tests.support.configured import serve_keel
 from tests.support.gate import Gate
+from tests.support.receiver import Receiver
 from tests.support.reference import ROOT
 from tests.support.server import KeelServer
 
@@ -29,7 +30,11 @@ CONFIG: dict[str, Any] = {
         "echo": f"{GRAPHS / 'config_echo.py'}:graph",
         "failing": f"{GRAPHS / 'failing.py'}:graph",
         "slow": f"{GRAPHS / 'slow.py'}:graph",
-    }
+    },
+    "webhooks": {
+        "url": {"disable_loopback": False, "require_https": False},
+        "retry": {"initial_seconds": 0.1, "max_seconds": 0.2, "window_seconds": 30},
+    },
 }
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -136,8 +141,10 @@ async def test_database_gauges_show_the_queue_and_the_runs_in_flight(
         pooled = [value(samples, "keel_db_pool_connections", state=s) for s in ("in_use", "idle")]
         assert sum(pooled) >= 1  # the pool holds connections (this scrape's is idle again)
         assert value(samples, "keel_db_pool_max_connections") == 20  # the default pool size
+        assert value(samples, "keel_db_query_seconds_count") > 0
     else:
         assert ("keel_db_pool_max_connections", frozenset()) not in samples
+        assert value(samples, "keel_db_query_seconds_count") == 0  # not timed on SQLite
 
     await client.runs.cancel(other, later["run_id"])
     gate.open()
@@ -175,6 +182,23 @@ async def test_an_open_sse_stream_is_a_subscriber(
     gate.open()
     await client.runs.join(tid, run["run_id"])
     await poll(lambda: scrape(server.url), lambda s: value(s, "keel_sse_subscribers") == 0)
+
+
+async def test_webhook_calls_are_counted_by_outcome(server: KeelServer, client: Client) -> None:
+    before = await scrape(server.url)
+    with Receiver() as receiver:  # answers 500 once, then 200
+        tid = (await client.threads.create())["thread_id"]
+        hook = f"{receiver.url}/flaky/1/{tid}"
+        await client.runs.wait(tid, "echo", input={}, webhook=hook)
+        name = "keel_webhook_attempts_total"
+
+        def moved(samples: Samples, outcome: str) -> float:
+            return value(samples, name, outcome=outcome) - value(before, name, outcome=outcome)
+
+        after = await poll(lambda: scrape(server.url), lambda s: moved(s, "delivered") > 0)
+    assert (moved(after, "delivered"), moved(after, "retry"), moved(after, "failed")) == (1, 1, 0)
+    timed = "keel_webhook_attempt_seconds_count"
+    assert value(after, timed) - value(before, timed) == 2
 
 
 # ------------------------------------------------------------- switches and auth
