@@ -1,8 +1,10 @@
 """The CPU cost of Prometheus metrics (keel/metrics): server CPU per run, metrics on vs off.
 
     python -m bench.metrics_cost [--runs 300] [--rounds 4] [--graph three] [--scrape-every 50]
+                                 [--postgres]
 
-Starts two `keel serve` processes on SQLite with the bench graphs, one with
+Starts two `keel serve` processes on SQLite (`--postgres`: each on a database of its own in a
+private PostgreSQL cluster, fsync on) with the bench graphs, one with
 `http.disable_metrics`, and runs the same workload on each in alternating rounds (so machine
 noise falls on both alike): `--runs` stateless `/runs/wait` runs of `--graph` from 4 concurrent
 clients, plus a scrape of `/metrics` every `--scrape-every` runs on the server that has it (as
@@ -22,18 +24,20 @@ from pathlib import Path
 import httpx
 
 from bench.procfs import cpu_seconds, tree
+from tests.support.postgres import PgCluster
 from tests.support.server import KeelServer
 
 GRAPHS = Path(__file__).parent / "graphs.py"
 CLIENTS = 4
 
 
-def _server(workdir: Path, graph: str, metrics: bool) -> KeelServer:
+def _server(workdir: Path, graph: str, metrics: bool, database: str | None) -> KeelServer:
     workdir.mkdir(parents=True)
     shutil.copy(GRAPHS, workdir / "graphs.py")
     config = {"graphs": {graph: f"./graphs.py:{graph}"}, "http": {"disable_metrics": not metrics}}
     (workdir / "keel.json").write_text(json.dumps(config))
-    return KeelServer(workdir / "keel.json", workdir, env={"KEEL_LOG_LEVEL": "warning"})
+    env = {"KEEL_LOG_LEVEL": "warning"}
+    return KeelServer(workdir / "keel.json", workdir, database=database, env=env)
 
 
 async def _round(srv: KeelServer, graph: str, runs: int, scrape_every: int, scrape: bool) -> float:
@@ -56,10 +60,14 @@ async def _round(srv: KeelServer, graph: str, runs: int, scrape_every: int, scra
         return (cpu_seconds(pids) - before) / runs
 
 
-async def main(runs: int, rounds: int, graph: str, scrape_every: int) -> None:
+async def main(runs: int, rounds: int, graph: str, scrape_every: int, postgres: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        on = _server(Path(tmp) / "on", graph, metrics=True)
-        off = _server(Path(tmp) / "off", graph, metrics=False)
+        cluster = PgCluster(Path(tmp) / "pg", fast=False) if postgres else None
+        if cluster is not None:
+            cluster.start()
+        databases = [cluster.create_database() if cluster else None for _ in range(2)]
+        on = _server(Path(tmp) / "on", graph, True, databases[0])
+        off = _server(Path(tmp) / "off", graph, False, databases[1])
         on.start()
         off.start()
         try:
@@ -73,6 +81,8 @@ async def main(runs: int, rounds: int, graph: str, scrape_every: int) -> None:
         finally:
             on.stop()
             off.stop()
+            if cluster is not None:
+                cluster.stop()
     mean = {name: sum(values) / len(values) for name, values in cost.items()}
     for name in ("off", "on"):
         rounds_ms = ", ".join(f"{v * 1e3:.2f}" for v in cost[name])
@@ -86,5 +96,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--graph", default="three")
     parser.add_argument("--scrape-every", type=int, default=50)
+    parser.add_argument("--postgres", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.rounds, args.graph, args.scrape_every))
+    asyncio.run(main(args.runs, args.rounds, args.graph, args.scrape_every, args.postgres))
