@@ -38,13 +38,11 @@ from . import (
     webhooks,
     workspace,
 )
-from . import (
-    metrics as metrics_routes,
-)
 from .auth import METRICS_PATH, OPEN_PATHS, AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
 from .limits import BodyLimit
+from .metrics import router as metrics_router
 from .openapi import document_bodies
 from .responses import JSON
 
@@ -130,7 +128,7 @@ def create_app(settings: Settings) -> ASGIApp:
         _document_security(app, settings.auth.openapi)
     app.include_router(meta.router if meta_on else meta.disabled)
     if metrics.enabled:
-        app.include_router(metrics_routes.router)
+        app.include_router(metrics_router)
     for surface, module in SURFACES:
         if http.enabled(surface):
             app.include_router(module.router)
