@@ -15,6 +15,7 @@ from keel.execution import RunResult
 from keel.faults import Faults
 from keel.graphs import GraphRegistry, system_assistant_id
 from keel.lanes import lane_of
+from keel.metrics.recorder import Recorder, graph_of
 from keel.replay import live_channel
 from keel.run_config import (
     MAX_SECONDS,
@@ -89,9 +90,11 @@ class RunService:
         origin: str = "",
         faults: Faults | None = None,
         endings: Endings | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.storage = storage
         self.endings = endings or Endings()
+        self.recorder = recorder or Recorder()
         self.graphs = graphs
         self.hub = hub
         self.wake_workers = wake_workers
@@ -142,7 +145,7 @@ class RunService:
         and within the scopes of `access`."""
         async with self.storage.tx() as tx:
             run, to_cancel = await self.create_in(tx, body, thread_id, headers, access, run_id)
-        self.created(to_cancel)
+        self.created(to_cancel, [run])
         return run
 
     async def create_in(
@@ -156,8 +159,8 @@ class RunService:
     ) -> tuple[Row, list[Row]]:
         """`create` inside the caller's transaction (a cron's firing, a trigger's claim: the
         run is created together with what the caller writes, or not at all). Returns the run
-        and the runs it cancelled; once the transaction has committed, pass those to
-        `created`."""
+        and the runs it cancelled; once the transaction has committed, pass those (and the run)
+        to `created`."""
         body = without_auth_keys(body)
         stateless = thread_id is None
         strategy = body.get("multitask_strategy") or "enqueue"
@@ -183,8 +186,11 @@ class RunService:
         await tx.notify(RUNS_CHANNEL, self.origin)
         return run, to_cancel
 
-    def created(self, cancelled: list[Row]) -> None:
-        """After a creation committed: signal the runs it cancelled and wake the workers."""
+    def created(self, cancelled: list[Row], runs: list[Row]) -> None:
+        """After a creation committed: count the runs, signal the runs it cancelled and wake
+        the workers."""
+        for run in runs:
+            self.recorder.run_created(graph_of(run))
         self._after_cancel(cancelled)
         self.wake_workers()
 

@@ -18,6 +18,8 @@ from keel.background.outbox import Outbox
 from keel.background.triggers import Triggers
 from keel.endings import Endings
 from keel.graphs import GraphRegistry
+from keel.metrics import Metrics
+from keel.metrics.exposition import multiproc_dir
 from keel.relay import Relay
 from keel.retention.sweeps import Sweeper
 from keel.runs import RunService
@@ -51,8 +53,16 @@ def mcp_servers(settings: Settings) -> McpServers | None:
     return McpServers(settings.mcp_servers)
 
 
+def process_metrics(settings: Settings) -> Metrics:
+    """A process without HTTP (`keel worker`) records metrics only for an API process on its host
+    to serve them (multi-process mode); otherwise nobody could read them: off, at no cost."""
+    if settings.http.enabled("metrics") and multiproc_dir() is not None:
+        return Metrics.build()
+    return Metrics.off()
+
+
 class Runtime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         export_env(settings)
         if settings.sandbox is not None:
             check_sandbox()  # SandboxUnavailable here: never an unsandboxed fallback later
@@ -74,6 +84,10 @@ class Runtime:
         # first use, shared by every run of this process, closed at stop.
         self.mcp_servers = mcp_servers(settings)
         self.hub = StreamHub(feed_queue=settings.stream_queue)
+        # Prometheus metrics (keel.metrics): served by the HTTP app that passes them in.
+        self.metrics = metrics if metrics is not None else process_metrics(settings)
+        recorder = self.metrics.recorder
+        self.storage.record_queries(recorder)
         # Hooks of every run's terminal transaction (keel.endings).
         self.endings = Endings()
         self.workers = WorkerPool(
@@ -84,6 +98,7 @@ class Runtime:
             endings=self.endings,
             sandboxes=self.sandboxes,
             mcp_servers=self.mcp_servers,
+            recorder=recorder,
         )
         self.runs = RunService(
             self.storage,
@@ -93,6 +108,7 @@ class Runtime:
             self.workers.cancel_local,
             origin=self.workers.worker_id,
             endings=self.endings,
+            recorder=recorder,
         )
         self.sweeper = Sweeper(self.storage, settings)
         self.scheduler = Scheduler(self.storage, self.runs, self.sweeper)
@@ -112,11 +128,13 @@ class Runtime:
             holder=self.workers.worker_id,
             poll_seconds=settings.poll_seconds,
             lease_seconds=settings.lease_seconds,
+            recorder=recorder,
         )
         self.endings.add(self.outbox.record)
 
     async def start(self) -> None:
         await self.storage.open()
+        self.storage.store.recorder = self.metrics.recorder
         try:
             await ensure_system_assistants(self.storage, self.graphs)
             await self.relay.start()
@@ -140,3 +158,4 @@ class Runtime:
             await self.mcp_servers.close()
         await self.relay.stop()
         await self.storage.close()
+        self.metrics.close()

@@ -101,13 +101,15 @@ class Scheduler:
             return False
         if fired is None:
             return False
-        self.runs.created(fired)
+        self.runs.created(*fired)
         await self.runs.faults.point("cron-fired", cron["cron_id"], slot)
         return True
 
-    async def _fire_in_tx(self, cron: Row, slot: str, following: str | None) -> list[Row] | None:
+    async def _fire_in_tx(
+        self, cron: Row, slot: str, following: str | None
+    ) -> tuple[list[Row], list[Row]] | None:
         """The run created and the slot advanced in one transaction: the runs the creation
-        cancelled (multitask), or None if the slot was not this process's to fire."""
+        cancelled (multitask) and the run, or None if the slot was not this process's to fire."""
         body = run_body(cron)
         # The cron's creator, when its payload carries them (keel.crons stores it).
         access = RunAccess.of(stored_user(body.get("config")))
@@ -119,7 +121,7 @@ class Scheduler:
             run, cancelled = await self.runs.create_in(tx, body, cron["thread_id"], access=access)
             await self.runs.faults.point("cron-fire", cron["cron_id"], run["run_id"])
         log.info("cron %s fired for %s: run %s", cron["cron_id"], slot, run["run_id"])
-        return cancelled
+        return cancelled, [run]
 
     async def _skip(self, cron: Row, slot: str, following: str | None, exc: Exception) -> None:
         """Advance past a slot whose run could not be created (never retried: no crash loop)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ from langgraph.store.base.embed import get_text_at_path
 
 from keel import clock
 from keel.errors import InvalidInput
+from keel.metrics.recorder import Recorder
 from keel.serde import loads
 from keel.settings import StoreSettings
 from keel.storage.queries.base import Dialect, Row, j
@@ -142,6 +144,7 @@ def select_namespaces(found: Iterable[tuple[str, ...]], op: ListNamespacesOp) ->
 
 class KeelStore(AsyncBatchedBaseStore):
     supports_ttl = True
+    recorder: Recorder = Recorder()  # the process's metrics (keel.metrics), set by the Runtime
 
     def __init__(
         self, storage: Storage, settings: StoreSettings, embedder: Embedder | None
@@ -236,6 +239,7 @@ class KeelStore(AsyncBatchedBaseStore):
         self, tx: Tx, op: SearchOp, queries: dict[str, Floats], now: float
     ) -> tuple[list[SearchItem], list[ItemKey]]:
         prefix = ns_text(op.namespace_prefix)
+        started = time.perf_counter() if self.recorder.enabled else 0.0
         try:
             if op.query:
                 found = await self._semantic(tx, op, queries[op.query], prefix, now)
@@ -244,6 +248,9 @@ class KeelStore(AsyncBatchedBaseStore):
                 found = [(row, None) for row in rows]
         except ValueError as exc:
             raise InvalidInput(f"filter: {exc}") from exc
+        if started:
+            kind = "semantic" if op.query else "filter"
+            self.recorder.store_searched(kind, time.perf_counter() - started)
         items = [to_search_item(row, score) for row, score in found]
         return items, _refreshable([row for row, _ in found], op.refresh_ttl)
 

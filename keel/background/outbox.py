@@ -28,6 +28,7 @@ from keel import clock
 from keel.background import signing
 from keel.background.webhooks import Refused, Target, frozen_body, resolve
 from keel.endings import RunEnd
+from keel.metrics.recorder import Recorder
 from keel.serde import dumps
 from keel.settings.webhooks import RetryPolicy, WebhookSettings
 from keel.storage.base import Storage
@@ -71,8 +72,10 @@ class Outbox:
         holder: str,
         poll_seconds: float,
         lease_seconds: float,
+        recorder: Recorder | None = None,
     ) -> None:
         self.storage = storage
+        self.recorder = recorder or Recorder()  # keel.metrics
         self.settings = settings
         self.enabled = enabled  # `http.disable_webhooks` false
         self.holder = holder
@@ -212,7 +215,8 @@ class Outbox:
         code, error = await self._attempt(row)
         ms = (time.monotonic() - started) * 1000
         try:
-            await self._record(row, code, error, ms)
+            outcome = await self._record(row, code, error, ms)
+            self.recorder.webhook_attempt(outcome, ms / 1000)
         except Exception as exc:  # the lease runs out; the attempt is made again
             log.warning("webhook %s: recording the attempt failed: %s", row["webhook_id"], exc)
 
@@ -255,7 +259,9 @@ class Outbox:
             body = {k: v for k, v in body.items() if k in fields}
         return dumps(body)
 
-    async def _record(self, row: Row, code: int | None, error: str | None, ms: float) -> None:
+    async def _record(self, row: Row, code: int | None, error: str | None, ms: float) -> str:
+        """Write the attempt's outcome: `delivered`, `retry` (another attempt is due) or
+        `failed` (given up)."""
         wid, run_id, n = row["webhook_id"], row["run_id"], row["attempts"]
         now = clock.now()
         async with self.storage.tx() as tx:
@@ -270,15 +276,17 @@ class Outbox:
                     code,
                     ms,
                 )
-                return
+                return "delivered"
             next_at: float | None = now + backoff(n, self.settings.retry, self.rand)
             if next_at is not None and next_at > row["give_up_at"]:
                 next_at = None
             outcome = {"code": code, "error": error}
             await tx.attempt_failed(run_id, self.holder, outcome, next_at, clock.iso(now))
         self._log_failure(row, error, next_at, ms)
-        if next_at is not None:
-            asyncio.get_running_loop().call_later(max(0.0, next_at - now), self.notify)
+        if next_at is None:
+            return "failed"
+        asyncio.get_running_loop().call_later(max(0.0, next_at - now), self.notify)
+        return "retry"
 
     @staticmethod
     def _log_failure(row: Row, error: str, next_at: float | None, ms: float) -> None:

@@ -196,7 +196,7 @@ class Triggers:
             await self._skip(state, spec, now)
             return
         if firing.created:
-            self.runs.created(firing.cancelled)
+            self.runs.created(firing.cancelled, firing.created)
 
     async def _skip(self, state: Row, spec: TriggerSpec | None, now: float) -> None:
         """A firing that cannot create its run is consumed (not retried forever)."""

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 
 from keel import __version__
 from keel.errors import KeelError
+from keel.metrics import Metrics
 from keel.runtime import Runtime
 from keel.settings import Settings
 
@@ -37,10 +38,11 @@ from . import (
     webhooks,
     workspace,
 )
-from .auth import AuthMiddleware
+from .auth import METRICS_PATH, OPEN_PATHS, AuthMiddleware
 from .custom import adopt_user_app, combined_lifespan, load_user_app, mounted
 from .deps import Services
 from .limits import BodyLimit
+from .metrics import router as metrics_router
 from .openapi import document_bodies
 from .responses import JSON
 
@@ -65,13 +67,13 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
 
 
 def _lifespan(
-    settings: Settings,
+    settings: Settings, metrics: Metrics
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     """Start the process's runtime (storage, workers, relay, scheduler); stop it on shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = Runtime(settings)
+        rt = Runtime(settings, metrics)
         await rt.start()
         app.state.keel = Services(
             settings,
@@ -83,6 +85,7 @@ def _lifespan(
             rt.scheduler,
             rt.guard,
             sandboxes=rt.sandboxes,
+            metrics=metrics,
         )
         try:
             await rt.guard.start()  # built-in auth's background parts (the audit log's writer)
@@ -100,10 +103,12 @@ def create_app(settings: Settings) -> ASGIApp:
     http = settings.http
     user = load_user_app(settings)
     meta_on = http.enabled("meta")  # off: no /, /info, /docs, /redoc, /openapi.json
+    # This app's metrics registry (keel.metrics); off: a recorder that does nothing.
+    metrics = Metrics.build() if http.enabled("metrics") else Metrics.off()
     app = FastAPI(
         title="Keel",
         version=__version__,
-        lifespan=combined_lifespan(_lifespan(settings), user),
+        lifespan=combined_lifespan(_lifespan(settings, metrics), user),
         default_response_class=JSON,
         openapi_url="/openapi.json" if meta_on else None,
         docs_url="/docs" if meta_on else None,
@@ -122,6 +127,8 @@ def create_app(settings: Settings) -> ASGIApp:
     if settings.auth.openapi:
         _document_security(app, settings.auth.openapi)
     app.include_router(meta.router if meta_on else meta.disabled)
+    if metrics.enabled:
+        app.include_router(metrics_router)
     for surface, module in SURFACES:
         if http.enabled(surface):
             app.include_router(module.router)
@@ -138,10 +145,12 @@ def _add_auth(app: FastAPI, settings: Settings, user: Starlette | None) -> None:
     if not settings.auth.enabled:
         return
     custom = list(user.router.routes) if user is not None else []
+    public = OPEN_PATHS | {METRICS_PATH} if settings.http.metrics_public else OPEN_PATHS
     auth = Middleware(
         AuthMiddleware,
         custom_routes=custom,
         protect_custom=settings.http.enable_custom_route_auth,
+        open_paths=public,
     )
     if settings.http.middleware_order == "auth_first":
         app.user_middleware.insert(0, auth)

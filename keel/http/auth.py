@@ -22,10 +22,12 @@ from keel.serde import dumps
 
 from .auditing import AuditedSend, record_refusal
 
-# Never authenticated: health, server info, the API docs.
+# Never authenticated: health, server info, the API docs; /metrics too with
+# `http.metrics_public` (METRICS_PATH).
 OPEN_PATHS = frozenset(
-    {"/", "/ok", "/info", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics"}
+    {"/", "/ok", "/info", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
+METRICS_PATH = "/metrics"
 STATE_KEY = "keel_user"
 
 
@@ -35,9 +37,14 @@ class AuthMiddleware:
     `request.user` and `request.auth`."""
 
     def __init__(
-        self, app: ASGIApp, custom_routes: Sequence[BaseRoute] = (), protect_custom: bool = False
+        self,
+        app: ASGIApp,
+        custom_routes: Sequence[BaseRoute] = (),
+        protect_custom: bool = False,
+        open_paths: frozenset[str] = OPEN_PATHS,
     ) -> None:
         self.app = app
+        self.open_paths = open_paths
         self.custom_routes = list(custom_routes)
         self.protect_custom = protect_custom
 
@@ -74,7 +81,7 @@ class AuthMiddleware:
 
     def _protected(self, scope: Scope) -> bool:
         path = _route_path(scope)
-        if path in OPEN_PATHS or scope["method"] == "OPTIONS":
+        if path in self.open_paths or scope["method"] == "OPTIONS":
             return False
         if self.custom_routes and not self.protect_custom:
             return not any(r.matches(scope)[0] is not Match.NONE for r in self.custom_routes)

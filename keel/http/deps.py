@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from keel.auth.guard import Guard
 from keel.errors import InvalidInput
 from keel.graphs import GraphRegistry
+from keel.metrics import Metrics
 from keel.runs import RunService
 from keel.sandbox.sandboxes import Sandboxes
 from keel.scheduler import Scheduler
@@ -38,6 +39,7 @@ class Services:
     scheduler: Scheduler | None = None
     guard: Guard = dataclasses.field(default_factory=lambda: Guard(AuthSettings()))
     sandboxes: Sandboxes | None = None  # the `sandbox` section's service (keel.sandbox)
+    metrics: Metrics = dataclasses.field(default_factory=Metrics.off)  # keel.metrics
 
 
 def services(request: Request) -> Services:

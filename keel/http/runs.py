@@ -96,8 +96,9 @@ def _sse_response(
     async def body_gen() -> AsyncIterator[bytes]:
         finished = False
         try:
-            async for chunk in with_heartbeat(events(), HEARTBEAT):
-                yield chunk
+            with s.metrics.recorder.sse_subscriber():
+                async for chunk in with_heartbeat(events(), HEARTBEAT):
+                    yield chunk
             finished = True
         finally:
             if cancel_on_disconnect and not finished:

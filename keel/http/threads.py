@@ -157,8 +157,9 @@ async def thread_stream(request: Request, thread_id: str) -> Any:
                     sent.add(event_id)
                     if keep(ev.event):
                         yield sse(ev.event, ev.data, event_id)
-            async for chunk in with_heartbeat(live(sent), HEARTBEAT):
-                yield chunk
+            with s.metrics.recorder.sse_subscriber():
+                async for chunk in with_heartbeat(live(sent), HEARTBEAT):
+                    yield chunk
         finally:
             s.hub.unsubscribe_thread(thread_id, queue)
 

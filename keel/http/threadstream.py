@@ -97,8 +97,9 @@ async def stream_events(request: Request, thread_id: str) -> Any:
 
     async def gen() -> AsyncIterator[bytes]:
         try:
-            async for chunk in with_heartbeat(frames(), HEARTBEAT):
-                yield chunk
+            with s.metrics.recorder.sse_subscriber():
+                async for chunk in with_heartbeat(frames(), HEARTBEAT):
+                    yield chunk
         finally:
             s.hub.unsubscribe_thread(thread_id, queue)
 

@@ -13,9 +13,12 @@ from keel.errors import ConfigError
 
 # `http.disable_<surface>`: the reference's surfaces. `webhooks` turns webhook calls off
 # (keel/background/outbox.py); `mcp` removes /mcp (keel/http/mcp.py); `a2a` removes /a2a/* and the
-# agent cards (keel/http/a2a.py). Keel has no generative UI routes yet, so disabling those is
-# accepted and changes nothing.
-HTTP_SURFACES = ("assistants", "threads", "runs", "store", "meta", "webhooks", "mcp", "a2a", "ui")
+# agent cards (keel/http/a2a.py); `metrics` removes /metrics and every metric recorded
+# (keel/metrics). Keel has no generative UI routes yet, so disabling those is accepted and changes
+# nothing.
+HTTP_SURFACES = (
+    "assistants", "threads", "runs", "store", "meta", "webhooks", "mcp", "a2a", "ui", "metrics",
+)
 
 MIDDLEWARE_ORDERS = ("middleware_first", "auth_first")
 
@@ -27,6 +30,7 @@ SUPPORTED_HTTP_KEYS = {
     "middleware_order",
     "enable_custom_route_auth",
     "max_body_bytes",
+    "metrics_public",
     *(f"disable_{surface}" for surface in HTTP_SURFACES),
 }
 
@@ -96,6 +100,9 @@ class HttpSettings:
     enable_custom_route_auth: bool = False
     # A request body over this many bytes is refused with 413 before it is read whole.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # GET /metrics without authentication (a scraper on a private network); else, with auth on,
+    # a scrape authenticates like any request.
+    metrics_public: bool = False
 
     def enabled(self, surface: str) -> bool:
         return surface not in self.disabled
@@ -183,6 +190,7 @@ def _http(raw: Any) -> HttpSettings:
         configurable_headers=_header_rules(raw.get("configurable_headers")),
         middleware_order=order,
         enable_custom_route_auth=_flag(raw, "enable_custom_route_auth"),
+        metrics_public=_flag(raw, "metrics_public"),
         max_body_bytes=_body_limit(
             raw.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "http.max_body_bytes"
         ),

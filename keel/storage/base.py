@@ -15,6 +15,7 @@ from keel.settings import StoreSettings, ThreadTtl
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
+    from keel.metrics.recorder import Recorder
     from keel.storage.footprint import Footprint, VacuumReport
     from keel.storage.tx import Dialect, Tx
     from keel.store import KeelStore
@@ -113,6 +114,15 @@ class Storage(abc.ABC):
                     hook(thread_id)
                 except Exception:
                     log.exception("after deleting thread %s: a hook failed", thread_id)
+
+    def record_queries(self, recorder: Recorder) -> None:
+        """Report each statement's latency to `recorder` (PostgreSQL: a network round trip;
+        SQLite's statements take microseconds and are not timed)."""
+        return None
+
+    def pool_stats(self) -> dict[str, int] | None:
+        """The connection pool's use (PostgreSQL), None without a pool (SQLite)."""
+        return None
 
     async def ping(self, within: float) -> None:
         """Raise `Unavailable` unless the database answers within `within` seconds."""

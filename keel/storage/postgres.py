@@ -20,6 +20,7 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from keel.errors import Conflict, Unavailable
+from keel.metrics.recorder import Recorder
 from keel.serde import dumps, loads
 from keel.storage.base import Listener, Storage, exception_chain, migration_files
 from keel.storage.checkpointer import KeelPostgresSaver, nul_is_bad_input
@@ -104,28 +105,41 @@ class PostgresTx(Tx):
     dialect = PostgresDialect()
     writes_table = "checkpoint_writes"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], recorder: Recorder) -> None:
         self.conn = conn
+        self.recorder = recorder  # keel_db_query_seconds (keel.metrics), when on
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> psycopg.AsyncCursor[Any]:
+        if not self.recorder.enabled:
+            return await self.conn.execute(pg_sql(sql), params)
+        started = time.perf_counter()
+        try:
+            return await self.conn.execute(pg_sql(sql), params)
+        finally:
+            self.recorder.query_done(time.perf_counter() - started)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        cur = await self.conn.execute(pg_sql(sql), params)
+        cur = await self._execute(sql, params)
         row: Row | None = await cur.fetchone()
         return row
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cur = await self.conn.execute(pg_sql(sql), params)
+        cur = await self._execute(sql, params)
         rows: list[Row] = await cur.fetchall()
         return rows
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = await self.conn.execute(pg_sql(sql), params)
+        cur = await self._execute(sql, params)
         return cur.rowcount
 
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
+            started = time.perf_counter() if self.recorder.enabled else 0.0
             async with self.conn.cursor() as cur:
                 await cur.executemany(pg_sql(sql), rows)
+            if started:
+                self.recorder.query_done(time.perf_counter() - started)
 
     async def notify(self, channel: str, payload: str) -> None:
         await self.conn.execute("SELECT pg_notify(%s, %s)", [channel, payload])
@@ -209,12 +223,28 @@ class PostgresStorage(Storage):
         # so idle ones may be dead. Otherwise the test (a round trip) is skipped.
         self._suspect_until = 0.0
         self.checkpointer: KeelPostgresSaver
+        self.recorder: Recorder = Recorder()  # the process's metrics (keel.metrics): Runtime
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
         if self._pool is None:
             raise Unavailable("storage is not open")
         return self._pool
+
+    def record_queries(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def pool_stats(self) -> dict[str, int] | None:
+        if self._pool is None:
+            return None
+        stats = self._pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        return {
+            "in_use": size - idle,
+            "idle": idle,
+            "max": self.pool_size,
+            "waiting": stats.get("requests_waiting", 0),
+        }
 
     async def open(self) -> None:
         pool: AsyncConnectionPool[Any] = ReturningPool(
@@ -302,7 +332,7 @@ class PostgresStorage(Storage):
     async def tx(self) -> AsyncIterator[Tx]:
         with self._db_errors():
             async with self.pool.connection() as conn, conn.transaction():
-                tx = PostgresTx(conn)
+                tx = PostgresTx(conn, self.recorder)
                 yield tx
         self.committed(tx)
 
@@ -310,7 +340,7 @@ class PostgresStorage(Storage):
     async def read(self) -> AsyncIterator[Tx]:
         with self._db_errors():
             async with self.pool.connection() as conn:
-                yield PostgresTx(conn)
+                yield PostgresTx(conn, self.recorder)
 
     async def ping(self, within: float) -> None:
         with self._db_errors():

@@ -8,6 +8,7 @@ import logging
 from typing import Protocol
 
 from keel import clock
+from keel.metrics.recorder import Recorder
 from keel.runs import RUNS_CHANNEL
 from keel.settings import Settings
 from keel.storage.base import Storage
@@ -25,6 +26,7 @@ class Pool(Protocol):
     """What the leases need of the worker pool they belong to (keel.worker.pool.WorkerPool)."""
 
     worker_id: str
+    recorder: Recorder
 
     def executing(self) -> list[str]: ...
 
@@ -91,6 +93,7 @@ class Leases:
         if row["worker_id"] != self.pool.worker_id or row["status"] != "running":
             if not self.pool.cancel_requested(run_id):
                 log.warning("run %s: lease lost to another worker; stopping here", run_id)
+                self.pool.recorder.lease_lost()
             self.pool.cancel_local(run_id, LOST)
             return
         self.secured[run_id] = now  # a cancelled run still holds its lease until it ends
@@ -104,6 +107,7 @@ class Leases:
             if self.stale(run_id):
                 del self.secured[run_id]  # once; a renewal re-arms it
                 log.warning("run %s: lease not renewed in time; handing it back", run_id)
+                self.pool.recorder.lease_lost()
                 self.pool.cancel_local(run_id, LOST)
 
     async def reap(self) -> None:
@@ -117,4 +121,5 @@ class Leases:
         for run in reaped:
             log.warning("re-queued run %s: its lease expired", run["run_id"])
         if reaped:
+            self.pool.recorder.leases_expired(len(reaped))
             self.pool.notify()

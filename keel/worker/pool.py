@@ -27,6 +27,7 @@ from keel.execution import (
 from keel.faults import Faults
 from keel.graphs import GraphRegistry
 from keel.lanes import LaneSlots
+from keel.metrics.recorder import Recorder
 from keel.run_config import CONTEXT_MIRRORED, carried_user, run_timeout, unmirror_context
 from keel.runs import EVENTS_CHANNEL, RUNS_CHANNEL
 from keel.sandbox.sandboxes import Sandboxes
@@ -79,8 +80,10 @@ class WorkerPool:
         endings: Endings | None = None,
         sandboxes: Sandboxes | None = None,
         mcp_servers: McpServers | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.settings = settings
+        self.recorder = recorder or Recorder()  # keel.metrics
         self.sandboxes = sandboxes  # the graph phase makes keel.sandbox.current() work
         self.mcp_servers = mcp_servers  # ... and keel.protocols.mcp_servers.tools()
         self.endings = endings or Endings()
@@ -95,6 +98,7 @@ class WorkerPool:
         # Cancels of runs with no task here (yet): a run claimed just now picks its cancel up.
         self._early_cancels: dict[str, tuple[str, float]] = {}
         self._cancellable: set[str] = set()  # runs whose task is running their graph
+        self._claimed_at: dict[str, float] = {}  # run id -> when this attempt was claimed
         self.leases = Leases(settings, storage, self)
         self.lanes = LaneSlots(settings.background.background_slots(settings.workers))
         self._claimer: asyncio.Task[None] | None = None
@@ -201,6 +205,8 @@ class WorkerPool:
                 continue
             if run is not None:
                 self.leases.secured[run["run_id"]] = now
+                self._claimed_at[run["run_id"]] = now
+                self.recorder.run_claimed(run, now)
             return run
         return None
 
@@ -224,6 +230,7 @@ class WorkerPool:
             self._cancel_requested[run_id] = action
         task = asyncio.create_task(self._execute(run), name=f"run-{run_id}")
         self._tasks[run_id] = task
+        self.recorder.executing(1)
         self.lanes.started(run)
         task.add_done_callback(functools.partial(self._forget, run_id))
 
@@ -232,6 +239,8 @@ class WorkerPool:
         if self._tasks.get(run_id) is not task:
             return
         del self._tasks[run_id]
+        self.recorder.executing(-1)
+        self._claimed_at.pop(run_id, None)
         self.lanes.ended(run_id)
         self._cancel_requested.pop(run_id, None)
         self.leases.secured.pop(run_id, None)
@@ -260,7 +269,7 @@ class WorkerPool:
         try:
             await self._point("run-start", run)
             ch = self.hub.open(run["run_id"], run["thread_id"], await self._first_seq(run))
-            flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared])
+            flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared], self.recorder)
             await self._execute_inner(run, ch, flusher)
         except asyncio.CancelledError:
             # Only shutdown cancels a run's task outside its graph: hand the run back.
@@ -422,6 +431,7 @@ class WorkerPool:
         ch.flushed = len(ch.events)
         ch.result = result
         self.hub.run_done(run_id, thread_id)
+        self.recorder.run_finished(run, status, self._claimed_at.get(run_id, clock.now()))
 
     async def _record(self, run: Row, ch: RunChannel, end: Ending) -> bool:
         """The terminal transaction: last events, status, thread. False if no longer ours.
@@ -438,6 +448,7 @@ class WorkerPool:
         run_id, thread_id = run["run_id"], run["thread_id"]
         status, state, result, error, cancel = end
         now = clock.iso()
+        logged = len(ch.unflushed()) if cancel != "rollback" else 0
         async with self.storage.tx() as tx:
             await tx.lock_thread(thread_id)
             if not await end_run(tx, self.worker_id, run, ch, (status, result, now, cancel)):
@@ -450,6 +461,7 @@ class WorkerPool:
             elif await settle_thread(tx, thread_id, status, state, error, now):
                 await tx.notify(RUNS_CHANNEL, self.worker_id)  # the thread's next run is due
             await tx.notify(EVENTS_CHANNEL, f"{run_id} {thread_id} done")
+        self.recorder.events_written(logged)
         return True
 
     async def _release(self, run: Row, ch: RunChannel | None, flusher: Flusher | None) -> None:

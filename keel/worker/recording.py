@@ -11,6 +11,7 @@ from typing import Any
 from langgraph.types import StateSnapshot
 
 from keel.execution import thread_interrupts
+from keel.metrics.recorder import Recorder
 from keel.runs import EVENTS_CHANNEL
 from keel.serde import jsonable
 from keel.storage.base import Storage
@@ -27,8 +28,11 @@ def event_rows(ch: RunChannel, events: list[Any]) -> list[tuple[str, int, str, s
 class Flusher:
     """Writes a run's new events to the database shortly after they are published."""
 
-    def __init__(self, storage: Storage, ch: RunChannel, delay: float) -> None:
+    def __init__(
+        self, storage: Storage, ch: RunChannel, delay: float, recorder: Recorder | None = None
+    ) -> None:
         self.storage = storage
+        self.recorder = recorder or Recorder()
         self.ch = ch
         self.delay = delay
         self._task: asyncio.Task[None] | None = None
@@ -54,6 +58,7 @@ class Flusher:
             await tx.append_events(event_rows(ch, pending))
             await tx.notify(EVENTS_CHANNEL, f"{ch.run_id} {ch.thread_id} {pending[0].seq}")
         self.ch.flushed = max(self.ch.flushed, upto)
+        self.recorder.events_written(len(pending))
 
     def cancel(self) -> None:
         if self._task is not None and not self._task.done():

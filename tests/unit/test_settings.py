@@ -94,16 +94,19 @@ def test_http_section(tmp_path: Path) -> None:
     http = {
         "app": "./app.py:app",
         "mount_prefix": "/my-deployment/api/",
-        **{f"disable_{s}": True for s in ("assistants", "webhooks", "mcp", "a2a", "ui")},
+        **{f"disable_{s}": True for s in ("assistants", "webhooks", "mcp", "a2a", "ui", "metrics")},
         "disable_threads": False,
+        "metrics_public": True,
         "configurable_headers": {"include": ["x-*"], "exclude": ["x-secret"]},
         "middleware_order": "auth_first",
         "enable_custom_route_auth": True,
     }
     s = load_settings(write(tmp_path, {"graphs": {}, "http": http})).http
     assert (s.app, s.mount_prefix) == ("./app.py:app", "/my-deployment/api")
-    assert s.disabled == {"assistants", "webhooks", "mcp", "a2a", "ui"}
+    assert s.disabled == {"assistants", "webhooks", "mcp", "a2a", "ui", "metrics"}
     assert s.enabled("threads") and not s.enabled("assistants")
+    assert s.metrics_public and not HttpSettings().metrics_public
+    assert HttpSettings().enabled("metrics")  # on by default
     assert s.configurable_headers == HeaderRules(("x-*",), ("x-secret",))
     assert (s.middleware_order, s.enable_custom_route_auth) == ("auth_first", True)
 
@@ -119,6 +122,8 @@ def test_http_section(tmp_path: Path) -> None:
         ({"disable_everything": True}, "disable_everything"),
         ({"middleware_order": "sometimes"}, "middleware_order"),
         ({"enable_custom_route_auth": 1}, "enable_custom_route_auth"),
+        ({"disable_metrics": "yes"}, "disable_metrics"),
+        ({"metrics_public": 1}, "metrics_public"),
         ({"configurable_headers": {"includes": "x-*"}}, "includes"),
         ({"configurable_headers": {"only": ["x-*"]}}, "only"),
         ({"cors": {"allow_everything": True}}, "allow_everything"),

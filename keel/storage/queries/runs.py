@@ -191,6 +191,20 @@ class RunQueries(Queries):
             params.append(worker_id)
         return await self.run(sql, params) == 1
 
+    async def queue_gauges(self, now: float, now_iso: str) -> list[Row]:
+        """Pending and running runs per status and graph, for /metrics (keel.metrics.database):
+        how many, how many are due, the oldest due one, how many hold an expired lease."""
+        return await self.all(
+            "SELECT r.status AS status, a.graph_id AS graph_id, COUNT(*) AS n, "
+            "SUM(CASE WHEN r.status='pending' AND r.created_at<=? THEN 1 ELSE 0 END) AS due, "
+            "MIN(CASE WHEN r.status='pending' AND r.created_at<=? THEN r.created_at END) "
+            "AS oldest_due, "
+            "SUM(CASE WHEN r.status='running' AND r.lease_until<? THEN 1 ELSE 0 END) AS overdue "
+            "FROM runs r LEFT JOIN assistants a ON a.assistant_id=r.assistant_id "
+            "WHERE r.status IN ('pending','running') GROUP BY r.status, a.graph_id",
+            [now_iso, now_iso, now],
+        )
+
     # -------------------------------------------------------------------- events
     async def append_events(self, rows: list[tuple[str, int, str, str, bytes]]) -> None:
         await self.many(
