@@ -34,6 +34,7 @@ from . import (
     store,
     threads,
     threadstream,
+    threadstream_ws,
     webhooks,
     workspace,
 )
@@ -55,6 +56,7 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
     ("threads", state),
     ("threads", workspace),
     ("threads", threadstream),
+    ("threads", threadstream_ws),
     ("runs", crons),
     ("runs", runs),
     ("runs", webhooks),

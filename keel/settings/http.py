@@ -27,10 +27,12 @@ SUPPORTED_HTTP_KEYS = {
     "middleware_order",
     "enable_custom_route_auth",
     "max_body_bytes",
+    "ws_send_queue",
     *(f"disable_{surface}" for surface in HTTP_SURFACES),
 }
 
 DEFAULT_MAX_BODY_BYTES = 10 * 2**20  # 10 MiB; the reference allows 300 MiB
+DEFAULT_WS_SEND_QUEUE = 10_000  # frames one WebSocket client may have waiting for it
 
 # Request headers never copied into a run's config, whatever `configurable_headers` says.
 NEVER_COPIED_HEADERS = frozenset({"x-api-key", "x-service-key", "x-tenant-id", "authorization"})
@@ -96,6 +98,9 @@ class HttpSettings:
     enable_custom_route_auth: bool = False
     # A request body over this many bytes is refused with 413 before it is read whole.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Frames a thread-stream WebSocket client may have waiting (not yet taken by the socket):
+    # past that it is told `resume_gap` and closed 1013 (docs/thread-stream.md).
+    ws_send_queue: int = DEFAULT_WS_SEND_QUEUE
 
     def enabled(self, surface: str) -> bool:
         return surface not in self.disabled
@@ -156,8 +161,12 @@ def _flag(http: dict[str, Any], key: str) -> bool:
 
 
 def _body_limit(raw: Any, what: str) -> int:
+    return _positive(raw, what, "bytes")
+
+
+def _positive(raw: Any, what: str, unit: str) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
-        raise ConfigError(f"{what} must be a positive number of bytes, got {raw!r}")
+        raise ConfigError(f"{what} must be a positive number of {unit}, got {raw!r}")
     return raw
 
 
@@ -185,5 +194,8 @@ def _http(raw: Any) -> HttpSettings:
         enable_custom_route_auth=_flag(raw, "enable_custom_route_auth"),
         max_body_bytes=_body_limit(
             raw.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "http.max_body_bytes"
+        ),
+        ws_send_queue=_positive(
+            raw.get("ws_send_queue", DEFAULT_WS_SEND_QUEUE), "http.ws_send_queue", "frames"
         ),
     )
