@@ -74,6 +74,38 @@ class RunChannel:
             await self._signal.wait()
 
 
+FeedItem = tuple[str, str, bytes]  # (event id "<run_id>.<seq>", event name, data)
+
+
+class FeedOverflow(Exception):
+    """A bounded feed's subscriber fell behind: what it was not given is lost to it."""
+
+
+class FeedQueue(asyncio.Queue[FeedItem]):
+    """A thread feed's queue for one subscriber. With a `bound`, an item arriving when it
+    holds that many is dropped and so is every later one: what it holds stays a gapless
+    prefix, and once drained `get` raises FeedOverflow (the subscriber resumes from its last
+    event, from the stored logs). Without one (0) it grows as the subscriber lags."""
+
+    def __init__(self, bound: int = 0) -> None:
+        super().__init__()
+        self.bound = bound
+        self.overflowed = False
+
+    def put_nowait(self, item: FeedItem) -> None:
+        if self.overflowed:
+            return
+        if self.bound and self.qsize() >= self.bound:
+            self.overflowed = True
+            return
+        super().put_nowait(item)
+
+    async def get(self) -> FeedItem:
+        if self.overflowed and self.empty():
+            raise FeedOverflow(f"over {self.bound} events behind")
+        return await super().get()
+
+
 class ThreadFeed:
     """Fan-out of every event on one thread to `GET /threads/{id}/stream` subscribers."""
 
@@ -166,8 +198,9 @@ class StreamHub:
         if feed is not None:
             feed.put(event_id, event, data)
 
-    def subscribe_thread(self, thread_id: str) -> asyncio.Queue[tuple[str, str, bytes]]:
-        q: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+    def subscribe_thread(self, thread_id: str, bound: int = 0) -> FeedQueue:
+        """A queue of the thread's events from now on (`bound`: see FeedQueue)."""
+        q = FeedQueue(bound)
         self._threads.setdefault(thread_id, ThreadFeed()).queues.add(q)
         return q
 

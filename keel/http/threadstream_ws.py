@@ -4,16 +4,21 @@ See docs/thread-stream.md ("WebSocket").
 The handshake is authenticated by the edge (keel/http/auth.py) like any request; the thread must
 be readable by the user (`threads.read`), else the connection is accepted and closed with
 4000 + the HTTP status (4404...), the code the SDK reads as "do not retry". Inbound text frames
-are commands; outbound frames are their responses and the subscriptions' events, through one
-bounded queue: a client that lets `http.ws_send_queue` frames pile up is sent a `resume_gap`
-frame and closed 1013; a subscription whose read fails ends the connection with an
-`unknown_error` frame and 1011.
+are commands; outbound frames are their responses and the subscriptions' events.
+
+Memory is bounded by `http.ws_send_queue` (B): the outbound queue holds at most B frames and a
+subscription waits for room (its stored history costs nothing while it waits); the live events
+that reach a waiting subscription are held in its thread-feed queue, at most B of them. A client
+so slow that a subscription's feed passes B is sent, after every frame that subscription had,
+a `resume_gap` error frame naming the `since` to resume from, and closed 1013. A subscription
+whose read fails ends the connection with an `unknown_error` frame and 1011.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from typing import Any
 
 import orjson
@@ -22,6 +27,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from keel.errors import KeelError
 from keel.serde import dumps
 from keel.storage.tx import Row
+from keel.streams import FeedOverflow
 from keel.threads import ThreadService
 from keel.threadstream.channels import parse_since, parse_subscription
 from keel.threadstream.commands import (
@@ -39,6 +45,7 @@ from .auth import authorize
 from .deps import Services, check_uuid
 
 router = APIRouter(tags=["threads"])
+log = logging.getLogger("keel.http")
 
 OVERFLOW = 1013  # "try again later": the client was too slow; resume with `since`
 FAILED = 1011  # the stream ended on a server error (its read failed)
@@ -75,21 +82,6 @@ async def stream_events_ws(websocket: WebSocket, thread_id: str) -> None:
     await Session(websocket, s, thread_id, s.settings.http.ws_send_queue).serve()
 
 
-def offer(out: asyncio.Queue[Item], item: Item) -> bool:
-    """Queue an item. The last slot is kept for an `End`: a client too slow to take
-    `maxsize - 1` frames gets the end after every frame it was sent, so the `since` it is told
-    to resume from loses nothing."""
-    if isinstance(item, End):
-        if not out.full():
-            out.put_nowait(item)
-        return False
-    if out.qsize() < out.maxsize - 1:
-        out.put_nowait(item)
-        return True
-    offer(out, End(OVERFLOW))
-    return False
-
-
 class Session:
     """One connection: its subscriptions, a pump per subscription, one writer."""
 
@@ -97,7 +89,8 @@ class Session:
         self.websocket = websocket
         self.s = s
         self.thread_id = thread_id
-        self.out: asyncio.Queue[Item] = asyncio.Queue(maxsize=bound + 1)
+        self.bound = bound
+        self.out: asyncio.Queue[Item] = asyncio.Queue(maxsize=bound)
         self.subs = Subscriptions()
         self.pumps: dict[str, asyncio.Task[None]] = {}
         self.tokens: dict[str, Token] = {}  # subscription id -> its current pump's token
@@ -112,7 +105,7 @@ class Session:
                 if not receiving.done():
                     receiving.cancel()
                     break
-                offer(self.out, (None, await self._command(receiving.result())))
+                await self.out.put((None, await self._command(receiving.result())))
         except WebSocketDisconnect:
             pass
         finally:
@@ -174,13 +167,16 @@ class Session:
     # -------------------------------------------------------------- the frames
     async def _pump(self, sub: Any, since: int | None, token: Token) -> None:
         hub = self.s.hub
-        queue = hub.subscribe_thread(self.thread_id)
+        queue = hub.subscribe_thread(self.thread_id, self.bound)
         try:
             async for event in thread_events(self.s.storage, hub, self.thread_id, since, queue):
-                if sub.wants(event) and not offer(self.out, (token, event)):
-                    return
+                if sub.wants(event):
+                    await self.out.put((token, event))  # waits while the client is behind
+        except FeedOverflow:
+            await self.out.put(End(OVERFLOW))
         except Exception as exc:  # the stream's read failed (storage unavailable...)
-            offer(self.out, End(FAILED, f"thread stream failed: {exc}"))
+            log.exception("thread %s: a WebSocket subscription's read failed", self.thread_id)
+            await self.out.put(End(FAILED, type(exc).__name__))
         finally:
             hub.unsubscribe_thread(self.thread_id, queue)
 
@@ -205,14 +201,14 @@ class Session:
         return None
 
     async def _end(self, end: End) -> None:
+        since = min(self.sent.values(), default=0)
         if end.code == OVERFLOW:
-            since = min(self.sent.values(), default=0)
-            bound = self.out.maxsize - 1
-            message = f"too slow: over {bound} frames waiting; reconnect with since={since}"
+            message = f"too slow: over {self.bound} events behind; reconnect with since={since}"
             frame = error(None, "resume_gap", message)
             reason = "slow consumer"
-        else:
-            frame = error(None, "unknown_error", end.detail)
+        else:  # the cause is in the server's log, not sent
+            message = f"thread stream failed ({end.detail}); reconnect with since={since}"
+            frame = error(None, "unknown_error", message)
             reason = "thread stream failed"
         await self.websocket.send_text(dumps(frame).decode())
         await self.websocket.close(end.code, reason)

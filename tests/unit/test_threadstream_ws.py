@@ -1,35 +1,41 @@
-"""The WebSocket transport's bounded outbound queue: a slow client gets the end marker (it is
-then told `resume_gap` with the last seq it was sent, and closed), memory stays bounded; a failed
-read's end takes the slot kept for it."""
+"""The bounds of a thread-stream WebSocket: a subscription's feed queue keeps a gapless prefix
+of at most `bound` events, then signals the overflow once drained; the bound is a setting."""
 
 from __future__ import annotations
 
-import asyncio
+import pytest
 
-from keel.http.threadstream_ws import FAILED, OVERFLOW, End, Item, offer
+from keel.errors import ConfigError
 from keel.settings.http import DEFAULT_WS_SEND_QUEUE, _http
+from keel.streams import FeedOverflow, FeedQueue
 
 
-def test_a_full_queue_ends_with_the_marker_and_stays_bounded() -> None:
-    out: asyncio.Queue[Item] = asyncio.Queue(maxsize=4)
-    assert offer(out, (None, {"seq": 1}))
-    assert offer(out, (None, {"seq": 2}))
-    assert offer(out, (None, {"seq": 3}))
-    assert not offer(out, (None, {"seq": 4}))  # full: the client is too slow
-    assert not offer(out, (None, {"seq": 5}))
-    assert not offer(out, End(FAILED, "late"))  # the first end wins
-    frames = [out.get_nowait() for _ in range(out.qsize())]
-    # Every frame queued before the marker is kept: resuming after seq 3 loses nothing.
-    assert frames == [(None, {"seq": 1}), (None, {"seq": 2}), (None, {"seq": 3}), End(OVERFLOW)]
+def _item(n: int) -> tuple[str, str, bytes]:
+    return (f"run.{n}", "custom", b"{}")
 
 
-def test_a_failure_ends_the_queue_after_its_frames() -> None:
-    out: asyncio.Queue[Item] = asyncio.Queue(maxsize=3)
-    assert offer(out, (None, {"seq": 1}))
-    assert not offer(out, End(FAILED, "storage down"))
-    assert [out.get_nowait() for _ in range(2)] == [(None, {"seq": 1}), End(FAILED, "storage down")]
+async def test_a_bounded_feed_keeps_a_gapless_prefix_then_overflows() -> None:
+    feed = FeedQueue(bound=3)
+    for n in range(1, 6):
+        feed.put_nowait(_item(n))
+    assert feed.qsize() == 3 and feed.overflowed  # memory stays at the bound
+    assert await feed.get() == _item(1)
+    feed.put_nowait(_item(6))  # room again, but after a gap: dropped too
+    assert [await feed.get(), await feed.get()] == [_item(2), _item(3)]
+    with pytest.raises(FeedOverflow):
+        await feed.get()
+
+
+async def test_an_unbounded_feed_keeps_everything() -> None:
+    feed = FeedQueue()
+    for n in range(100):
+        feed.put_nowait(_item(n))
+    assert feed.qsize() == 100 and not feed.overflowed
 
 
 def test_the_bound_is_a_setting() -> None:
     assert _http(None).ws_send_queue == DEFAULT_WS_SEND_QUEUE == 10_000
     assert _http({"ws_send_queue": 64}).ws_send_queue == 64
+    for bad in (0, -1, "64", True):
+        with pytest.raises(ConfigError):
+            _http({"ws_send_queue": bad})
