@@ -93,6 +93,7 @@ class Session:
         self.out: asyncio.Queue[Item] = asyncio.Queue(maxsize=bound)
         self.subs = Subscriptions()
         self.pumps: dict[str, asyncio.Task[None]] = {}
+        self.starting: list[tuple[str, Any, int | None, Token]] = []
         self.tokens: dict[str, Token] = {}  # subscription id -> its current pump's token
         self.sent: dict[str, int] = {}  # subscription id -> the last seq its client was sent
 
@@ -100,17 +101,32 @@ class Session:
         writer = asyncio.create_task(self._write())
         try:
             while not writer.done():
-                receiving = asyncio.ensure_future(self.websocket.receive_text())
-                await asyncio.wait({receiving, writer}, return_when=asyncio.FIRST_COMPLETED)
-                if not receiving.done():
-                    receiving.cancel()
+                raw = await self._next(writer)
+                if raw is None:
                     break
-                await self.out.put((None, await self._command(receiving.result())))
+                answer = (None, await self._command(raw))
+                await _unless_done(self.out.put(answer), writer)
+                self._launch()
         except WebSocketDisconnect:
             pass
         finally:
-            for task in [*self.pumps.values(), writer]:
+            tasks = [*self.pumps.values(), writer]
+            for task in tasks:
                 task.cancel()
+            # Their exceptions (a send to a client that left) are retrieved, not logged.
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _next(self, writer: asyncio.Task[None]) -> str | None:
+        """The next inbound frame's text; None once the client left or the writer ended."""
+        receiving = asyncio.ensure_future(self.websocket.receive())
+        await _unless_done(receiving, writer)
+        if not receiving.done():
+            return None
+        message = receiving.result()
+        if message["type"] == "websocket.disconnect":
+            return None
+        text = message.get("text")
+        return text if text is not None else (message.get("bytes") or b"").decode(errors="replace")
 
     # ----------------------------------------------------------------- commands
     async def _command(self, raw: str) -> Row:
@@ -158,11 +174,18 @@ class Session:
         return {"restored": bool(sids)}
 
     def _start(self, sid: str, since: int | None) -> None:
+        """A pump for the subscription, launched once the command's answer is queued (its
+        events come after it)."""
         token = Token()
         self.tokens[sid] = token
         self.sent[sid] = since or 0
         sub = parse_subscription(self.subs.active[sid])
-        self.pumps[sid] = asyncio.create_task(self._pump(sub, since, token))
+        self.starting.append((sid, sub, since, token))
+
+    def _launch(self) -> None:
+        for sid, sub, since, token in self.starting:
+            self.pumps[sid] = asyncio.create_task(self._pump(sub, since, token))
+        self.starting.clear()
 
     # -------------------------------------------------------------- the frames
     async def _pump(self, sub: Any, since: int | None, token: Token) -> None:
@@ -212,3 +235,12 @@ class Session:
             reason = "thread stream failed"
         await self.websocket.send_text(dumps(frame).decode())
         await self.websocket.close(end.code, reason)
+
+
+async def _unless_done(step: Any, writer: asyncio.Task[None]) -> None:
+    """Await `step` (a coroutine or future) unless the writer ends first (then it is cancelled:
+    nothing would ever take what it waits to put)."""
+    future = asyncio.ensure_future(step)
+    await asyncio.wait({future, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if not future.done():
+        future.cancel()

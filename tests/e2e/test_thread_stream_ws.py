@@ -238,6 +238,10 @@ async def test_subscription_reconnect_replays_on_the_same_connection(
             )
             answer = json.loads(await asyncio.wait_for(ws.recv(), 60))
             assert (answer["type"], answer["id"], answer["error"]) == ("error", 3, code), params
+        await ws.send(b"\xffnot json")  # a binary frame is read as text too
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        assert (answer["type"], answer["error"]) == ("error", "invalid_argument")
+        assert answer["id"] is None
 
 
 async def test_a_failed_read_ends_the_stream_with_1011(
@@ -251,7 +255,7 @@ async def test_a_failed_read_ends_the_stream_with_1011(
             await ws.send(_subscribe(1))
             frames = await _until_closed(ws)
     assert ws.close_code == 1011 and ws.close_reason == "thread stream failed"
-    assert frames[0]["type"] == "success"
+    assert frames[0]["type"] == "success", frames
     assert frames[-1]["type"] == "error" and frames[-1]["error"] == "unknown_error"
     # The cause stays in the server's log; the client is told where to resume.
     assert frames[-1]["message"].startswith("thread stream failed (")
