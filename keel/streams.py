@@ -85,15 +85,17 @@ class FeedQueue(asyncio.Queue[FeedItem]):
     """A thread feed's queue for one subscriber. With a `bound`, an item arriving when it
     holds that many is dropped and so is every later one: what it holds stays a gapless
     prefix, and once drained `get` raises FeedOverflow (the subscriber resumes from its last
-    event, from the stored logs). Without one (0) it grows as the subscriber lags."""
+    event, from the stored logs). Without one (0) it grows as the subscriber lags. `keeps`
+    (given an event's name) drops what the subscriber would not send, uncounted."""
 
-    def __init__(self, bound: int = 0) -> None:
+    def __init__(self, bound: int = 0, keeps: Callable[[str], bool] | None = None) -> None:
         super().__init__()
         self.bound = bound
+        self.keeps = keeps
         self.overflowed = False
 
     def put_nowait(self, item: FeedItem) -> None:
-        if self.overflowed:
+        if self.overflowed or (self.keeps is not None and not self.keeps(item[1])):
             return
         if self.bound and self.qsize() >= self.bound:
             self.overflowed = True
@@ -198,9 +200,11 @@ class StreamHub:
         if feed is not None:
             feed.put(event_id, event, data)
 
-    def subscribe_thread(self, thread_id: str, bound: int = 0) -> FeedQueue:
-        """A queue of the thread's events from now on (`bound`: see FeedQueue)."""
-        q = FeedQueue(bound)
+    def subscribe_thread(
+        self, thread_id: str, bound: int = 0, keeps: Callable[[str], bool] | None = None
+    ) -> FeedQueue:
+        """A queue of the thread's events from now on (`bound`, `keeps`: see FeedQueue)."""
+        q = FeedQueue(bound, keeps)
         self._threads.setdefault(thread_id, ThreadFeed()).queues.add(q)
         return q
 

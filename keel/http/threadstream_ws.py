@@ -29,7 +29,7 @@ from keel.serde import dumps
 from keel.storage.tx import Row
 from keel.streams import FeedOverflow
 from keel.threads import ThreadService
-from keel.threadstream.channels import parse_since, parse_subscription
+from keel.threadstream.channels import Subscription, parse_since, parse_subscription
 from keel.threadstream.commands import (
     CommandError,
     Subscriptions,
@@ -93,7 +93,7 @@ class Session:
         self.out: asyncio.Queue[Item] = asyncio.Queue(maxsize=bound)
         self.subs = Subscriptions()
         self.pumps: dict[str, asyncio.Task[None]] = {}
-        self.starting: list[tuple[str, Any, int | None, Token]] = []
+        self.starting: list[tuple[str, Subscription, int | None, Token]] = []
         self.tokens: dict[str, Token] = {}  # subscription id -> its current pump's token
         self.sent: dict[str, int] = {}  # subscription id -> the last seq its client was sent
 
@@ -188,9 +188,9 @@ class Session:
         self.starting.clear()
 
     # -------------------------------------------------------------- the frames
-    async def _pump(self, sub: Any, since: int | None, token: Token) -> None:
+    async def _pump(self, sub: Subscription, since: int | None, token: Token) -> None:
         hub = self.s.hub
-        queue = hub.subscribe_thread(self.thread_id, self.bound)
+        queue = hub.subscribe_thread(self.thread_id, self.bound, sub.keeps)
         try:
             async for event in thread_events(self.s.storage, hub, self.thread_id, since, queue):
                 if sub.wants(event):

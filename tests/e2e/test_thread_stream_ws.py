@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 import websockets
+from langgraph_sdk import get_client
 from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import database_for
@@ -204,6 +205,32 @@ async def test_a_slow_client_is_told_and_closed_then_resumes_with_since(
         rest = await _until_end(ws)
     assert rest[0]["type"] == "success"
     assert received + _events(rest[1:]) == everything  # no loss, nothing twice
+
+
+async def test_the_sdk_transport_gets_every_event_once_across_overflows(
+    server: tuple[str, str],
+) -> None:
+    """The SDK's websocket transport, reading as fast as it can, of a burst of 30 000 custom
+    events past this server's 64-event bound: whether or not the burst outruns the server
+    (typically it does here: a 1013, then the SDK's own reconnect with `since`), every event
+    arrives once, in order, and the run's output too."""
+    client = get_client(url=server[0], api_key=None)
+    try:
+        async with client.threads.stream(assistant_id="flood", transport="websocket") as thread:
+            await thread.run.start(input={"count": 30_000, "size": 10})
+            seen: list[dict[str, Any]] = []
+            async for event in thread.subscribe(CHANNELS):
+                seen.append(dict(event))
+                if _root_end(seen[-1]):
+                    break
+            output = await asyncio.wait_for(thread.output, 60)
+    finally:
+        await client.aclose()
+    assert output["emitted"] == 30_000
+    custom = [e["params"]["data"]["i"] for e in seen if e["method"] == "custom"]
+    assert custom == list(range(30_000))
+    seqs = [e["seq"] for e in seen]
+    assert seqs == sorted(set(seqs))
 
 
 async def test_subscription_reconnect_replays_on_the_same_connection(

@@ -8,6 +8,7 @@ import pytest
 from keel.errors import ConfigError
 from keel.settings.http import DEFAULT_WS_SEND_QUEUE, _http
 from keel.streams import FeedOverflow, FeedQueue
+from keel.threadstream.channels import parse_subscription
 
 
 def _item(n: int) -> tuple[str, str, bytes]:
@@ -39,3 +40,17 @@ def test_the_bound_is_a_setting() -> None:
     for bad in (0, -1, "64", True):
         with pytest.raises(ConfigError):
             _http({"ws_send_queue": bad})
+
+
+async def test_a_feed_holds_only_what_its_subscription_may_send() -> None:
+    sub = parse_subscription({"channels": ["lifecycle", "input", "custom:progress"]})
+    assert sub.keeps("v3:lifecycle") and sub.keeps("v3:input.requested")
+    assert sub.keeps("v3:custom")  # `custom:<name>` is decided on the data, later
+    assert not sub.keeps("v3:messages") and not sub.keeps("v3:values")
+    assert sub.keeps("metadata") and sub.keeps("error")  # a runs-API run's: decided later
+    feed = FeedQueue(bound=2, keeps=sub.keeps)
+    for n in range(10):
+        feed.put_nowait((f"run.{n}", "v3:messages", b"{}"))  # a burst it does not want
+    feed.put_nowait(("run.10", "v3:lifecycle", b"{}"))
+    assert feed.qsize() == 1 and not feed.overflowed
+    assert await feed.get() == ("run.10", "v3:lifecycle", b"{}")
