@@ -186,7 +186,8 @@ async def _deny(scope: Scope, receive: Receive, send: Send, exc: KeelError) -> N
     """Refuse a WebSocket handshake: the HTTP refusal itself when the server can send one."""
     await receive()  # websocket.connect
     if WS_DENIAL not in (scope.get("extensions") or {}):
-        await send({"type": "websocket.close", "code": 1008, "reason": exc.detail[:120]})
+        reason = exc.detail.encode()[:120].decode(errors="ignore")  # fits a close frame
+        await send({"type": "websocket.close", "code": 1008, "reason": reason})
         return
     headers, body = _refusal(exc)
     start = {"type": "websocket.http.response.start", "status": exc.status_code}

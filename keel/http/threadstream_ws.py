@@ -3,7 +3,8 @@ See docs/thread-stream.md ("WebSocket").
 
 The handshake is authenticated by the edge (keel/http/auth.py) like any request; the thread must
 be readable by the user (`threads.read`), else the connection is accepted and closed with
-4000 + the HTTP status (4404...), the code the SDK reads as "do not retry". Inbound text frames
+4000 + the HTTP status (4404...), the code the SDK reads as "do not retry" (1011 for a server
+error). Inbound text frames
 are commands; outbound frames are their responses and the subscriptions' events.
 
 Memory is bounded by `http.ws_send_queue` (B): the outbound queue holds at most B frames and a
@@ -53,6 +54,11 @@ REFUSED = 4000  # + the HTTP status of the refusal: 4404 (no such thread), 4403,
 REASON_BYTES = 120  # a close reason must fit in a control frame (123 bytes)
 
 
+def close_reason(detail: str) -> str:
+    """`detail` cut to what a close frame carries (whole UTF-8 characters)."""
+    return detail.encode()[:REASON_BYTES].decode(errors="ignore")
+
+
 @dataclasses.dataclass(frozen=True)
 class End:
     """The queue's last item: the connection ends with this close code."""
@@ -76,7 +82,8 @@ async def stream_events_ws(websocket: WebSocket, thread_id: str) -> None:
         if s.guard.enabled:
             await record_refusal(s.guard.audit, websocket.scope, exc)
         await websocket.accept()
-        await websocket.close(REFUSED + exc.status_code, exc.detail[:REASON_BYTES])
+        code = FAILED if exc.status_code >= 500 else REFUSED + exc.status_code
+        await websocket.close(code, close_reason(exc.detail))
         return
     await websocket.accept()
     await Session(websocket, s, thread_id, s.settings.http.ws_send_queue).serve()

@@ -287,3 +287,17 @@ async def test_a_failed_read_ends_the_stream_with_1011(
     # The cause stays in the server's log; the client is told where to resume.
     assert frames[-1]["message"].startswith("thread stream failed (")
     assert frames[-1]["message"].endswith("reconnect with since=0")
+
+
+async def test_a_thread_that_is_not_there_is_refused_with_4000_plus_its_status(
+    server: tuple[str, str],
+) -> None:
+    missing = str(uuid.uuid4())
+    for thread_id, code, reason in (
+        (missing, 4404, f"Thread '{missing}' not found"),
+        ("not-a-uuid", 4422, "Invalid thread_id: 'not-a-uuid' is not a valid UUID"),
+    ):
+        async with websockets.connect(_ws_url(server, thread_id)) as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 60)
+        assert (ws.close_code, ws.close_reason) == (code, reason)
