@@ -265,6 +265,10 @@ async def test_subscription_reconnect_replays_on_the_same_connection(
             )
             answer = json.loads(await asyncio.wait_for(ws.recv(), 60))
             assert (answer["type"], answer["id"], answer["error"]) == ("error", 3, code), params
+        # Over POST .../commands no stream belongs to the command: nothing is restored.
+        plain = {"id": 4, "method": "subscription.reconnect", "params": {"run_id": run_id}}
+        over_http = (await http.post(f"/threads/{thread_id}/commands", json=plain)).json()
+        assert over_http == {"type": "success", "id": 4, "result": {"restored": False}}
         await ws.send(b"\xffnot json")  # a binary frame is read as text too
         answer = json.loads(await asyncio.wait_for(ws.recv(), 60))
         assert (answer["type"], answer["error"]) == ("error", "invalid_argument")
