@@ -162,8 +162,8 @@ def _credentials(scope: Scope, replay: _BodyReplay | None) -> Credentials:
         query_params=HTTPConnection(scope).query_params,
         path_params=dict(scope.get("path_params") or {}),
         scope=scope,
-        request=Request(scope, replay.receive) if replay else HTTPConnection(scope),
-        read_body=replay.read if replay else _no_body,
+        request=Request(scope, replay.receive) if replay is not None else HTTPConnection(scope),
+        read_body=replay.read if replay is not None else _no_body,
     )
 
 
