@@ -74,31 +74,46 @@ class RunChannel:
             await self._signal.wait()
 
 
-FEED_QUEUE = 10_000  # live events held for one thread-feed subscriber
+FEED_QUEUE = 10_000  # live events held for one thread-feed subscriber (KEEL_STREAM_QUEUE)
+FeedItem = tuple[str, str, bytes]  # (event id "<run_id>.<seq>", event name, data)
 
 
-class FeedQueue(asyncio.Queue[tuple[str, str, bytes]]):
-    """One subscriber's live events of a thread, bounded: a subscriber whose client reads
-    slower than the thread's runs publish misses the events past the bound (`overflowed`), and
-    reads them again from the runs' event logs, which hold everything."""
+class FeedOverflow(Exception):
+    """A bounded feed's subscriber fell behind: what it was not given is lost to it."""
 
-    def __init__(self, maxsize: int = FEED_QUEUE) -> None:
-        super().__init__(maxsize)
+
+class FeedQueue(asyncio.Queue[FeedItem]):
+    """A thread feed's queue for one subscriber, bounded (`bound` events): an item arriving
+    when it holds that many is dropped and so is every later one (`overflowed`), so what it
+    holds stays a gapless prefix. Once that prefix is drained, the subscriber reads what it
+    missed from the runs' event logs, which hold everything (`restart`), or `get` raises
+    FeedOverflow. `keeps` (given an event's name) drops what the subscriber would not send,
+    uncounted."""
+
+    def __init__(self, bound: int = FEED_QUEUE, keeps: Callable[[str], bool] | None = None) -> None:
+        super().__init__()
+        self.bound = bound
+        self.keeps = keeps
         self.overflowed = False
 
-    def offer(self, item: tuple[str, str, bytes]) -> None:
-        if self.full():
+    def put_nowait(self, item: FeedItem) -> None:
+        if self.overflowed or (self.keeps is not None and not self.keeps(item[1])):
+            return
+        if self.qsize() >= self.bound:
             self.overflowed = True
-        else:
-            self.put_nowait(item)
+            return
+        super().put_nowait(item)
+
+    async def get(self) -> FeedItem:
+        if self.overflowed and self.empty():
+            raise FeedOverflow(f"over {self.bound} events behind")
+        return await super().get()
 
     def restart(self) -> bool:
-        """True, once, after events were dropped: the queue is emptied (what it held is re-read
-        with the rest) and the subscriber must re-read the logs."""
-        if not self.overflowed:
+        """True, once, when the prefix held before an overflow is drained: the subscriber
+        re-reads the logs after its last event, and the queue takes events again."""
+        if not (self.overflowed and self.empty()):
             return False
-        while not self.empty():
-            self.get_nowait()
         self.overflowed = False
         return True
 
@@ -111,7 +126,7 @@ class ThreadFeed:
 
     def put(self, event_id: str, event: str, data: bytes) -> None:
         for q in self.queues:
-            q.offer((event_id, event, data))
+            q.put_nowait((event_id, event, data))
 
 
 class StreamHub:
@@ -196,8 +211,12 @@ class StreamHub:
         if feed is not None:
             feed.put(event_id, event, data)
 
-    def subscribe_thread(self, thread_id: str) -> FeedQueue:
-        q = FeedQueue(self.feed_queue)
+    def subscribe_thread(
+        self, thread_id: str, bound: int | None = None, keeps: Callable[[str], bool] | None = None
+    ) -> FeedQueue:
+        """A queue of the thread's events from now on (`bound`, default the hub's, and `keeps`:
+        see FeedQueue)."""
+        q = FeedQueue(bound or self.feed_queue, keeps)
         self._threads.setdefault(thread_id, ThreadFeed()).queues.add(q)
         return q
 

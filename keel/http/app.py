@@ -35,6 +35,7 @@ from . import (
     store,
     threads,
     threadstream,
+    threadstream_ws,
     webhooks,
     workspace,
 )
@@ -57,6 +58,7 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
     ("threads", state),
     ("threads", workspace),
     ("threads", threadstream),
+    ("threads", threadstream_ws),
     ("runs", crons),
     ("runs", runs),
     ("runs", webhooks),

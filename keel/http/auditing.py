@@ -74,7 +74,7 @@ def action_of(scope: Scope, template: str | None) -> str:
     """`<METHOD> <route template>`; a path no route matches is written as given, scrubbed."""
     if template is None:
         template = scrub(str(scope.get("path", ""))[:MAX_PATH]) or ""
-    return f"{scope['method']} {template}"
+    return f"{scope.get('method', 'GET')} {template}"  # a WebSocket handshake is a GET
 
 
 def _first_id(values: Mapping[str, Any]) -> str | None:
@@ -169,7 +169,7 @@ async def record_refusal(sink: AuditSink, scope: Scope, exc: KeelError) -> None:
     """The entry of a request the edge refused itself (authentication, quotas): the credential's
     owner when the refusal names one (a revoked key), never the credential."""
     template, params = route_of(scope)
-    result = outcome(scope["method"], template, exc.status_code)
+    result = outcome(scope.get("method", "GET"), template, exc.status_code)
     if result is None:  # not a refusal: a failing authentication handler (500)
         return
     await sink.record(

@@ -1,6 +1,11 @@
 """Authentication at the edge: an ASGI middleware that turns each protected request into a
 `User` (or a 401/403 with `{"detail"}`) and records it in the audit log when it is refused or
-changes something (keel/http/auditing.py), and `authorize`, which routes call for a `Scope`."""
+changes something (keel/http/auditing.py), and `authorize`, which routes call for a `Scope`.
+
+A WebSocket handshake is authenticated the same way (its headers, as a GET); a refused one is
+answered with the same HTTP status and `{"detail"}` instead of the upgrade (the ASGI
+`websocket.http.response` extension; without it the handshake is closed, which servers turn into
+a 403)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 from fastapi import Request
 from starlette.authentication import AuthCredentials
+from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +35,8 @@ OPEN_PATHS = frozenset(
 )
 METRICS_PATH = "/metrics"
 STATE_KEY = "keel_user"
+KINDS = ("http", "websocket")
+WS_DENIAL = "websocket.http.response"  # the ASGI extension answering a handshake with HTTP
 
 
 class AuthMiddleware:
@@ -49,7 +57,7 @@ class AuthMiddleware:
         self.protect_custom = protect_custom
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._protected(scope):
+        if scope["type"] not in KINDS or not self._protected(scope):
             await self.app(scope, receive, send)
             return
         guard: Guard | None = _guard(scope)
@@ -58,7 +66,10 @@ class AuthMiddleware:
             return
         token = AUDITED_REQUEST.set(True)  # the guard leaves this request's entry to the edge
         try:
-            await self._handle(guard, scope, receive, send)
+            if scope["type"] == "websocket":
+                await self._handshake(guard, scope, receive, send)
+            else:
+                await self._handle(guard, scope, receive, send)
         finally:
             AUDITED_REQUEST.reset(token)
 
@@ -70,18 +81,27 @@ class AuthMiddleware:
             await record_refusal(guard.audit, scope, exc)
             await _error(send, exc)
             return
-        scope.setdefault("state", {})[STATE_KEY] = user
-        scope["user"] = user
-        scope["auth"] = AuthCredentials(list(user.permissions))
+        _log_in(scope, user)
         audited = AuditedSend(send, guard.audit, scope, user)
         try:
             await self.app(scope, replay.receive, audited)
         finally:
             await audited.finish()
 
+    async def _handshake(self, guard: Guard, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket's handshake: authenticated as a GET with its headers (no body)."""
+        try:
+            user = await guard.authenticate(_credentials(scope, None))
+        except KeelError as exc:
+            await record_refusal(guard.audit, scope, exc)
+            await _deny(scope, receive, send, exc)
+            return
+        _log_in(scope, user)
+        await self.app(scope, receive, send)
+
     def _protected(self, scope: Scope) -> bool:
         path = _route_path(scope)
-        if path in self.open_paths or scope["method"] == "OPTIONS":
+        if path in self.open_paths or scope.get("method") == "OPTIONS":
             return False
         if self.custom_routes and not self.protect_custom:
             return not any(r.matches(scope)[0] is not Match.NONE for r in self.custom_routes)
@@ -130,35 +150,64 @@ class _BodyReplay:
         return await self._receive()
 
 
-def _credentials(scope: Scope, replay: _BodyReplay) -> Credentials:
+def _log_in(scope: Scope, user: User) -> None:
+    scope.setdefault("state", {})[STATE_KEY] = user
+    scope["user"] = user
+    scope["auth"] = AuthCredentials(list(user.permissions))
+
+
+async def _no_body() -> bytes:
+    return b""
+
+
+def _credentials(scope: Scope, replay: _BodyReplay | None) -> Credentials:
+    """A request's credentials; a WebSocket handshake (`replay` None) is a GET without body."""
     return Credentials(
-        method=scope["method"],
+        method=scope.get("method", "GET"),
         path=_route_path(scope),
         headers=list(scope.get("headers", ())),
-        query_params=Request(scope).query_params,
+        query_params=HTTPConnection(scope).query_params,
         path_params=dict(scope.get("path_params") or {}),
         scope=scope,
-        request=Request(scope, replay.receive),
-        read_body=replay.read,
+        request=Request(scope, replay.receive) if replay is not None else HTTPConnection(scope),
+        read_body=replay.read if replay is not None else _no_body,
     )
 
 
-async def _error(send: Send, exc: KeelError) -> None:
+def _refusal(exc: KeelError) -> tuple[list[tuple[bytes, bytes]], bytes]:
     body = dumps({"detail": exc.detail})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
     if exc.status_code == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    return headers, body
+
+
+async def _error(send: Send, exc: KeelError) -> None:
+    headers, body = _refusal(exc)
     await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-def current_user(request: Request) -> User | None:
+async def _deny(scope: Scope, receive: Receive, send: Send, exc: KeelError) -> None:
+    """Refuse a WebSocket handshake: the HTTP refusal itself when the server can send one."""
+    await receive()  # websocket.connect
+    if WS_DENIAL not in (scope.get("extensions") or {}):
+        reason = exc.detail.encode()[:120].decode(errors="ignore")  # fits a close frame
+        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        return
+    headers, body = _refusal(exc)
+    start = {"type": "websocket.http.response.start", "status": exc.status_code}
+    await send({**start, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+def current_user(request: HTTPConnection) -> User | None:
     user: User | None = getattr(request.state, STATE_KEY, None)
     return user
 
 
-async def authorize(request: Request, resource: str, action: str, value: Any) -> AuthScope:
+async def authorize(request: HTTPConnection, resource: str, action: str, value: Any) -> AuthScope:
     """The scope the request's user may `action` `resource` in (everything without auth)."""
     guard: Guard = request.app.state.keel.guard
     if not guard.enabled:

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from keel.errors import InvalidInput
 from keel.replay import thread_events
 from keel.state import StateService
-from keel.streams import HEARTBEAT, sse
+from keel.streams import HEARTBEAT, FeedOverflow, sse
 from keel.threads import ThreadService
 
 from .auth import authorize, current_user
@@ -138,14 +138,17 @@ async def thread_stream(request: Request, thread_id: str) -> Any:
     # where it names a thread stream mode.
     modes |= set(query_list(request, "stream_mode")) & THREAD_MODES
     keep = _thread_mode_filter(modes or {"run_modes"})
-    queue = s.hub.subscribe_thread(thread_id)
+    queue = s.hub.subscribe_thread(thread_id, keeps=keep)
     last = request.headers.get("last-event-id")
 
     async def live(sent: set[str]) -> AsyncIterator[bytes]:
         # A client reading slower than the thread's runs publish overflows the bounded queue:
-        # the response ends there, and the client resumes with Last-Event-ID (SSE's own way).
-        while not queue.overflowed:
-            event_id, event, data = await queue.get()
+        # the response ends after what it held, and the client resumes with Last-Event-ID.
+        while True:
+            try:
+                event_id, event, data = await queue.get()
+            except FeedOverflow:
+                return
             if event_id not in sent and keep(event):
                 yield sse(event, data, event_id)
 

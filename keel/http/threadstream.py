@@ -1,17 +1,16 @@
 """The thread-centric ("v3") protocol's routes: `POST /threads/{id}/commands` and
-`POST /threads/{id}/stream/events` (SSE). See docs/thread-stream.md."""
+`POST /threads/{id}/stream/events` (SSE); the WebSocket transport is keel/http/threadstream_ws.py.
+See docs/thread-stream.md."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from keel.auth.scope import EVERYTHING
 from keel.errors import KeelError, NotFound
 from keel.serde import dumps
 from keel.storage.tx import Row
@@ -34,7 +33,7 @@ from keel.threadstream.commands import (
 from keel.threadstream.feed import thread_events
 
 from .auth import authorize
-from .deps import Services, check_uuid, raw_body, services
+from .deps import check_uuid, raw_body, services
 from .responses import JSON
 from .runs import _create_one
 from .schemas import Body, RunCreate, validate
@@ -148,7 +147,9 @@ async def _dispatch(request: Request, thread_id: str, command: Command, subs: Su
     if method == "subscription.unsubscribe":
         return subs.unsubscribe(params)
     if method == "subscription.reconnect":
-        return subs.reconnect(params)
+        # Over HTTP no stream belongs to the command: nothing to restore (an SSE stream resumes
+        # with `since` in its body).
+        return {"restored": bool(subs.reconnect(params))}
     raise CommandError("unknown_command", f"unknown command {method!r}")
 
 
@@ -176,117 +177,3 @@ async def _respond(request: Request, thread_id: str, params: Row) -> Row:
     body = await respond_body(s.storage, thread_id, params, s.runs.wait)
     await _start(request, thread_id, body)
     return {}
-
-
-# ------------------------------------------------------------------ WebSocket
-WS_QUEUE = 10_000  # events buffered for one connection before it is told and closed
-WS_OVERFLOW = 1013  # "try again later": the client was too slow; resume with `since`
-
-
-@router.websocket("/threads/{thread_id}/stream/events")
-async def stream_events_ws(websocket: WebSocket, thread_id: str) -> None:
-    """Inbound text frames are commands (the SDK sends `subscription.subscribe`); outbound
-    frames are their responses and the subscribed events. Auth does not cover WebSocket
-    handshakes yet: with auth on, the connection is refused (1008)."""
-    s: Services = websocket.app.state.keel
-    await websocket.accept()
-    if s.guard.enabled:
-        await websocket.close(1008, "the WebSocket transport is not available with auth yet")
-        return
-    try:
-        thread_id = check_uuid(thread_id, "thread_id")
-        await ThreadService(s.storage, EVERYTHING).get(thread_id)
-    except KeelError as exc:
-        await websocket.close(1008, str(exc)[:120])
-        return
-    await _ws_session(websocket, s, thread_id)
-
-
-async def _ws_session(websocket: WebSocket, s: Services, thread_id: str) -> None:
-    out: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=WS_QUEUE + 1)
-    pumps: dict[str, asyncio.Task[None]] = {}
-    subs = Subscriptions()
-    writer = asyncio.create_task(_ws_writer(websocket, out))
-    try:
-        while not writer.done():
-            receiving = asyncio.ensure_future(websocket.receive_text())
-            await asyncio.wait({receiving, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if not receiving.done():
-                receiving.cancel()
-                break
-            answer = _ws_command(receiving.result(), s, thread_id, subs, pumps, out)
-            _offer(out, answer)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        for task in [*pumps.values(), writer]:
-            task.cancel()
-
-
-def _ws_command(
-    raw: str,
-    s: Services,
-    thread_id: str,
-    subs: Subscriptions,
-    pumps: dict[str, asyncio.Task[None]],
-    out: asyncio.Queue[Row | None],
-) -> Row:
-    try:
-        command = parse_command(orjson.loads(raw))
-    except (orjson.JSONDecodeError, CommandError) as exc:
-        return dict(error(None, "invalid_argument", getattr(exc, "message", str(exc))))
-    try:
-        if command.method == "subscription.subscribe":
-            result = subs.subscribe(command.params)
-            sub = parse_subscription(command.params)
-            since = parse_since(command.params)
-            pump = _ws_pump(s, thread_id, sub, since, out)
-            pumps[result["subscription_id"]] = asyncio.create_task(pump)
-        elif command.method == "subscription.unsubscribe":
-            result = subs.unsubscribe(command.params)
-            pumps.pop(str(command.params["subscription_id"])).cancel()
-        else:
-            raise CommandError("not_supported", "send this command to POST .../commands")
-    except CommandError as exc:
-        return dict(error(command.id, exc.code, exc.message))
-    except KeelError as exc:
-        return dict(error(command.id, "invalid_argument", str(exc)))
-    return dict(success(command.id, result))
-
-
-def _offer(out: asyncio.Queue[Row | None], frame: Row) -> bool:
-    """Queue a frame. The last slot is kept for the end marker: a client too slow to take
-    `maxsize - 1` frames gets the marker after every frame it was sent, so the `since` it is
-    told to resume from loses nothing."""
-    if out.qsize() < out.maxsize - 1:
-        out.put_nowait(frame)
-        return True
-    if not out.full():
-        out.put_nowait(None)
-    return False
-
-
-async def _ws_pump(
-    s: Services, thread_id: str, sub: Any, since: int | None, out: asyncio.Queue[Row | None]
-) -> None:
-    queue = s.hub.subscribe_thread(thread_id)
-    try:
-        async for event in thread_events(s.storage, s.hub, thread_id, since, queue):
-            if sub.wants(event) and not _offer(out, event):
-                return
-    finally:
-        s.hub.unsubscribe_thread(thread_id, queue)
-
-
-async def _ws_writer(websocket: WebSocket, out: asyncio.Queue[Row | None]) -> None:
-    last_seq: int | None = None
-    while True:
-        frame = await out.get()
-        if frame is None:
-            gap = error(None, "resume_gap", f"too slow: reconnect with since={last_seq}")
-            await websocket.send_text(dumps(gap).decode())
-            await websocket.close(WS_OVERFLOW, "slow consumer")
-            return
-        if isinstance(frame.get("seq"), int):
-            last_seq = frame["seq"]
-        await websocket.send_text(dumps(frame).decode())

@@ -31,10 +31,12 @@ SUPPORTED_HTTP_KEYS = {
     "enable_custom_route_auth",
     "max_body_bytes",
     "metrics_public",
+    "ws_send_queue",
     *(f"disable_{surface}" for surface in HTTP_SURFACES),
 }
 
 DEFAULT_MAX_BODY_BYTES = 10 * 2**20  # 10 MiB; the reference allows 300 MiB
+DEFAULT_WS_SEND_QUEUE = 10_000  # frames one WebSocket client may have waiting for it
 
 # Request headers never copied into a run's config, whatever `configurable_headers` says.
 NEVER_COPIED_HEADERS = frozenset({"x-api-key", "x-service-key", "x-tenant-id", "authorization"})
@@ -103,6 +105,10 @@ class HttpSettings:
     # GET /metrics without authentication (a scraper on a private network); else, with auth on,
     # a scrape authenticates like any request.
     metrics_public: bool = False
+    # Frames a thread-stream WebSocket client may have waiting (not yet taken by the socket),
+    # and live events a subscription holds while it waits: past that it re-reads from the logs
+    # (docs/thread-stream.md).
+    ws_send_queue: int = DEFAULT_WS_SEND_QUEUE
 
     def enabled(self, surface: str) -> bool:
         return surface not in self.disabled
@@ -163,8 +169,12 @@ def _flag(http: dict[str, Any], key: str) -> bool:
 
 
 def _body_limit(raw: Any, what: str) -> int:
+    return _positive(raw, what, "bytes")
+
+
+def _positive(raw: Any, what: str, unit: str) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
-        raise ConfigError(f"{what} must be a positive number of bytes, got {raw!r}")
+        raise ConfigError(f"{what} must be a positive number of {unit}, got {raw!r}")
     return raw
 
 
@@ -193,5 +203,8 @@ def _http(raw: Any) -> HttpSettings:
         metrics_public=_flag(raw, "metrics_public"),
         max_body_bytes=_body_limit(
             raw.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES), "http.max_body_bytes"
+        ),
+        ws_send_queue=_positive(
+            raw.get("ws_send_queue", DEFAULT_WS_SEND_QUEUE), "http.ws_send_queue", "frames"
         ),
     )

@@ -10,6 +10,8 @@ from langgraph_sdk.stream.subscription import matches_subscription
 from keel.errors import BadRequest
 from keel.storage.tx import Row
 
+from .events import PREFIX
+
 CHANNELS = frozenset(
     {"values", "updates", "messages", "tools", "lifecycle", "input", "tasks", "checkpoints"}
     | {"custom"}
@@ -35,6 +37,16 @@ class Subscription:
         if self.depth is not None:
             definition["depth"] = self.depth
         return matches_subscription(event, definition)  # type: ignore[arg-type]
+
+    def keeps(self, name: str) -> bool:
+        """Whether a stored event named `name` can become an event this subscription wants:
+        a cheap test on the name alone, so a bounded feed holds only what may be sent (a
+        `lifecycle` subscription's feed is not filled by a burst of `custom` events)."""
+        if not name.startswith(PREFIX):
+            return True  # a runs-API run's events, end markers: decided later
+        method = name[len(PREFIX) :]
+        channel = "input" if method == "input.requested" else method
+        return any(c == channel or c.startswith(f"{channel}:") for c in self.channels)
 
     def view(self) -> Row:
         out: Row = {"channels": self.channels}

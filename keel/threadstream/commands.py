@@ -232,11 +232,31 @@ class Subscriptions:
             raise CommandError("no_such_subscription", f"no subscription {sid!r}")
         return {}
 
-    def reconnect(self, params: Row) -> Row:
+    def reconnect(self, params: Row) -> list[str]:
+        """The subscriptions a `subscription.reconnect` restores (those it names, else all)."""
         if not isinstance(params.get("run_id"), str):
             raise CommandError("invalid_argument", "subscription.reconnect: run_id is required")
-        wanted = params.get("subscriptions") or []
+        wanted = params.get("subscriptions")
+        if wanted is None:
+            return list(self.active)
+        if not isinstance(wanted, list) or not all(isinstance(s, str) for s in wanted):
+            raise CommandError("invalid_argument", "subscriptions: expected a list of ids")
         missing = [s for s in wanted if s not in self.active]
         if missing:
             raise CommandError("no_such_subscription", f"no subscription(s) {missing!r}")
-        return {"restored": True, "missed_events": 0}
+        return list(dict.fromkeys(wanted))
+
+
+def reconnect_since(params: Row) -> int | None:
+    """Where a `subscription.reconnect` replays from: `last_event_id` (an event's id, the
+    string of its seq) or `since` (a seq); None: from the start."""
+    last, since = params.get("last_event_id"), params.get("since")
+    if last is not None:
+        if not isinstance(last, str) or not last.isdigit():
+            raise CommandError("invalid_argument", "last_event_id: expected an event_id")
+        return int(last)
+    if since is not None:
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise CommandError("invalid_argument", "since: expected a non-negative integer")
+        return since
+    return None

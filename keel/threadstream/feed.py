@@ -3,8 +3,9 @@
 The caller subscribes to the hub's thread feed before calling `thread_events` (so nothing
 published during the replay is lost) and unsubscribes afterwards; events seen twice (in the
 replay and in the feed) are sent once. When the feed's bounded queue overflowed (the client
-read slower than the runs published), the walk replays the logs again after the last event it
-sent (the runs' logs and live channels hold everything), then follows the feed again.
+read slower than the runs published), the walk sends what the queue held, replays the logs
+after the last event it sent (the runs' logs and live channels hold everything), then follows
+the feed again: nothing is lost and the subscriber's memory stays bounded.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class ThreadEvents:
 
     async def live(self, queue: FeedQueue) -> AsyncIterator[Row]:
         while True:
-            if queue.restart():  # events were dropped: read them from the logs
+            if queue.restart():  # events past the bound were dropped: read them from the logs
                 self.since = self.high
                 async for out in self.replay():
                     yield out

@@ -7,6 +7,7 @@ outcomes, the OpenAPI security schemes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -149,12 +150,9 @@ async def test_the_openapi_schema_names_the_security_schemes(raw: httpx.AsyncCli
     assert schema["security"] == SCHEMES["security"]
 
 
-
-
-async def test_v3_thread_stream_is_the_owners(raw: httpx.AsyncClient, url: str) -> None:
+async def test_v3_thread_stream_is_the_owners(raw: httpx.AsyncClient) -> None:
     """The v3 protocol under auth: run.start as a run creation, the event stream as a read of
-    the thread (another user's: 404), the WebSocket transport refused (its handshake is not
-    authenticated yet)."""
+    the thread (another user's: 404)."""
     tid = str(uuid.uuid4())
     start = {"id": 1, "method": "run.start", "params": {"assistant_id": "config_echo"}}
     assert (await raw.post(f"/threads/{tid}/commands", json=start)).status_code == 401
@@ -166,8 +164,73 @@ async def test_v3_thread_stream_is_the_owners(raw: httpx.AsyncClient, url: str) 
     assert other.status_code == 404
     async with raw.stream("POST", path, json=body, headers=_as("tok-alice")) as own:
         assert own.status_code == 200
-    ws_url = url.replace("http://", "ws://") + path
-    async with websockets.connect(ws_url, additional_headers=_as("tok-alice")) as ws:
+
+
+def _root_end(event: dict[str, Any]) -> bool:
+    params = event.get("params") or {}
+    return (
+        event.get("method") == "lifecycle"
+        and not params.get("namespace")
+        and params.get("data", {}).get("event") in ("completed", "failed")
+    )
+
+
+async def test_v3_websocket_is_authenticated_and_the_owners(
+    sdk: dict[str, LangGraphClient], url: str
+) -> None:
+    """The WebSocket transport under auth, through the SDK's own websocket transport: the
+    handshake is authenticated as a request (refused: the HTTP 401 and its `{"detail"}` instead
+    of the upgrade), the thread must be the user's (another user's: accepted, then closed 4404,
+    the code the SDK does not retry)."""
+    alice = sdk["alice"]
+    headers = _as("tok-alice")
+    async with alice.threads.stream(
+        assistant_id="config_echo", transport="websocket", headers=headers
+    ) as thread:
+        await thread.run.start(input={})
+        events: list[dict[str, Any]] = []
+        async for event in thread.subscribe(["lifecycle", "values"]):
+            events.append(dict(event))
+            if _root_end(events[-1]):
+                break
+        output = await asyncio.wait_for(thread.output, 30)
+    assert [e["params"]["data"]["event"] for e in events if e["method"] == "lifecycle"] == [
+        "running",
+        "completed",
+    ]
+    assert output["seen"]["langgraph_auth_user_id"] == "alice"
+    ws_url = url.replace("http://", "ws://") + f"/threads/{thread.thread_id}/stream/events"
+    subscribe = json.dumps(
+        {"id": 1, "method": "subscription.subscribe", "params": {"channels": ["lifecycle"]}}
+    )
+    async with websockets.connect(ws_url, additional_headers=headers) as ws:  # the owner, raw
+        await ws.send(subscribe)
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert answer["type"] == "success" and answer["id"] == 1
+        first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert first["params"]["data"]["event"] == "running"
+    async with websockets.connect(ws_url, additional_headers=_as("tok-bob")) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 30)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4404
+    assert closed.value.rcvd.reason == f"Thread '{thread.thread_id}' not found"
+    # Through the SDK (4404 is a code it does not retry): bob's stream of it fails, not found.
+    async with sdk["bob"].threads.stream(
+        thread_id=thread.thread_id,
+        assistant_id="config_echo",
+        transport="websocket",
+        headers=_as("tok-bob"),
+    ) as theirs:
+        with pytest.raises(NotFoundError):
+            await asyncio.wait_for(theirs.output, 30)
+    for refused_headers, status, detail in (
+        ({}, 401, "Missing token"),
+        (_as("nope"), 401, "Invalid token"),
+        ({**headers, "x-banned": "yes"}, 403, "Banned"),
+    ):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_url, additional_headers=refused_headers):
+                pass
+        response = refused.value.response
+        assert (response.status_code, json.loads(response.body)) == (status, {"detail": detail})

@@ -5,6 +5,7 @@ nothing, and organisations that see only their own threads. Keel-only (built-in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import database_for
 from tests.support.jwks import (
@@ -317,3 +319,14 @@ async def test_each_org_sees_only_its_own_threads(
     assert found.status_code == 200 and found.json() == []
     found = await client.post("/threads/search", json={"metadata": mine}, headers=acme)
     assert [t["thread_id"] for t in found.json()] == [thread_id]
+    # The thread stream's WebSocket: the same bearer JWTs on its handshake, the same boundary.
+    url = client.base_url.copy_with(scheme="ws", path=f"/threads/{thread_id}/stream/events")
+    subscribe = {"id": 1, "method": "subscription.subscribe", "params": {"channels": ["values"]}}
+    async with websockets.connect(str(url), additional_headers=acme) as ws:
+        await ws.send(json.dumps(subscribe))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    assert answer["type"] == "success"
+    async with websockets.connect(str(url), additional_headers=globex) as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+    assert ws.close_code == 4404

@@ -7,12 +7,14 @@ Keel-only (built-in auth and its config): nothing here runs against the referenc
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 from langgraph_sdk import get_client
 
 from keel import clock
@@ -296,6 +298,28 @@ async def test_another_organisations_thread_is_not_found(
     assert count.json() == len(found.json())
     mine = await http.get(f"/threads/{thread}", headers=headers(keys["a_viewer"]))
     assert mine.status_code == 200  # still there, for its own organisation
+
+
+async def test_the_thread_stream_websocket_takes_keys_and_keeps_organisations_apart(
+    keys_server: KeelServer, http: httpx.AsyncClient, keys: dict[str, str]
+) -> None:
+    """`WS /threads/{id}/stream/events` with an `x-api-key` handshake: its organisation's
+    thread streams, another's is closed 4404, a bad key is the HTTP 401."""
+    thread = await new_thread(http, keys["a_member"])
+    url = keys_server.url.replace("http://", "ws://") + f"/threads/{thread}/stream/events"
+    subscribe = {"id": 1, "method": "subscription.subscribe", "params": {"channels": ["values"]}}
+    async with websockets.connect(url, additional_headers=headers(keys["a_viewer"])) as ws:
+        await ws.send(json.dumps(subscribe))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    assert answer["type"] == "success" and answer["id"] == 1
+    async with websockets.connect(url, additional_headers=headers(keys["b_member"])) as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+    assert ws.close_code == 4404
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(url, additional_headers=headers("keel_nope")):
+            pass
+    assert refused.value.response.status_code == 401
 
 
 async def test_admins_manage_their_own_organisations_keys_only(
