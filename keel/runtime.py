@@ -87,7 +87,8 @@ class Runtime:
         # Prometheus metrics (keel.metrics): served by the HTTP app that passes them in.
         self.metrics = metrics if metrics is not None else process_metrics(settings)
         recorder = self.metrics.recorder
-        self.storage.record_queries(recorder)
+        if recorder.enabled:
+            self.storage.record_queries(recorder.query_done)
         # Hooks of every run's terminal transaction (keel.endings).
         self.endings = Endings()
         self.workers = WorkerPool(

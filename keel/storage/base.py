@@ -15,11 +15,12 @@ from keel.settings import StoreSettings, ThreadTtl
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
-    from keel.metrics.recorder import Recorder
     from keel.storage.footprint import Footprint, VacuumReport
     from keel.storage.tx import Dialect, Tx
     from keel.store import KeelStore
 
+# Called with a statement's duration in seconds (keel.metrics' query histogram).
+QueryTimer = Callable[[float], None]
 # Called with (channel, payload) for every notification another process sent.
 Listener = Callable[[str, str], Awaitable[None]]
 # Called with a thread's id once the transaction that deleted it has committed.
@@ -115,8 +116,8 @@ class Storage(abc.ABC):
                 except Exception:
                     log.exception("after deleting thread %s: a hook failed", thread_id)
 
-    def record_queries(self, recorder: Recorder) -> None:
-        """Report each statement's latency to `recorder` (PostgreSQL: a network round trip;
+    def record_queries(self, timer: QueryTimer) -> None:
+        """Report each statement's latency to `timer` (PostgreSQL: a network round trip;
         SQLite's statements take microseconds and are not timed)."""
         return None
 

@@ -20,9 +20,8 @@ from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from keel.errors import Conflict, Unavailable
-from keel.metrics.recorder import Recorder
 from keel.serde import dumps, loads
-from keel.storage.base import Listener, Storage, exception_chain, migration_files
+from keel.storage.base import Listener, QueryTimer, Storage, exception_chain, migration_files
 from keel.storage.checkpointer import KeelPostgresSaver, nul_is_bad_input
 from keel.storage.footprint import Footprint, TableSize, VacuumReport
 from keel.storage.tx import Dialect, Row, Tx, j
@@ -105,18 +104,18 @@ class PostgresTx(Tx):
     dialect = PostgresDialect()
     writes_table = "checkpoint_writes"
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], recorder: Recorder) -> None:
+    def __init__(self, conn: psycopg.AsyncConnection[Any], timer: QueryTimer | None) -> None:
         self.conn = conn
-        self.recorder = recorder  # keel_db_query_seconds (keel.metrics), when on
+        self.timer = timer  # keel_db_query_seconds (keel.metrics), when on
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> psycopg.AsyncCursor[Any]:
-        if not self.recorder.enabled:
+        if self.timer is None:
             return await self.conn.execute(pg_sql(sql), params)
         started = time.perf_counter()
         try:
             return await self.conn.execute(pg_sql(sql), params)
         finally:
-            self.recorder.query_done(time.perf_counter() - started)
+            self.timer(time.perf_counter() - started)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         cur = await self._execute(sql, params)
@@ -135,11 +134,11 @@ class PostgresTx(Tx):
     async def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
-            started = time.perf_counter() if self.recorder.enabled else 0.0
+            started = time.perf_counter()
             async with self.conn.cursor() as cur:
                 await cur.executemany(pg_sql(sql), rows)
-            if started:
-                self.recorder.query_done(time.perf_counter() - started)
+            if self.timer is not None:
+                self.timer(time.perf_counter() - started)
 
     async def notify(self, channel: str, payload: str) -> None:
         await self.conn.execute("SELECT pg_notify(%s, %s)", [channel, payload])
@@ -223,7 +222,7 @@ class PostgresStorage(Storage):
         # so idle ones may be dead. Otherwise the test (a round trip) is skipped.
         self._suspect_until = 0.0
         self.checkpointer: KeelPostgresSaver
-        self.recorder: Recorder = Recorder()  # the process's metrics (keel.metrics): Runtime
+        self.timer: QueryTimer | None = None  # the process's metrics (keel.metrics): Runtime
 
     @property
     def pool(self) -> AsyncConnectionPool[Any]:
@@ -231,8 +230,8 @@ class PostgresStorage(Storage):
             raise Unavailable("storage is not open")
         return self._pool
 
-    def record_queries(self, recorder: Recorder) -> None:
-        self.recorder = recorder
+    def record_queries(self, timer: QueryTimer) -> None:
+        self.timer = timer
 
     def pool_stats(self) -> dict[str, int] | None:
         if self._pool is None:
@@ -332,7 +331,7 @@ class PostgresStorage(Storage):
     async def tx(self) -> AsyncIterator[Tx]:
         with self._db_errors():
             async with self.pool.connection() as conn, conn.transaction():
-                tx = PostgresTx(conn, self.recorder)
+                tx = PostgresTx(conn, self.timer)
                 yield tx
         self.committed(tx)
 
@@ -340,7 +339,7 @@ class PostgresStorage(Storage):
     async def read(self) -> AsyncIterator[Tx]:
         with self._db_errors():
             async with self.pool.connection() as conn:
-                yield PostgresTx(conn, self.recorder)
+                yield PostgresTx(conn, self.timer)
 
     async def ping(self, within: float) -> None:
         with self._db_errors():
