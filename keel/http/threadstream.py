@@ -26,6 +26,7 @@ from keel.threadstream.commands import (
     error,
     parse_command,
     protocol_run,
+    require_checkpoint,
     respond_body,
     run_start_body,
     success,
@@ -153,11 +154,11 @@ async def _dispatch(request: Request, thread_id: str, command: Command, subs: Su
     raise CommandError("unknown_command", f"unknown command {method!r}")
 
 
-async def _readable_or(request: Request, thread_id: str) -> None:
+async def _readable_or(request: Request, thread_id: str, code: str = "no_such_run") -> None:
     try:
         await _readable(request, thread_id)
     except NotFound:
-        raise CommandError("no_such_run", f"thread {thread_id} has no run") from None
+        raise CommandError(code, f"thread {thread_id} does not exist") from None
 
 
 async def _start(request: Request, thread_id: str, body: Row) -> Row:
@@ -167,7 +168,11 @@ async def _start(request: Request, thread_id: str, body: Row) -> Row:
 
 
 async def _run_start(request: Request, thread_id: str, params: Row) -> Row:
-    run = await _start(request, thread_id, run_start_body(params))
+    body = run_start_body(params)
+    if (body.get("config") or {}).get("configurable", {}).get("checkpoint_id") is not None:
+        await _readable_or(request, thread_id, "no_such_checkpoint")
+        await require_checkpoint(services(request).storage, thread_id, body)
+    run = await _start(request, thread_id, body)
     return {"run_id": run["run_id"]}
 
 

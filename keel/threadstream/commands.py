@@ -110,6 +110,21 @@ def run_start_body(params: Row) -> Row:
     return body
 
 
+async def require_checkpoint(storage: Storage, thread_id: str, params: Row) -> None:
+    """`no_such_checkpoint` unless the checkpoint a `run.start` names (config.configurable's
+    `checkpoint_id`, if any) is the thread's."""
+    conf = (params.get("config") or {}).get("configurable") or {}
+    checkpoint_id = conf.get("checkpoint_id")
+    if checkpoint_id is None:
+        return
+    wanted = {"thread_id": thread_id, "checkpoint_ns": str(conf.get("checkpoint_ns") or "")}
+    wanted["checkpoint_id"] = str(checkpoint_id)
+    if await storage.checkpointer.aget_tuple({"configurable": wanted}) is None:
+        raise CommandError(
+            "no_such_checkpoint", f"thread {thread_id}: no checkpoint {checkpoint_id}"
+        )
+
+
 def protocol_run(data: Row) -> Row:
     """A validated run-create body made a v3 run (the worker's translator is chosen by it)."""
     return {**data, "stream_mode": [PROTOCOL_MODE]}
@@ -186,6 +201,9 @@ AGENT_STATUS = {"pending": "started", "running": "running", "success": "complete
 
 
 async def agent_tree(storage: Storage, thread_id: str, params: Row) -> Row:
+    namespace = params.get("namespace")
+    if namespace not in (None, []):  # the tree Keel gives has its root only
+        raise CommandError("no_such_namespace", f"no agent at namespace {namespace!r}")
     run_id = params.get("run_id")
     async with storage.read() as tx:
         if run_id is not None:
