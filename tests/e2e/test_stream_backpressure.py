@@ -25,7 +25,7 @@ from tests.support.server import KeelServer
 
 EVENTS = 2_000
 PAD = 8_000  # bytes per event: ~16 MB in all
-CHATTER = {"n": EVENTS, "size": PAD}
+FLOOD = {"count": EVENTS, "size": PAD}
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ async def _data_frames(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | N
 
 
 async def _start_v3(http: httpx.AsyncClient, thread_id: str) -> str:
-    params = {"assistant_id": "chatter", "input": CHATTER}
+    params = {"assistant_id": "flood", "input": FLOOD}
     command = {"id": 1, "method": "run.start", "params": params}
     r = await http.post(f"/threads/{thread_id}/commands", json=command)
     assert r.status_code == 200 and r.json()["type"] == "success", r.text
@@ -113,10 +113,10 @@ async def _seqs(lines: AsyncIterator[str], n: int) -> list[int]:
     return found
 
 
-async def _chatter_until_last(
+async def _flood_until_last(
     lines: AsyncIterator[str], written: list[int]
 ) -> str | None:
-    """Append the `i` of each chatter event until the last one (or the response's end); the id
+    """Append the `i` of each flood event until the last one (or the response's end); the id
     of the last frame read."""
     last: str | None = None
     async for event_id, data in _data_frames(lines):
@@ -137,12 +137,12 @@ async def test_thread_stream_of_a_slow_client_ends_and_resumes(
     written: list[int] = []
     async with http.stream("GET", path) as r:
         assert r.status_code == 200
-        run = await sdk.runs.create(thread_id, "chatter", input=CHATTER, stream_mode=["custom"])
+        run = await sdk.runs.create(thread_id, "flood", input=FLOOD, stream_mode=["custom"])
         await asyncio.wait_for(sdk.runs.join(thread_id, run["run_id"]), 120)
-        last = await _chatter_until_last(r.aiter_lines(), written)
+        last = await _flood_until_last(r.aiter_lines(), written)
     if written[-1:] != [EVENTS - 1]:  # the response ended: resume where it stopped
         assert last is not None
         async with http.stream("GET", path, headers={"Last-Event-ID": last}) as resumed:
-            await asyncio.wait_for(_chatter_until_last(resumed.aiter_lines(), written), 120)
+            await asyncio.wait_for(_flood_until_last(resumed.aiter_lines(), written), 120)
     await sdk.aclose()
     assert written == list(range(EVENTS))

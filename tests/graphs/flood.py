@@ -1,5 +1,6 @@
 """A graph whose one node writes `count` custom events of `size` padding characters each with
-`get_stream_writer()` (tests/e2e/test_thread_stream_ws.py: a slow WebSocket client)."""
+`get_stream_writer()` (tests/e2e/test_thread_stream_ws.py and test_stream_backpressure.py:
+slow clients)."""
 
 from __future__ import annotations
 
