@@ -11,3 +11,17 @@ keel_need_bwrap() {
         fi
     fi
 }
+
+# Sourced by scripts/test: make sure Chromium is installed; the console's browser tests
+# (tests/console, tests/support/browser.py) drive the system's binary through Playwright.
+keel_need_chromium() {
+    # $1: the calling script's name, for the error message.
+    if ! command -v chromium >/dev/null; then
+        echo "chromium missing; installing chromium" >&2
+        if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >/dev/null; then
+            echo "$1: could not install chromium (apt-get install chromium, needs root);" \
+                "the console's browser tests need it" >&2
+            exit 1
+        fi
+    fi
+}

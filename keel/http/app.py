@@ -27,6 +27,7 @@ from . import (
     a2a,
     admin,
     assistants,
+    console,
     crons,
     mcp,
     meta,
@@ -131,6 +132,8 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(meta.router if meta_on else meta.disabled)
     if metrics.enabled:
         app.include_router(metrics_router)
+    if http.enabled("console"):
+        app.include_router(console.router)
     for surface, module in SURFACES:
         if http.enabled(surface):
             app.include_router(module.router)

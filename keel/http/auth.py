@@ -34,6 +34,8 @@ OPEN_PATHS = frozenset(
     {"/", "/ok", "/info", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
 METRICS_PATH = "/metrics"
+# The web console's static files (keel/http/console.py): no data in them; its API calls do.
+CONSOLE_PREFIX = "/console"
 STATE_KEY = "keel_user"
 KINDS = ("http", "websocket")
 WS_DENIAL = "websocket.http.response"  # the ASGI extension answering a handshake with HTTP
@@ -101,11 +103,15 @@ class AuthMiddleware:
 
     def _protected(self, scope: Scope) -> bool:
         path = _route_path(scope)
-        if path in self.open_paths or scope.get("method") == "OPTIONS":
+        if path in self.open_paths or scope.get("method") == "OPTIONS" or _console(path):
             return False
         if self.custom_routes and not self.protect_custom:
             return not any(r.matches(scope)[0] is not Match.NONE for r in self.custom_routes)
         return True
+
+
+def _console(path: str) -> bool:
+    return path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
 
 
 def _route_path(scope: Scope) -> str:

@@ -34,13 +34,19 @@ router.add_api_route("/", ok, methods=["GET"])
 
 @router.get("/info")
 async def info(request: Request) -> Any:
+    s = services(request)
+    # Keel's: `workspaces`, GET /threads/{id}/workspace is served (a `sandbox` section);
+    # `metrics`, GET /metrics is. The console asks before calling them.
+    flags = {"assistants": True, "crons": True, "langsmith": False}
+    flags["workspaces"] = s.sandboxes is not None and s.settings.http.enabled("threads")
+    flags["metrics"] = s.metrics.enabled
     return JSON(
         {
             "version": __version__,
             "server": "keel",
             "langgraph_py_version": version("langgraph"),
-            "flags": {"assistants": True, "crons": True, "langsmith": False},
-            "host": {"kind": "self-hosted", "database": services(request).storage.dialect.name},
+            "flags": flags,
+            "host": {"kind": "self-hosted", "database": s.storage.dialect.name},
         }
     )
 

@@ -14,10 +14,11 @@ from keel.errors import ConfigError
 # `http.disable_<surface>`: the reference's surfaces. `webhooks` turns webhook calls off
 # (keel/background/outbox.py); `mcp` removes /mcp (keel/http/mcp.py); `a2a` removes /a2a/* and the
 # agent cards (keel/http/a2a.py); `metrics` removes /metrics and every metric recorded
-# (keel/metrics). Keel has no generative UI routes yet, so disabling those is accepted and changes
-# nothing.
+# (keel/metrics); `console` removes the web console (keel/http/console.py). Keel has no generative
+# UI routes yet, so disabling those is accepted and changes nothing.
 HTTP_SURFACES = (
     "assistants", "threads", "runs", "store", "meta", "webhooks", "mcp", "a2a", "ui", "metrics",
+    "console",
 )
 
 MIDDLEWARE_ORDERS = ("middleware_first", "auth_first")
