@@ -108,8 +108,6 @@ class SpanHandler(BaseCallbackHandler):
         self._open.add(namespace)
         self._tasks[run_id] = namespace
         attrs = {"langgraph.node": str(node), "langgraph.step": int(md.get("langgraph_step", -1))}
-        if namespace:
-            attrs["langgraph.checkpoint_ns"] = namespace
         self._start(run_id, parent_run_id, f"node {node}", SpanKind.INTERNAL, attrs)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
