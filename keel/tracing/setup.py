@@ -137,10 +137,16 @@ class Tracing:
             span.set_status(Status(StatusCode.ERROR, f"{error['error']}: {error['message']}"))
 
     def callbacks(self) -> list[Any]:
-        """LangChain callback handlers for the current run's graph (node, tool, model spans)."""
+        """LangChain callback handlers for the current run's graph (node, tool, model spans);
+        none when the run span is not recorded (its trace was not sampled): no dispatch cost."""
         if self.tracer is None:
             return []
+        from opentelemetry.trace import get_current_span
+
         from keel.tracing.callbacks import SpanHandler
+
+        if not get_current_span().is_recording():
+            return []
 
         return [SpanHandler(self.tracer)]
 

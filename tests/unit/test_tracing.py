@@ -89,3 +89,16 @@ def test_a_json_line_inside_a_run_has_its_ids_and_trace_id_with_tracing_off() ->
         line = _json_line("in %s")
     assert (line["run_id"], line["thread_id"], line["trace_id"]) == ("r1", "t1", TRACE)
     assert "run_id" not in _json_line("after %s")
+
+
+def test_a_run_whose_trace_is_not_sampled_gets_no_callback_handler() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    for sampler, handlers in ((ALWAYS_OFF, 0), (ALWAYS_ON, 1)):
+        provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
+        tracing = Tracing(provider)
+        with tracing.run_span(RUN, "w1") as span:
+            assert span is not None and span.is_recording() is bool(handlers)
+            assert len(tracing.callbacks()) == handlers
+        tracing.close()
