@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from keel.errors import KeelError
+from keel.logs import configure as configure_logs
+from keel.logs import json_logs
 from keel.settings import Settings, load_settings
 
 log = logging.getLogger("keel")
@@ -137,6 +139,14 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
+def announce(message: str) -> None:
+    """A line for whoever started the process: printed, or logged with JSON logs."""
+    if json_logs():
+        log.info(message)
+    else:
+        print(message, flush=True)
+
+
 def app_from_env() -> Any:
     """Factory for uvicorn's reloader: settings travel in KEEL_SETTINGS_JSON. The parent has
     reported the config's warnings already: this process, started again on every reload, is
@@ -150,6 +160,7 @@ def app_from_env() -> Any:
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from keel.http.app import create_app
 
@@ -159,12 +170,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
         _dev(args, settings, url)
         return
     app = create_app(settings)  # a broken custom app (http.app) fails here, before "listening"
-    print(f"Keel listening on {url}", flush=True)
+    announce(f"Keel listening on {url}")
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=os.environ.get("KEEL_LOG_LEVEL", "warning"),
+        # JSON logs: uvicorn's loggers go through the root logger's JSON handler (keel.logs).
+        log_config=None if json_logs() else LOGGING_CONFIG,
         timeout_graceful_shutdown=10,
     )
 
@@ -173,7 +186,7 @@ def _dev(args: argparse.Namespace, settings: Settings, url: str) -> None:
     """Serve from a child process that uvicorn's reloader restarts on code change."""
     from keel.devreload import run_dev
 
-    print(f"Keel listening on {url}", flush=True)
+    announce(f"Keel listening on {url}")
     os.environ["KEEL_SETTINGS_JSON"] = json.dumps(
         {
             "config": str(_find_config(args.config).resolve()),
@@ -199,7 +212,7 @@ async def _worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await runtime.start()
-    print(f"Keel worker {runtime.workers.worker_id} running", flush=True)
+    announce(f"Keel worker {runtime.workers.worker_id} running")
     try:
         await stop.wait()
     finally:
@@ -232,7 +245,7 @@ def _run_worker(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logs()  # text, or one JSON object per line with KEEL_LOG_FORMAT=json
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)

@@ -33,6 +33,7 @@ from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import TERMINAL, Event, RunChannel, StreamHub
 from keel.threads import run_thread_config
+from keel.tracing import TRACE_CONTEXT
 
 STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 # Notification channels between processes sharing a database (see keel/relay.py).
@@ -56,7 +57,7 @@ def _uuid7() -> str:
 
 
 # Kept in a run's kwargs for the worker, not part of the reference's Run object.
-PRIVATE_KWARGS = ("checkpoint", "on_disconnect", MAX_SECONDS)
+PRIVATE_KWARGS = ("checkpoint", "on_disconnect", MAX_SECONDS, TRACE_CONTEXT)
 
 
 def run_view(run: Row) -> Row:
@@ -280,8 +281,9 @@ class RunService:
         created = clock.iso(now_ts + float(body.get("after_seconds") or 0))
         kwargs = run_kwargs(body, config, run_context(body, assistant), checkpoint)
         metadata = run_metadata(body, assistant, thread)
-        if body.get(MAX_SECONDS):  # a trigger's budget (keel.background.triggers)
-            kwargs[MAX_SECONDS] = body[MAX_SECONDS]
+        for private in (MAX_SECONDS, TRACE_CONTEXT):  # a trigger's budget; the trace to continue
+            if body.get(private):
+                kwargs[private] = body[private]
         return {
             "run_id": ids[1],
             "thread_id": ids[0],

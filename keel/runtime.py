@@ -30,6 +30,7 @@ from keel.settings import Settings
 from keel.storage import make_storage
 from keel.storage.base import Storage
 from keel.streams import StreamHub
+from keel.tracing import Tracing
 from keel.worker import WorkerPool
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ def process_metrics(settings: Settings) -> Metrics:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, tracing: Tracing | None = None
+    ) -> None:
         export_env(settings)
         if settings.sandbox is not None:
             check_sandbox()  # SandboxUnavailable here: never an unsandboxed fallback later
@@ -87,6 +90,8 @@ class Runtime:
         # Prometheus metrics (keel.metrics): served by the HTTP app that passes them in.
         self.metrics = metrics if metrics is not None else process_metrics(settings)
         recorder = self.metrics.recorder
+        # OpenTelemetry traces (keel.tracing): the HTTP app's, or this process's own.
+        self.tracing = tracing if tracing is not None else Tracing.from_env()
         if recorder.enabled:
             self.storage.record_queries(recorder.query_done)
         # Hooks of every run's terminal transaction (keel.endings).
@@ -100,6 +105,7 @@ class Runtime:
             sandboxes=self.sandboxes,
             mcp_servers=self.mcp_servers,
             recorder=recorder,
+            tracing=self.tracing,
         )
         self.runs = RunService(
             self.storage,
@@ -160,3 +166,4 @@ class Runtime:
         await self.relay.stop()
         await self.storage.close()
         self.metrics.close()
+        self.tracing.close()

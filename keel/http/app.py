@@ -22,6 +22,7 @@ from keel.errors import KeelError
 from keel.metrics import Metrics
 from keel.runtime import Runtime
 from keel.settings import Settings
+from keel.tracing import Tracing
 
 from . import (
     a2a,
@@ -70,13 +71,13 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
 
 
 def _lifespan(
-    settings: Settings, metrics: Metrics
+    settings: Settings, metrics: Metrics, tracing: Tracing
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     """Start the process's runtime (storage, workers, relay, scheduler); stop it on shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = Runtime(settings, metrics)
+        rt = Runtime(settings, metrics, tracing)
         await rt.start()
         app.state.keel = Services(
             settings,
@@ -89,6 +90,7 @@ def _lifespan(
             rt.guard,
             sandboxes=rt.sandboxes,
             metrics=metrics,
+            tracing=tracing,
         )
         try:
             await rt.guard.start()  # built-in auth's background parts (the audit log's writer)
@@ -108,10 +110,11 @@ def create_app(settings: Settings) -> ASGIApp:
     meta_on = http.enabled("meta")  # off: no /, /info, /docs, /redoc, /openapi.json
     # This app's metrics registry (keel.metrics); off: a recorder that does nothing.
     metrics = Metrics.build() if http.enabled("metrics") else Metrics.off()
+    tracing = Tracing.from_env()  # OTLP traces when OTEL_EXPORTER_OTLP_*ENDPOINT is set
     app = FastAPI(
         title="Keel",
         version=__version__,
-        lifespan=combined_lifespan(_lifespan(settings, metrics), user),
+        lifespan=combined_lifespan(_lifespan(settings, metrics, tracing), user),
         default_response_class=JSON,
         openapi_url="/openapi.json" if meta_on else None,
         docs_url="/docs" if meta_on else None,
@@ -126,6 +129,7 @@ def create_app(settings: Settings) -> ASGIApp:
         adopt_user_app(app, user)
     _add_auth(app, settings, user)
     _add_body_limit(app, settings)
+    _add_tracing(app, tracing)
     document_bodies(app)
     if settings.auth.openapi:
         _document_security(app, settings.auth.openapi)
@@ -187,6 +191,15 @@ def _document_security(app: FastAPI, security: Mapping[str, Any]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_tracing(app: FastAPI, tracing: Tracing) -> None:
+    """Request spans outermost, so a run created by a request carries the request's span."""
+    if tracing.tracer is None:
+        return
+    from .tracing import TraceRequests
+
+    app.user_middleware.insert(0, Middleware(TraceRequests, tracer=tracing.tracer))
 
 
 def _add_body_limit(app: FastAPI, settings: Settings) -> None:

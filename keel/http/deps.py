@@ -20,6 +20,7 @@ from keel.scheduler import Scheduler
 from keel.settings import AuthSettings, Settings
 from keel.storage.base import Storage
 from keel.streams import StreamHub
+from keel.tracing import Tracing
 from keel.worker import WorkerPool
 
 from .schemas import MAX_INT, parse_json, validate
@@ -40,6 +41,7 @@ class Services:
     guard: Guard = dataclasses.field(default_factory=lambda: Guard(AuthSettings()))
     sandboxes: Sandboxes | None = None  # the `sandbox` section's service (keel.sandbox)
     metrics: Metrics = dataclasses.field(default_factory=Metrics.off)  # keel.metrics
+    tracing: Tracing = dataclasses.field(default_factory=Tracing.off)  # keel.tracing
 
 
 def services(request: Request) -> Services:

@@ -18,6 +18,7 @@ from keel.runs import new_run_id, run_view
 from keel.serde import dumps
 from keel.storage.tx import Row
 from keel.streams import HEARTBEAT, mode_filter, parse_last_event_id, sse, wanted
+from keel.tracing import TRACE_CONTEXT
 
 from .auth import authorize, current_user
 from .deps import Services, body, check_uuid, query_bool, query_int, query_list, raw_body, services
@@ -44,6 +45,9 @@ async def _create_one(
     access = await _access(request, s, data, thread_id, run_id)
     if headers is None:
         headers = _headers(s, request)
+    carrier = s.tracing.carrier(request.headers)  # the run continues the request's trace
+    if carrier:
+        data[TRACE_CONTEXT] = carrier
     return await s.runs.create(data, thread_id, headers, access, run_id)
 
 

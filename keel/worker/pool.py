@@ -38,6 +38,7 @@ from keel.storage.tx import Row
 from keel.store_orgs import for_run
 from keel.streams import RunChannel, StreamHub
 from keel.threadstream.events import make_translator
+from keel.tracing import Tracing
 from keel.worker.leases import LOST, Leases
 from keel.worker.recording import Flusher, end_run, roll_back, settle_thread
 
@@ -81,9 +82,11 @@ class WorkerPool:
         sandboxes: Sandboxes | None = None,
         mcp_servers: McpServers | None = None,
         recorder: Recorder | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.recorder = recorder or Recorder()  # keel.metrics
+        self.tracing = tracing or Tracing.off()  # keel.tracing
         self.sandboxes = sandboxes  # the graph phase makes keel.sandbox.current() work
         self.mcp_servers = mcp_servers  # ... and keel.protocols.mcp_servers.tools()
         self.endings = endings or Endings()
@@ -267,10 +270,11 @@ class WorkerPool:
         ch: RunChannel | None = None
         flusher: Flusher | None = None
         try:
-            await self._point("run-start", run)
-            ch = self.hub.open(run["run_id"], run["thread_id"], await self._first_seq(run))
-            flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared], self.recorder)
-            await self._execute_inner(run, ch, flusher)
+            with self.tracing.run_span(run, self.worker_id):  # its span; ids on log lines
+                await self._point("run-start", run)
+                ch = self.hub.open(run["run_id"], run["thread_id"], await self._first_seq(run))
+                flusher = Flusher(self.storage, ch, FLUSH_DELAY[self.storage.shared], self.recorder)
+                await self._execute_inner(run, ch, flusher)
         except asyncio.CancelledError:
             # Only shutdown cancels a run's task outside its graph: hand the run back.
             await self._release(run, ch, flusher)
@@ -388,6 +392,8 @@ class WorkerPool:
         ) as graph:
             if run["attempt"] == 1:  # the root run's id is the run's (events, traces)
                 config = {**config, "run_id": uuid.UUID(run["run_id"])}
+            if self.tracing.enabled:  # node, tool and model spans (keel.tracing.callbacks)
+                config = {**config, "callbacks": self.tracing.callbacks()}
             kept = entry.run_context(graph, context)
             if mirrored:
                 unmirror_context(configurable, context, kept)
@@ -418,6 +424,7 @@ class WorkerPool:
             result = {"__error__": error}
             if not isinstance(exc, TimeoutError):
                 log.error("run %s failed: %r", run_id, exc)
+        self.tracing.run_ended(status, error)
         flusher.cancel()
         if cancel == "rollback":
             await roll_back(self.storage, self.worker_id, run)

@@ -1,0 +1,75 @@
+"""The CPU cost of OpenTelemetry traces (keel/tracing): server CPU per run, traces on vs off.
+
+    python -m bench.tracing_cost [--runs 300] [--rounds 4] [--graph three]
+
+Starts three `keel serve` processes on SQLite with the bench graphs: `off` (no metrics, no
+traces), `traces` (OTLP/HTTP export to a receiver in this process, metrics off) and `both`
+(traces and metrics, a scrape every 50 runs), and runs the same workload on each in rotating
+rounds (bench.metrics_cost's `_round`: stateless `/runs/wait` runs from 4 concurrent clients).
+Every span is sampled and exported (the SDK's default sampler and batch delay, 5 s, unless
+`--delay-ms`): a request span, a run span and a span per node for each run. Prints each server's
+CPU seconds per run (its process tree, from /proc) and the ratios to `off`. The receiver's
+decoding runs in this process, outside the servers' CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.metrics_cost import GRAPHS, _round
+from tests.support.otlp import OtlpReceiver
+from tests.support.server import KeelServer
+
+MODES = ("off", "traces", "both")
+
+
+def _server(workdir: Path, graph: str, mode: str, endpoint: str, delay: str) -> KeelServer:
+    workdir.mkdir(parents=True)
+    shutil.copy(GRAPHS, workdir / "graphs.py")
+    metrics = mode == "both"
+    config = {"graphs": {graph: f"./graphs.py:{graph}"}, "http": {"disable_metrics": not metrics}}
+    (workdir / "keel.json").write_text(json.dumps(config))
+    env = {"KEEL_LOG_LEVEL": "warning"}
+    if mode != "off":
+        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": delay}
+    return KeelServer(workdir / "keel.json", workdir, env=env)
+
+
+async def main(runs: int, rounds: int, graph: str, delay: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp, OtlpReceiver() as receiver:
+        servers = {m: _server(Path(tmp) / m, graph, m, receiver.url, delay) for m in MODES}
+        for srv in servers.values():
+            srv.start()
+        try:
+            for mode, srv in servers.items():  # warm up: imports, plans, caches
+                await _round(srv, graph, runs // 4 or 1, 50, mode == "both")
+            cost: dict[str, list[float]] = {m: [] for m in MODES}
+            for i in range(rounds):
+                order = MODES[i % 3 :] + MODES[: i % 3]
+                for mode in order:
+                    cost[mode].append(await _round(servers[mode], graph, runs, 50, mode == "both"))
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        spans = len(receiver.trace(None))
+    mean = {mode: sum(values) / len(values) for mode, values in cost.items()}
+    for mode in MODES:
+        rounds_ms = ", ".join(f"{v * 1e3:.2f}" for v in cost[mode])
+        ratio = mean[mode] / mean["off"]
+        print(f"{mode:<6}: {mean[mode] * 1e3:6.2f} ms server CPU per run ({rounds_ms}) {ratio:.3f}")
+    print(f"spans received: {spans}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--graph", default="three")
+    parser.add_argument("--delay-ms", default="5000", help="OTEL_BSP_SCHEDULE_DELAY")
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.rounds, args.graph, args.delay_ms))

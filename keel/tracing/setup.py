@@ -1,0 +1,166 @@
+"""`Tracing`: one process's tracer provider (never the global one) and the run span.
+
+On when `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set and
+`OTEL_SDK_DISABLED` is not `true`. The SDK reads the rest of its environment itself: the service
+name and resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`), the sampler
+(`OTEL_TRACES_SAMPLER`, `_ARG`), the exporter's headers, timeout and compression, and the batch
+processor's delays and sizes (`OTEL_BSP_*`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from keel import logs
+from keel.storage.tx import Row
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
+
+ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+DISABLED = "OTEL_SDK_DISABLED"
+DEFAULT_SERVICE = "keel"
+# The private run kwarg (not shown by the API) holding the W3C trace context of the request that
+# created the run: every attempt's run span, in whichever process, is a child of it.
+TRACE_CONTEXT = "keel_trace_context"
+CARRIED = ("traceparent", "tracestate")
+
+
+def configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment asks for traces."""
+    env = os.environ if env is None else env
+    if env.get(DISABLED, "").strip().lower() == "true":
+        return False
+    return any(env.get(name) for name in ENDPOINTS)
+
+
+def _provider() -> TracerProvider:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from keel import __version__
+
+    # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win over these defaults.
+    defaults = Resource({SERVICE_NAME: DEFAULT_SERVICE, "service.version": __version__})
+    provider = TracerProvider(resource=defaults.merge(Resource.create()), shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+def trace_id_of(carrier: Mapping[str, Any] | None) -> str | None:
+    """The trace id a stored `traceparent` names (version-traceid-spanid-flags), if any."""
+    parent = (carrier or {}).get("traceparent")
+    parts = parent.split("-") if isinstance(parent, str) else []
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+class Tracing:
+    """Off (`Tracing.off()`): `enabled` is False and every method costs a call at most."""
+
+    def __init__(self, provider: TracerProvider | None = None) -> None:
+        self.provider = provider
+        self.tracer: Tracer | None = provider.get_tracer("keel") if provider else None
+
+    @classmethod
+    def off(cls) -> Tracing:
+        return cls()
+
+    @classmethod
+    def from_env(cls) -> Tracing:
+        return cls(_provider()) if configured() else cls()
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracer is not None
+
+    def close(self) -> None:
+        """Export what is buffered and stop (at a process's stop)."""
+        if self.provider is not None:
+            self.provider.shutdown()
+
+    # ------------------------------------------------------------ propagation
+    def carrier(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """What a run created now stores to continue the trace: the current span's context
+        (the request's span) when on; else the client's own `traceparent`, passed along."""
+        if self.enabled:
+            from opentelemetry.trace.propagation.tracecontext import (
+                TraceContextTextMapPropagator,
+            )
+
+            out: dict[str, str] = {}
+            TraceContextTextMapPropagator().inject(out)
+            if out:
+                return out
+        return {k: headers[k] for k in CARRIED if headers.get(k)}
+
+    @staticmethod
+    def extract(carrier: Mapping[str, str]) -> Context:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        return TraceContextTextMapPropagator().extract(carrier)
+
+    # ---------------------------------------------------------------- the run
+    @contextmanager
+    def run_span(self, run: Row, worker_id: str) -> Iterator[Span | None]:
+        """One attempt at a run: its span (current for the block, a child of the trace context
+        the run carries) and the run's ids on every log line of the block (keel.logs)."""
+        carrier = run["kwargs"].get(TRACE_CONTEXT) or {}
+        if self.tracer is None:
+            with logs.run_context(run, trace_id_of(carrier)):
+                yield None
+            return
+        from opentelemetry.trace import format_trace_id, use_span
+
+        attrs = {**_run_attributes(run), "keel.worker_id": worker_id}
+        span = self.tracer.start_span("run " + _graph(run), self.extract(carrier), attributes=attrs)
+        trace_id = format_trace_id(span.get_span_context().trace_id)
+        with use_span(span, end_on_exit=True), logs.run_context(run, trace_id):
+            yield span
+
+    def run_ended(self, status: str, error: Mapping[str, Any] | None) -> None:
+        """The attempt's outcome on its span (current: called inside `run_span`)."""
+        if self.tracer is None:
+            return
+        from opentelemetry.trace import Status, StatusCode, get_current_span
+
+        span = get_current_span()
+
+        span.set_attribute("keel.run.status", status)
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, f"{error['error']}: {error['message']}"))
+
+    def callbacks(self) -> list[Any]:
+        """LangChain callback handlers for the current run's graph (node, tool, model spans);
+        none when the run span is not recorded (its trace was not sampled): no dispatch cost."""
+        if self.tracer is None:
+            return []
+        from opentelemetry.trace import get_current_span
+
+        from keel.tracing.callbacks import SpanHandler
+
+        if not get_current_span().is_recording():
+            return []
+
+        return [SpanHandler(self.tracer)]
+
+
+def _graph(run: Row) -> str:
+    configurable = (run["kwargs"].get("config") or {}).get("configurable") or {}
+    return str(configurable.get("graph_id") or "unknown")
+
+
+def _run_attributes(run: Row) -> dict[str, Any]:
+    return {
+        "keel.run_id": run["run_id"],
+        "keel.thread_id": run["thread_id"],
+        "keel.assistant_id": run["assistant_id"],
+        "keel.graph_id": _graph(run),
+        "keel.run.attempt": int(run["attempt"]),
+    }

@@ -1,0 +1,104 @@
+"""keel.tracing's switch and propagation, keel.logs' JSON lines: no server needed."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from keel import logs
+from keel.tracing import TRACE_CONTEXT, Tracing
+from keel.tracing.setup import configured, trace_id_of
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = f"00-{TRACE}-b7ad6b7169203331-01"
+RUN = {
+    "run_id": "r1",
+    "thread_id": "t1",
+    "assistant_id": "a1",
+    "attempt": 1,
+    "kwargs": {
+        "config": {"configurable": {"graph_id": "g"}},
+        TRACE_CONTEXT: {"traceparent": PARENT},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("env", "on"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "true"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "false"}, True),
+        ({"OTEL_SERVICE_NAME": "keel"}, False),
+    ],
+)
+def test_traces_are_on_only_with_an_otlp_endpoint(env: dict[str, str], on: bool) -> None:
+    assert configured(env) is on
+
+
+def test_off_makes_no_provider_and_no_callbacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    tracing = Tracing.from_env()
+    assert not tracing.enabled and tracing.provider is None
+    assert tracing.callbacks() == []
+
+
+def test_off_still_passes_the_clients_trace_context_on() -> None:
+    carrier = Tracing.off().carrier({"traceparent": PARENT, "accept": "*/*"})
+    assert carrier == {"traceparent": PARENT}
+    assert Tracing.off().carrier({}) == {}
+
+
+def test_the_trace_id_of_a_stored_traceparent() -> None:
+    assert trace_id_of({"traceparent": PARENT}) == TRACE
+    assert trace_id_of({"traceparent": "garbage"}) is None
+    assert trace_id_of(None) is None
+
+
+def _json_line(message: str) -> dict[str, object]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("tests.unit.json_logs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning(message, "x")
+    finally:
+        logger.removeHandler(handler)
+    line: dict[str, object] = json.loads(stream.getvalue())
+    return line
+
+
+def test_a_json_line_outside_a_run_has_no_run_ids() -> None:
+    line = _json_line("hello %s")
+    assert line["message"] == "hello x" and line["level"] == "warning"
+    assert line["logger"] == "tests.unit.json_logs"
+    assert str(line["ts"]).endswith("Z")
+    assert "run_id" not in line
+
+
+def test_a_json_line_inside_a_run_has_its_ids_and_trace_id_with_tracing_off() -> None:
+    with Tracing.off().run_span(RUN, "w1"):
+        line = _json_line("in %s")
+    assert (line["run_id"], line["thread_id"], line["trace_id"]) == ("r1", "t1", TRACE)
+    assert "run_id" not in _json_line("after %s")
+
+
+def test_a_run_whose_trace_is_not_sampled_gets_no_callback_handler() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
+
+    for sampler, handlers in ((ALWAYS_OFF, 0), (ALWAYS_ON, 1)):
+        provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
+        tracing = Tracing(provider)
+        with tracing.run_span(RUN, "w1") as span:
+            assert span is not None and span.is_recording() is bool(handlers)
+            assert len(tracing.callbacks()) == handlers
+        tracing.close()
