@@ -96,6 +96,10 @@ async def test_interrupt_answered_with_input_respond(
         assert requested["interrupt_id"] == interrupt["interrupt_id"]
         # SDK 0.4.14 reads `value` (None against the reference); Keel sends it too.
         assert interrupt["value"] == (None if reference_requested() else requested["payload"])
+        wrong = {"namespace": [], "interrupt_id": "not-pending", "response": 1}
+        command = {"id": 9, "method": "input.respond", "params": wrong}
+        answer = await http.post(f"/threads/{thread.thread_id}/commands", json=command)
+        assert answer.json()["error"] == "no_such_interrupt"
         assert await thread.run.respond({"type": "approve"}) == {}
         output = await asyncio.wait_for(thread.output, 30)
     assert output["decision"] == "approved"
@@ -289,3 +293,12 @@ async def test_websocket_transport(client: Client, server_url: str) -> None:
         answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
     assert answer["type"] == "error" and answer["error"] == "invalid_argument"
     assert answer["id"] == 1
+    if reference_requested():
+        return
+    # Commands other than subscription.* go to POST .../commands (as the SDK sends them).
+    async with websockets.connect(url) as ws:
+        start = {"id": 2, "method": "run.start", "params": {"assistant_id": "chat_fake"}}
+        await ws.send(json.dumps(start))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+    assert answer["type"] == "error" and answer["error"] == "not_supported"
+    assert answer["id"] == 2

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from keel.errors import ConfigError
+from keel.errors import ConfigError, Forbidden, InvalidInput, NotFound, Unavailable
 from keel.settings.http import DEFAULT_WS_SEND_QUEUE, _http
 from keel.streams import FeedOverflow, FeedQueue
 from keel.threadstream.channels import parse_subscription
+from keel.threadstream.commands import code_of
 
 
 def _item(n: int) -> tuple[str, str, bytes]:
@@ -66,3 +67,10 @@ async def test_a_feed_holds_only_what_its_subscription_may_send() -> None:
     feed.put_nowait(("run.10", "v3:lifecycle", b"{}"))
     assert feed.qsize() == 1 and not feed.overflowed
     assert await feed.get() == ("run.10", "v3:lifecycle", b"{}")
+
+
+def test_keel_errors_map_to_protocol_codes() -> None:
+    assert code_of(Forbidden("no")) == "permission_denied"
+    assert code_of(NotFound("no")) == "invalid_argument"
+    assert code_of(InvalidInput("no")) == "invalid_argument"
+    assert code_of(Unavailable("no")) == "unknown_error"
