@@ -7,22 +7,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import GRAPHS_CONFIG
 from tests.e2e.helpers import Client, poll, run_status
 from tests.e2e.test_metrics import scrape, value
+from tests.support.fleet import Fleet, start_fleet, stop_fleet
 from tests.support.gate import Gate
 from tests.support.postgres import PgCluster
-from tests.support.server import KeelServer, KeelWorker
 
 
 @pytest.fixture(scope="module")
-def fleet(
-    pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[KeelServer, list[KeelWorker]]]:
+def fleet(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     workdir = tmp_path_factory.mktemp("metrics-fleet")
     shared = workdir / "prometheus"
     shared.mkdir()
@@ -33,25 +29,16 @@ def fleet(
         "KEEL_MODEL": "",
         "KEEL_LEASE_SECONDS": "1.5",  # short: a killed worker's run is taken over quickly
     }
-    database = pg_cluster.create_database()
-    api = KeelServer(
-        GRAPHS_CONFIG, workdir / "api", database=database, env=env, extra_args=["--no-workers"]
-    )
-    workers = [KeelWorker(GRAPHS_CONFIG, workdir / f"w{i}", database, env=env) for i in range(2)]
-    api.start()
+    f = start_fleet(pg_cluster.create_database(), workdir, env, apis=1)
     try:
-        for worker in workers:
-            worker.start()
-        yield api, workers
+        yield f
     finally:
-        for worker in workers:
-            worker.stop()
-        api.stop()
+        stop_fleet(f)
 
 
 @pytest.fixture
-async def client(fleet: tuple[KeelServer, list[KeelWorker]]) -> AsyncIterator[Client]:
-    sdk = get_client(url=fleet[0].url, api_key=None)
+async def client(fleet: Fleet) -> AsyncIterator[Client]:
+    sdk = get_client(url=fleet.apis[0].url, api_key=None)
     try:
         yield sdk
     finally:
@@ -59,9 +46,9 @@ async def client(fleet: tuple[KeelServer, list[KeelWorker]]) -> AsyncIterator[Cl
 
 
 async def test_a_scrape_sums_the_counts_of_every_worker_process(
-    fleet: tuple[KeelServer, list[KeelWorker]], client: Client, tmp_path: Path
+    fleet: Fleet, client: Client, tmp_path: Path
 ) -> None:
-    api, workers = fleet
+    api, workers = fleet.apis[0], fleet.workers
     gate = Gate(tmp_path / "gate")
     held = []
     for _ in workers:
@@ -85,31 +72,20 @@ async def test_a_scrape_sums_the_counts_of_every_worker_process(
     assert value(samples, "keel_runs_executing") == 0
 
 
-def _executor(database: str, run_id: str) -> str | None:
-    """The worker id holding the run (None while it is pending)."""
-    with psycopg.connect(database) as conn:
-        row = conn.execute("SELECT worker_id FROM runs WHERE run_id=%s", [run_id]).fetchone()
-    return str(row[0]) if row is not None and row[0] is not None else None
-
-
 async def test_a_killed_worker_shows_as_a_lease_expiry_and_a_recovery(
-    fleet: tuple[KeelServer, list[KeelWorker]], client: Client, tmp_path: Path
+    fleet: Fleet, client: Client, tmp_path: Path
 ) -> None:
-    api, workers = fleet
+    api = fleet.apis[0]
     before = await scrape(api.url)
     gate = Gate(tmp_path / "gate")
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, "slow", input={"delay": 0}, config=gate.config)
     await run_status(client, tid, run["run_id"], "running")
-    holder = _executor(api.database, run["run_id"])
+    holder = await fleet.executor(run["run_id"])
     assert holder is not None
-    victim = next(w for w in workers if f":{w.pid}:" in holder)
-    victim.kill9()
+    fleet.worker_of(holder).kill9()
     # The lease runs out; a reaper re-queues the run and the other worker takes it over.
-    await poll(
-        lambda: client.runs.get(tid, run["run_id"]),
-        lambda r: _executor(api.database, run["run_id"]) not in (None, holder),
-    )
+    await poll(lambda: fleet.executor(run["run_id"]), lambda w: w not in (None, holder))
     gate.open()
     await client.runs.join(tid, run["run_id"])
     after = await scrape(api.url)

@@ -11,21 +11,19 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from tests.conftest import GRAPHS_CONFIG
 from tests.e2e.helpers import Client, poll, run_status
-from tests.e2e.test_metrics_fleet import _executor
 from tests.e2e.test_tracing import children, one, otel_env, traceparent
+from tests.support.fleet import Fleet, start_fleet, stop_fleet
 from tests.support.gate import Gate
 from tests.support.otlp import OtlpReceiver, Span
 from tests.support.postgres import PgCluster
-from tests.support.server import KeelServer, KeelWorker
 
-Fleet = tuple[KeelServer, list[KeelWorker], OtlpReceiver]
+Traced = tuple[Fleet, OtlpReceiver]
 CREATE = "POST /threads/{thread_id}/runs"
 
 
 @pytest.fixture(scope="module")
-def fleet(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
     workdir = tmp_path_factory.mktemp("tracing-fleet")
     with OtlpReceiver() as receiver:
         env = {
@@ -34,27 +32,19 @@ def fleet(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> It
             "KEEL_MODEL": "",
             "KEEL_LEASE_SECONDS": "1.5",  # short: a killed worker's run is taken over quickly
         }
-        database = pg_cluster.create_database()
-        api = KeelServer(
-            GRAPHS_CONFIG, workdir / "api", database=database, env=env, extra_args=["--no-workers"]
-        )
-        workers = [KeelWorker(GRAPHS_CONFIG, workdir / f"w{i}", database, env=env) for i in (0, 1)]
-        api.start()
+        f = start_fleet(pg_cluster.create_database(), workdir, env, apis=1)
         try:
-            for worker in workers:
-                worker.start()
-            yield api, workers, receiver
+            yield f, receiver
         finally:
-            for worker in workers:
-                worker.stop()
-            api.stop()
+            stop_fleet(f)
 
 
 @pytest.fixture
-async def traced_client(fleet: Fleet) -> AsyncIterator[tuple[Client, str, str]]:
+async def traced_client(fleet: Traced) -> AsyncIterator[tuple[Client, str, str]]:
     """A client sending a traceparent: (client, trace id, client's span id)."""
     header, trace_id, span_id = traceparent()
-    sdk: Client = get_client(url=fleet[0].url, api_key=None, headers={"traceparent": header})
+    url = fleet[0].apis[0].url
+    sdk: Client = get_client(url=url, api_key=None, headers={"traceparent": header})
     try:
         yield sdk, trace_id, span_id
     finally:
@@ -66,9 +56,9 @@ def run_spans(spans: list[Span]) -> dict[int, Span]:
 
 
 async def test_a_worker_process_continues_the_trace_of_the_request(
-    fleet: Fleet, traced_client: tuple[Client, str, str]
+    fleet: Traced, traced_client: tuple[Client, str, str]
 ) -> None:
-    _, _, receiver = fleet
+    workers, receiver = fleet[0].workers, fleet[1]
     client, trace_id, client_span = traced_client
     tid = (await client.threads.create())["thread_id"]
     run = await client.runs.create(tid, "slow", input={"delay": 0})
@@ -80,15 +70,15 @@ async def test_a_worker_process_continues_the_trace_of_the_request(
     assert span.parent_id == request.span_id
     assert span.attributes["keel.run_id"] == run["run_id"]
     # Executed by a worker process (the API process executes nothing).
-    assert span.attributes["keel.worker_id"].split(":")[1] in {str(w.pid) for w in fleet[1]}
+    assert span.attributes["keel.worker_id"].split(":")[1] in {str(w.pid) for w in workers}
     nodes = sorted(n.name for n in children(spans, span))
     assert nodes == ["node step1", "node step2", "node step3"]
 
 
 async def test_attempt_two_after_a_kill_continues_the_same_trace(
-    fleet: Fleet, traced_client: tuple[Client, str, str], tmp_path: Path
+    fleet: Traced, traced_client: tuple[Client, str, str], tmp_path: Path
 ) -> None:
-    api, workers, receiver = fleet
+    processes, receiver = fleet
     client, trace_id, client_span = traced_client
     gate = Gate(tmp_path / "gate")
     gate.open("step1")
@@ -102,15 +92,13 @@ async def test_attempt_two_after_a_kill_continues_the_same_trace(
     await run_status(client, tid, run["run_id"], "running")
     # The killed attempt's step1 span has been exported (it is checked below).
     await receiver.wait_for(trace_id, lambda s: "node step1" in {x.name for x in s})
-    holder = _executor(api.database, run["run_id"])
+    holder = await processes.executor(run["run_id"])
     assert holder is not None
-    victim = next(w for w in workers if f":{w.pid}:" in holder)
+    victim = processes.worker_of(holder)
     victim.kill9()
-    await poll(
-        lambda: client.runs.get(tid, run["run_id"]),
-        lambda r: _executor(api.database, run["run_id"]) not in (None, holder),
+    survivor = await poll(
+        lambda: processes.executor(run["run_id"]), lambda w: w not in (None, holder)
     )
-    survivor = _executor(api.database, run["run_id"])
     gate.open()
     await client.runs.join(tid, run["run_id"])
     victim.start()  # back for the module's other tests
