@@ -31,12 +31,19 @@ GRAPHS = Path(__file__).parent / "graphs.py"
 CLIENTS = 4
 
 
-def _server(workdir: Path, graph: str, metrics: bool, database: str | None) -> KeelServer:
+def _server(
+    workdir: Path,
+    graph: str,
+    metrics: bool,
+    database: str | None,
+    env: dict[str, str] | None = None,
+) -> KeelServer:
+    """A server of the bench graphs, `metrics` on or off, with `env` added to its environment."""
     workdir.mkdir(parents=True)
     shutil.copy(GRAPHS, workdir / "graphs.py")
     config = {"graphs": {graph: f"./graphs.py:{graph}"}, "http": {"disable_metrics": not metrics}}
     (workdir / "keel.json").write_text(json.dumps(config))
-    env = {"KEEL_LOG_LEVEL": "warning"}
+    env = {"KEEL_LOG_LEVEL": "warning", **(env or {})}
     return KeelServer(workdir / "keel.json", workdir, database=database, env=env)
 
 

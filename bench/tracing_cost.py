@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import shutil
 import tempfile
 from pathlib import Path
 
-from bench.metrics_cost import GRAPHS, _round
+from bench.metrics_cost import _round
+from bench.metrics_cost import _server as metrics_server
 from tests.support.otlp import OtlpReceiver
 from tests.support.server import KeelServer
 
@@ -29,15 +28,9 @@ MODES = ("off", "traces", "both")
 
 
 def _server(workdir: Path, graph: str, mode: str, endpoint: str, delay: str) -> KeelServer:
-    workdir.mkdir(parents=True)
-    shutil.copy(GRAPHS, workdir / "graphs.py")
-    metrics = mode == "both"
-    config = {"graphs": {graph: f"./graphs.py:{graph}"}, "http": {"disable_metrics": not metrics}}
-    (workdir / "keel.json").write_text(json.dumps(config))
-    env = {"KEEL_LOG_LEVEL": "warning"}
-    if mode != "off":
-        env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": delay}
-    return KeelServer(workdir / "keel.json", workdir, env=env)
+    traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": delay}
+    env = traced if mode != "off" else {}
+    return metrics_server(workdir, graph, mode == "both", None, env)
 
 
 async def main(runs: int, rounds: int, graph: str, delay: str) -> None:
