@@ -38,6 +38,7 @@ METRICS_PATH = "/metrics"
 CONSOLE_PREFIX = "/console"
 STATE_KEY = "keel_user"
 KINDS = ("http", "websocket")
+REASON_BYTES = 120  # a close reason must fit in a control frame (123 bytes)
 WS_DENIAL = "websocket.http.response"  # the ASGI extension answering a handshake with HTTP
 
 
@@ -156,6 +157,11 @@ class _BodyReplay:
         return await self._receive()
 
 
+def close_reason(detail: str) -> str:
+    """`detail` cut to what a WebSocket close frame carries (whole UTF-8 characters)."""
+    return detail.encode()[:REASON_BYTES].decode(errors="ignore")
+
+
 def _log_in(scope: Scope, user: User) -> None:
     scope.setdefault("state", {})[STATE_KEY] = user
     scope["user"] = user
@@ -199,8 +205,7 @@ async def _deny(scope: Scope, receive: Receive, send: Send, exc: KeelError) -> N
     """Refuse a WebSocket handshake: the HTTP refusal itself when the server can send one."""
     await receive()  # websocket.connect
     if WS_DENIAL not in (scope.get("extensions") or {}):
-        reason = exc.detail.encode()[:120].decode(errors="ignore")  # fits a close frame
-        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        await send({"type": "websocket.close", "code": 1008, "reason": close_reason(exc.detail)})
         return
     headers, body = _refusal(exc)
     start = {"type": "websocket.http.response.start", "status": exc.status_code}

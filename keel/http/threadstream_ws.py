@@ -41,7 +41,7 @@ from keel.threadstream.commands import (
 from keel.threadstream.feed import thread_events
 
 from .auditing import record_refusal
-from .auth import authorize
+from .auth import authorize, close_reason
 from .deps import Services, check_uuid
 
 router = APIRouter(tags=["threads"])
@@ -49,13 +49,6 @@ log = logging.getLogger("keel.http")
 
 FAILED = 1011  # the stream ended on a server error (its read failed)
 REFUSED = 4000  # + the HTTP status of the refusal: 4404 (no such thread), 4403, 4422
-REASON_BYTES = 120  # a close reason must fit in a control frame (123 bytes)
-
-
-def close_reason(detail: str) -> str:
-    """`detail` cut to what a close frame carries (whole UTF-8 characters)."""
-    return detail.encode()[:REASON_BYTES].decode(errors="ignore")
-
 
 @dataclasses.dataclass(frozen=True)
 class End:
