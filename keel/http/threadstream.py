@@ -24,6 +24,7 @@ from keel.threadstream.commands import (
     agent_tree,
     code_of,
     error,
+    named_checkpoint,
     parse_command,
     protocol_run,
     require_checkpoint,
@@ -88,7 +89,7 @@ async def stream_events(request: Request, thread_id: str) -> Any:
     sub = parse_subscription(payload)
     since = parse_since(payload)
     await _readable(request, thread_id)
-    queue = s.hub.subscribe_thread(thread_id)
+    queue = s.hub.subscribe_thread(thread_id, keeps=sub.keeps)
 
     async def frames() -> AsyncIterator[bytes]:
         async for event in thread_events(s.storage, s.hub, thread_id, since, queue):
@@ -169,9 +170,10 @@ async def _start(request: Request, thread_id: str, body: Row) -> Row:
 
 async def _run_start(request: Request, thread_id: str, params: Row) -> Row:
     body = run_start_body(params)
-    if (body.get("config") or {}).get("configurable", {}).get("checkpoint_id") is not None:
+    wanted = named_checkpoint(thread_id, body)
+    if wanted is not None:
         await _readable_or(request, thread_id, "no_such_checkpoint")
-        await require_checkpoint(services(request).storage, thread_id, body)
+        await require_checkpoint(services(request).storage, wanted)
     run = await _start(request, thread_id, body)
     return {"run_id": run["run_id"]}
 

@@ -110,18 +110,24 @@ def run_start_body(params: Row) -> Row:
     return body
 
 
-async def require_checkpoint(storage: Storage, thread_id: str, params: Row) -> None:
-    """`no_such_checkpoint` unless the checkpoint a `run.start` names (config.configurable's
-    `checkpoint_id`, if any) is the thread's."""
-    conf = (params.get("config") or {}).get("configurable") or {}
-    checkpoint_id = conf.get("checkpoint_id")
-    if checkpoint_id is None:
-        return
-    wanted = {"thread_id": thread_id, "checkpoint_ns": str(conf.get("checkpoint_ns") or "")}
-    wanted["checkpoint_id"] = str(checkpoint_id)
+def named_checkpoint(thread_id: str, body: Row) -> Row | None:
+    """The checkpoint a `run.start` names (config.configurable's `checkpoint_id`), if any."""
+    conf = (body.get("config") or {}).get("configurable") or {}
+    if conf.get("checkpoint_id") is None:
+        return None
+    return {
+        "thread_id": thread_id,
+        "checkpoint_ns": str(conf.get("checkpoint_ns") or ""),
+        "checkpoint_id": str(conf["checkpoint_id"]),
+    }
+
+
+async def require_checkpoint(storage: Storage, wanted: Row) -> None:
+    """`no_such_checkpoint` unless the checkpoint `wanted` (from `named_checkpoint`) exists."""
     if await storage.checkpointer.aget_tuple({"configurable": wanted}) is None:
         raise CommandError(
-            "no_such_checkpoint", f"thread {thread_id}: no checkpoint {checkpoint_id}"
+            "no_such_checkpoint",
+            f"thread {wanted['thread_id']}: no checkpoint {wanted['checkpoint_id']}",
         )
 
 
