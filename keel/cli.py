@@ -150,8 +150,10 @@ def announce(message: str) -> None:
 def app_from_env() -> Any:
     """Factory for uvicorn's reloader: settings travel in KEEL_SETTINGS_JSON. The parent has
     reported the config's warnings already: this process, started again on every reload, is
-    quiet about them."""
+    quiet about them. A spawned process, it sets up its own log handler (JSON or text)."""
     from keel.http.app import create_app
+
+    configure_logs()
 
     raw = json.loads(os.environ["KEEL_SETTINGS_JSON"])
     settings = load_settings(Path(raw.pop("config")), quiet=True, **raw)

@@ -16,9 +16,11 @@ from pathlib import Path
 from socket import socket
 
 from uvicorn import Config, Server
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors.watchfilesreload import WatchFilesReload
 from watchfiles import Change, DefaultFilter, watch
 
+from keel.logs import json_logs
 from keel.settings import Settings
 
 
@@ -60,7 +62,9 @@ class DevReload(WatchFilesReload):
 
 
 def run_dev(settings: Settings, app: str) -> None:
-    """Serve the factory `app` ("module:function") with reload on code change."""
+    """Serve the factory `app` ("module:function") with reload on code change. With JSON logs
+    uvicorn installs no handlers of its own, in this process or in the child it restarts: its
+    lines reach the root logger's JSON handler (the child's is set by the factory)."""
     config = Config(
         app,
         factory=True,
@@ -69,6 +73,7 @@ def run_dev(settings: Settings, app: str) -> None:
         reload=True,
         reload_dirs=[str(settings.base_dir)],
         log_level="info",
+        log_config=None if json_logs() else LOGGING_CONFIG,
     )
     database = settings.sqlite_path if settings.backend == "sqlite" else None
     server = Server(config=config)

@@ -186,6 +186,44 @@ def test_dev_runs_the_template_project_and_reloads_on_code_only(tmp_path: Path) 
     assert "$schema" not in text, text
 
 
+LOGGING_GRAPH = GRAPH_SOURCE.replace(
+    "def node(state: State) -> State:\n",
+    "def node(state: State) -> State:\n    logging.getLogger('tests.dev').warning('answering')\n",
+).replace("from typing import TypedDict", "import logging\nfrom typing import TypedDict")
+
+
+@pytest.mark.timeout(150)
+def test_dev_logs_json_from_the_reloading_child_too(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "graph.py").write_text(LOGGING_GRAPH.replace("ANSWER", "json"))
+    (project / "langgraph.json").write_text(json.dumps({"graphs": {"agent": "./graph.py:graph"}}))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "dev.log"
+    env = {**os.environ, "KEEL_LOG_FORMAT": "json"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "keel.cli", "dev", "--port", str(port)],
+            cwd=project,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    try:
+        assert _poll_answer(url, "json", 90), f"dev server never answered:\n{log.read_text()}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    messages = {line["message"] for line in lines}
+    assert f"Keel listening on {url}" in messages  # the parent's
+    assert "Application startup complete." in messages  # uvicorn's, in the child
+    run_lines = [line for line in lines if line["logger"] == "tests.dev"]
+    assert run_lines and all(line.get("run_id") for line in run_lines), run_lines  # the graph's
+
+
 def test_scripts_dev_checks_the_port_before_installing(tmp_path: Path) -> None:
     scripts = tmp_path / "scripts"  # a copy: its .venv would land in tmp_path
     scripts.mkdir()
