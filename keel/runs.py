@@ -33,7 +33,7 @@ from keel.storage.base import Storage
 from keel.storage.tx import Row, Tx
 from keel.streams import TERMINAL, Event, RunChannel, StreamHub
 from keel.threads import run_thread_config
-from keel.tracing import TRACE_CONTEXT
+from keel.tracing import TRACE_CONTEXT, Tracing
 
 STRATEGIES = ("reject", "interrupt", "rollback", "enqueue")
 # Notification channels between processes sharing a database (see keel/relay.py).
@@ -92,10 +92,12 @@ class RunService:
         faults: Faults | None = None,
         endings: Endings | None = None,
         recorder: Recorder | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.storage = storage
         self.endings = endings or Endings()
         self.recorder = recorder or Recorder()
+        self.tracing = tracing or Tracing.off()  # spans of the runs Keel fires itself
         self.graphs = graphs
         self.hub = hub
         self.wake_workers = wake_workers

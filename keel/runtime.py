@@ -116,6 +116,7 @@ class Runtime:
             origin=self.workers.worker_id,
             endings=self.endings,
             recorder=recorder,
+            tracing=self.tracing,
         )
         self.sweeper = Sweeper(self.storage, settings)
         self.scheduler = Scheduler(self.storage, self.runs, self.sweeper)

@@ -22,6 +22,7 @@ from keel.run_config import RunAccess, stored_user
 from keel.runs import RunService
 from keel.storage.base import Storage
 from keel.storage.tx import Row
+from keel.tracing import TRACE_CONTEXT
 
 log = logging.getLogger("keel.scheduler")
 MAX_SLEEP = 30.0
@@ -92,8 +93,14 @@ class Scheduler:
         raised, the slot left due."""
         slot = cron["next_run_date"]
         following = next_run(cron["schedule"], cron["timezone"], now)
+        attributes = {
+            "keel.cron_id": cron["cron_id"],
+            "keel.cron.slot": slot,
+            "keel.assistant_id": cron["assistant_id"],
+        }
         try:
-            fired = await self._fire_in_tx(cron, slot, following)
+            with self.runs.tracing.fired("cron fire", attributes) as carrier:
+                fired = await self._fire_in_tx(cron, slot, following, carrier)
         except Unavailable:
             raise
         except Exception as exc:
@@ -106,11 +113,14 @@ class Scheduler:
         return True
 
     async def _fire_in_tx(
-        self, cron: Row, slot: str, following: str | None
+        self, cron: Row, slot: str, following: str | None, trace: dict[str, str]
     ) -> tuple[list[Row], list[Row]] | None:
         """The run created and the slot advanced in one transaction: the runs the creation
-        cancelled (multitask) and the run, or None if the slot was not this process's to fire."""
+        cancelled (multitask) and the run, or None if the slot was not this process's to fire.
+        The run continues the firing's trace (`trace`, keel.tracing)."""
         body = run_body(cron)
+        if trace:
+            body[TRACE_CONTEXT] = trace
         # The cron's creator, when its payload carries them (keel.crons stores it).
         access = RunAccess.of(stored_user(body.get("config")))
         async with self.storage.tx() as tx:

@@ -21,6 +21,7 @@ from keel.run_config import MAX_SECONDS, RunAccess
 from keel.runs import RunService
 from keel.settings.sleep_time import TriggerSpec
 from keel.storage.tx import Row, Tx
+from keel.tracing import TRACE_CONTEXT
 
 log = logging.getLogger("keel.background")
 
@@ -43,8 +44,9 @@ def utc_day(now: float) -> str:
 class Firing:
     """Fires one due trigger state in the caller's transaction."""
 
-    def __init__(self, runs: RunService) -> None:
+    def __init__(self, runs: RunService, trace: dict[str, str] | None = None) -> None:
         self.runs = runs
+        self.trace = trace or {}  # the firing's trace context: its runs continue it
         self.cancelled: list[Row] = []  # runs the creations cancelled: for `runs.created`
         self.created: list[Row] = []
 
@@ -96,6 +98,8 @@ class Firing:
             log.info("trigger %s: %s is over its daily budget; skipped", spec.name, subject)
             return
         body = background_body(spec, subject, source, payload)
+        if self.trace:
+            body[TRACE_CONTEXT] = self.trace
         org = source.get("org") if source is not None else None
         access = RunAccess(threads=Scope(org=org)) if org is not None else RunAccess()
         run, cancelled = await self.runs.create_in(tx, body, companion, access=access)

@@ -40,17 +40,17 @@ def configured(env: Mapping[str, str] | None = None) -> bool:
 
 
 def _provider() -> TracerProvider:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     from keel import __version__
+    from keel.tracing.export import SpanExporter
 
     # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win over these defaults.
     defaults = Resource({SERVICE_NAME: DEFAULT_SERVICE, "service.version": __version__})
     provider = TracerProvider(resource=defaults.merge(Resource.create()), shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(SpanExporter()))
     return provider
 
 
@@ -105,6 +105,24 @@ class Tracing:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         return TraceContextTextMapPropagator().extract(carrier)
+
+    @contextmanager
+    def fired(self, name: str, attributes: Mapping[str, Any]) -> Iterator[dict[str, str]]:
+        """A span for runs Keel creates by itself (a cron's or a trigger's firing), the root of
+        a trace of its own; yields the context those runs store (TRACE_CONTEXT) to continue it:
+        empty when off. An exception leaving the block is recorded on the span."""
+        if self.tracer is None:
+            yield {}
+            return
+        from opentelemetry.context import Context
+        from opentelemetry.trace import SpanKind, use_span
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        span = self.tracer.start_span(name, Context(), SpanKind.PRODUCER, dict(attributes))
+        with use_span(span, end_on_exit=True, record_exception=True):
+            carrier: dict[str, str] = {}
+            TraceContextTextMapPropagator().inject(carrier)
+            yield carrier
 
     # ---------------------------------------------------------------- the run
     @contextmanager

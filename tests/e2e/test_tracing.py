@@ -171,3 +171,45 @@ async def test_json_logs_carry_the_run_and_trace_ids(
     # Lines logged outside a run (the start, uvicorn's) have no run ids.
     started = next(line for line in lines if line["message"].startswith("Keel listening"))
     assert "run_id" not in started
+
+
+@pytest.fixture(scope="module")
+def trigger_server(
+    receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KeelServer]:
+    """`traced`, and a sleep-time trigger running `echo` after each of its runs."""
+    workdir = tmp_path_factory.mktemp("tracing-trigger")
+    config = workdir / "keel.json"
+    trigger = {"graph": "echo", "watch": ["traced"], "every_n_runs": 1}
+    graphs = {
+        "traced": f"{GRAPHS / 'traced.py'}:graph",
+        "echo": f"{GRAPHS / 'config_echo.py'}:graph",
+    }
+    background = {"triggers": {"after": trigger}}
+    config.write_text(json.dumps({"graphs": graphs, "background": background}))
+    srv = KeelServer(config, workdir, env=otel_env(receiver))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+async def test_a_triggers_run_continues_the_trace_of_its_firing(
+    receiver: OtlpReceiver, trigger_server: KeelServer
+) -> None:
+    header, client_trace, _ = traceparent()
+    sdk: Client
+    async with get_client(url=trigger_server.url, headers={"traceparent": header}) as sdk:
+        thread = await sdk.threads.create()
+        await sdk.runs.wait(thread["thread_id"], "traced", input=QUESTION)
+
+    def fired(spans: list[Span]) -> bool:
+        return any(s.attributes.get("keel.trigger.subject") == thread["thread_id"] for s in spans)
+
+    spans = await receiver.wait_for(None, fired)
+    [firing] = [s for s in spans if s.attributes.get("keel.trigger.subject") == thread["thread_id"]]
+    assert firing.name == "trigger after" and firing.parent_id == ""  # a trace of its own
+    assert firing.trace_id != client_trace
+    trace = await receiver.wait_for(firing.trace_id, lambda t: "run echo" in {s.name for s in t})
+    assert one(trace, "run echo").parent_id == firing.span_id

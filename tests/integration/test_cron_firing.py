@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode, format_span_id, format_trace_id
 
 from keel import clock
 from keel.crons import CronService
@@ -22,6 +26,8 @@ from keel.scheduler import Scheduler
 from keel.storage import make_storage
 from keel.storage.tx import Row
 from keel.threads import ThreadService
+from keel.tracing import TRACE_CONTEXT, Tracing
+from keel.tracing.setup import trace_id_of
 from tests.integration.test_worker import Rig, rig
 from tests.support.clock import FakeClock
 from tests.support.faults import HOLD, FaultPoints
@@ -256,3 +262,65 @@ async def test_a_run_that_cannot_be_created_skips_its_slot(
             )
             assert await runs_of(r, cron["cron_id"]) == []
         assert "skipped, its run was refused" in caplog.text
+
+
+def traced(r: Rig) -> InMemorySpanExporter:
+    """The rig's runs made with a tracer whose spans the test reads (the SDK's own in-memory
+    exporter; Keel's OTLP export is tests/e2e/test_tracing.py's)."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    r.runs.tracing = Tracing(provider)
+    return spans
+
+
+async def test_a_cron_firing_is_the_root_of_its_runs_trace(
+    database_url: str, fake_clock: FakeClock
+) -> None:
+    async with rig(database_url) as r:
+        spans = traced(r)
+        cron = await new_cron(r, {"schedule": "0 * * * *"})
+        at(fake_clock, 2027, 6, 1, 11, 0, 1)
+        assert await scheduler(r).tick() == 1
+        [run] = await runs_of(r, cron["cron_id"])
+        [fired] = spans.get_finished_spans()
+        assert fired.name == "cron fire" and fired.parent is None  # a trace of its own
+        assert fired.attributes is not None
+        assert fired.attributes["keel.cron_id"] == cron["cron_id"]
+        assert str(fired.attributes["keel.cron.slot"]).startswith("2027-06-01T11:00")
+        # The run carries the firing's context: its run span (any process) continues the trace.
+        kwargs = run["kwargs"] if isinstance(run["kwargs"], dict) else json.loads(run["kwargs"])
+        context = fired.get_span_context()
+        assert context is not None
+        assert trace_id_of(kwargs[TRACE_CONTEXT]) == format_trace_id(context.trace_id)
+        assert format_span_id(context.span_id) in kwargs[TRACE_CONTEXT]["traceparent"]
+
+
+async def test_a_firing_that_cannot_create_its_run_is_an_error_span(
+    database_url: str, fake_clock: FakeClock
+) -> None:
+    async with rig(database_url) as r:
+        spans = traced(r)
+        thread = await ThreadService(r.storage).create({})
+        await r.thread_run("slow", {"delay": 5}, thread["thread_id"])  # busy: reject refuses
+        busy = await new_cron(
+            r, {"schedule": "0 * * * *", "multitask_strategy": "reject"}, thread["thread_id"]
+        )
+        at(fake_clock, 2027, 6, 1, 11, 0, 1)
+        assert await scheduler(r).tick() == 0
+        assert await runs_of(r, busy["cron_id"]) == []
+        [fired] = spans.get_finished_spans()
+        assert fired.status.status_code == StatusCode.ERROR
+        assert [event.name for event in fired.events] == ["exception"]
+
+
+async def test_without_traces_a_cron_run_carries_no_trace_context(
+    database_url: str, fake_clock: FakeClock
+) -> None:
+    async with rig(database_url) as r:
+        cron = await new_cron(r, {"schedule": "0 * * * *"})
+        at(fake_clock, 2027, 6, 1, 11, 0, 1)
+        assert await scheduler(r).tick() == 1
+        [run] = await runs_of(r, cron["cron_id"])
+        kwargs = run["kwargs"] if isinstance(run["kwargs"], dict) else json.loads(run["kwargs"])
+        assert TRACE_CONTEXT not in kwargs

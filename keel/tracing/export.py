@@ -1,0 +1,197 @@
+"""`SpanExporter`: the SDK's OTLP/HTTP span exporter with a leaner encoding of its request body.
+
+The SDK builds one protobuf object per span, attribute and value, then serialises the tree;
+at a handful of spans per run that costs about as much as making the spans. Here the same
+`ExportTraceServiceRequest` is written straight to protobuf wire format (proto3: varints,
+length-delimited fields, fixed64 times), two to three times faster. Everything else (endpoint,
+headers, TLS, compression, timeout and retries from the `OTEL_EXPORTER_OTLP_*` variables) is
+the SDK exporter's own. tests/unit/test_span_encoding.py decodes both encodings of the same
+spans with the official protobuf classes and compares them.
+
+Field numbers: opentelemetry-proto, `collector/trace/v1`, `trace/v1/trace.proto`,
+`common/v1/common.proto`, `resource/v1/resource.proto`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from struct import Struct
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext
+
+log = logging.getLogger("keel.tracing")
+FIXED64 = Struct("<Q")
+FIXED32 = Struct("<I")
+DOUBLE = Struct("<d")
+SMALL = [bytes([n]) for n in range(128)]
+INT64 = (-(2**63), 2**63)
+HAS_IS_REMOTE, IS_REMOTE = 0x100, 0x200  # SpanFlags
+KEYS_CACHED = 4096
+
+
+def varint(n: int) -> bytes:
+    if 0 <= n < 128:
+        return SMALL[n]
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (a string, bytes or an embedded message)."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def text(number: int, value: str | None) -> bytes:
+    return field(number, value.encode()) if value else b""
+
+
+def number(tag: int, value: int) -> bytes:
+    """A varint field, left out at 0 as proto3 does."""
+    return SMALL[tag] + varint(value) if value else b""
+
+
+def any_value(value: Any) -> bytes:
+    """An AnyValue's fields; TypeError for a value OTLP cannot carry."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return field(1, value.encode())
+    if isinstance(value, int):
+        if not INT64[0] <= value < INT64[1]:
+            raise TypeError(f"integer out of int64 range: {value}")
+        return b"\x18" + varint(value)
+    if isinstance(value, float):
+        return b"\x21" + DOUBLE.pack(value)
+    if isinstance(value, bytes):
+        return field(7, value)
+    if isinstance(value, Sequence):
+        return field(5, b"".join(field(1, any_value(v)) for v in value))
+    if isinstance(value, Mapping):
+        return field(6, b"".join(field(1, key_value(str(k), v)) for k, v in value.items()))
+    raise TypeError(f"{type(value).__name__} is not an attribute value")
+
+
+class Keys(dict[str, bytes]):
+    """Attribute keys already encoded (field 1 of a KeyValue): they repeat on every span."""
+
+    def __missing__(self, key: str) -> bytes:
+        encoded = field(1, key.encode())
+        if len(self) < KEYS_CACHED:
+            self[key] = encoded
+        return encoded
+
+
+KEYS = Keys()
+
+
+def key_value(key: str, value: Any) -> bytes:
+    encoded = any_value(value)
+    return KEYS[key] + b"\x12" + varint(len(encoded)) + encoded
+
+
+def attributes(number: int, items: Mapping[str, Any] | None) -> bytes:
+    """Repeated KeyValue field `number`; an attribute that cannot be encoded is left out."""
+    out = []
+    for key, value in (items or {}).items():
+        try:
+            out.append(field(number, key_value(key, value)))
+        except TypeError as exc:
+            log.warning("span attribute %s not exported: %s", key, exc)
+    return b"".join(out)
+
+
+def flags(parent: SpanContext | None) -> bytes:
+    remote = IS_REMOTE if parent is not None and parent.is_remote else 0
+    return FIXED32.pack(HAS_IS_REMOTE | remote)
+
+
+def trace_state(context: SpanContext) -> bytes:
+    state = context.trace_state
+    return text(3, ",".join(f"{k}={v}" for k, v in state.items())) if state else b""
+
+
+def span(s: ReadableSpan) -> bytes:
+    """One `Span` message."""
+    context = s.get_span_context()
+    assert context is not None
+    parent = s.parent
+    out = [
+        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
+        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        trace_state(context),
+        b"\x22\x08" + parent.span_id.to_bytes(8, "big") if parent is not None else b"",
+        text(5, s.name),
+        b"\x30" + SMALL[s.kind.value + 1],  # the proto's kinds are the SDK's + 1
+        b"\x39" + FIXED64.pack(s.start_time or 0) + b"\x41" + FIXED64.pack(s.end_time or 0),
+        attributes(9, s.attributes),
+        number(0x50, s.dropped_attributes),
+    ]
+    for event in s.events:
+        body = b"\x09" + FIXED64.pack(event.timestamp) + text(2, event.name)
+        body += attributes(3, event.attributes) + number(0x20, event.dropped_attributes)
+        out.append(field(11, body))
+    out.append(number(0x60, s.dropped_events))
+    for link in s.links:
+        linked = link.context
+        body = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big")
+        body += b"\x12\x08" + linked.span_id.to_bytes(8, "big") + attributes(4, link.attributes)
+        body += number(0x28, link.dropped_attributes) + b"\x35" + flags(linked)
+        out.append(field(13, body))
+    out.append(number(0x70, s.dropped_links))
+    status = s.status
+    out.append(field(15, text(2, status.description) + number(0x18, status.status_code.value)))
+    out.append(b"\x85\x01" + flags(parent))  # field 16, fixed32
+    return b"".join(out)
+
+
+def scope(value: InstrumentationScope | None) -> bytes:
+    if value is None:
+        return field(1, b"")
+    body = text(1, value.name) + text(2, value.version) + attributes(3, value.attributes)
+    return field(1, body)
+
+
+def encode(spans: Sequence[ReadableSpan]) -> bytes:
+    """An `ExportTraceServiceRequest`: spans grouped by resource, then instrumentation scope."""
+    groups: dict[int, tuple[Any, dict[InstrumentationScope | None, list[bytes]]]] = {}
+    for s in spans:
+        _, scopes = groups.setdefault(id(s.resource), (s.resource, {}))
+        scopes.setdefault(s.instrumentation_scope, []).append(field(2, span(s)))
+    out = []
+    for resource, scopes in groups.values():
+        body = [field(1, attributes(1, resource.attributes))]
+        for scoped, encoded in scopes.items():
+            url = text(3, scoped.schema_url if scoped is not None else None)
+            body.append(field(2, scope(scoped) + b"".join(encoded) + url))
+        body.append(text(3, resource.schema_url))
+        out.append(field(1, b"".join(body)))
+    return b"".join(out)
+
+
+class SpanExporter(OTLPSpanExporter):
+    """OTLP/HTTP export (the SDK's client: endpoint, headers, compression, retries) of bodies
+    encoded by `encode`."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        body = encode(spans)
+        if 0 < self._max_request_size < len(body):
+            log.warning("span batch of %d bytes dropped: over max_request_size", len(body))
+            return SpanExportResult.FAILURE
+        result = self._client.export(body)
+        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE
