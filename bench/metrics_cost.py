@@ -1,7 +1,7 @@
 """The CPU cost of Prometheus metrics (keel/metrics): server CPU per run, metrics on vs off.
 
-    python -m bench.metrics_cost [--runs 300] [--rounds 4] [--graph three] [--scrape-every 50]
-                                 [--postgres]
+    python -m bench.metrics_cost [--runs 300] [--rounds 4] [--graph three|agent|...]
+                                 [--scrape-every 50] [--postgres]
 
 Starts two `keel serve` processes on SQLite (`--postgres`: each on a database of its own in a
 private PostgreSQL cluster, fsync on) with the bench graphs, one with
@@ -28,6 +28,8 @@ from tests.support.postgres import PgCluster
 from tests.support.server import KeelServer
 
 GRAPHS = Path(__file__).parent / "graphs.py"
+CHAT_GRAPHS = Path(__file__).parent / "chat_graph.py"  # `chat`, `agent`: they take messages
+MESSAGES = {"messages": [{"role": "user", "content": "add 2 and 3"}]}
 CLIENTS = 4
 
 
@@ -40,8 +42,10 @@ def _server(
 ) -> KeelServer:
     """A server of the bench graphs, `metrics` on or off, with `env` added to its environment."""
     workdir.mkdir(parents=True)
-    shutil.copy(GRAPHS, workdir / "graphs.py")
-    config = {"graphs": {graph: f"./graphs.py:{graph}"}, "http": {"disable_metrics": not metrics}}
+    source = CHAT_GRAPHS if graph in ("chat", "agent") else GRAPHS
+    shutil.copy(source, workdir / source.name)
+    graphs = {graph: f"./{source.name}:{graph}"}
+    config = {"graphs": graphs, "http": {"disable_metrics": not metrics}}
     (workdir / "keel.json").write_text(json.dumps(config))
     env = {"KEEL_LOG_LEVEL": "warning", **(env or {})}
     return KeelServer(workdir / "keel.json", workdir, database=database, env=env)
@@ -51,7 +55,7 @@ async def _round(srv: KeelServer, graph: str, runs: int, scrape_every: int, scra
     """Server CPU seconds per run over `runs` runs."""
     assert srv.proc is not None
     pids = tree([srv.proc.pid])
-    body = {"assistant_id": graph, "input": {}}
+    body = {"assistant_id": graph, "input": MESSAGES if graph in ("chat", "agent") else {}}
     async with httpx.AsyncClient(base_url=srv.url, timeout=60.0) as http:
         before = cpu_seconds(pids)
         queue = iter(range(runs))

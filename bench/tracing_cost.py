@@ -1,6 +1,6 @@
 """The CPU cost of OpenTelemetry traces (keel/tracing): server CPU per run, traces on vs off.
 
-    python -m bench.tracing_cost [--runs 300] [--rounds 4] [--graph three]
+    python -m bench.tracing_cost [--runs 300] [--rounds 4] [--graph three|agent]
 
 Starts three `keel serve` processes on SQLite with the bench graphs: `off` (no metrics, no
 traces), `traces` (OTLP/HTTP export to a receiver in this process, metrics off) and `both`
@@ -9,7 +9,8 @@ rounds (bench.metrics_cost's `_round`: stateless `/runs/wait` runs from 4 concur
 Every span is sampled and exported (the SDK's default sampler and batch delay, 5 s, unless
 `--delay-ms`): a request span, a run span and a span per node for each run. Prints each server's
 CPU seconds per run (its process tree, from /proc) and the ratios to `off`. The receiver's
-decoding runs in this process, outside the servers' CPU.
+decoding runs in this process, outside the servers' CPU. `--graph agent` (bench/chat_graph.py)
+runs an agent instead: 3 nodes, 2 calls of a scripted model and a tool call, 8 spans a run.
 """
 
 from __future__ import annotations
