@@ -119,6 +119,10 @@ def create_app(settings: Settings) -> ASGIApp:
         openapi_url="/openapi.json" if meta_on else None,
         docs_url="/docs" if meta_on else None,
         redoc_url="/redoc" if meta_on else None,
+        # FastAPI's own OpenTelemetry off: Keel makes the request spans (keel/http/tracing.py)
+        # and its metrics; FastAPI's would duplicate them as soon as a graph installs a global
+        # provider, and asks the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     _add_cors(app, settings)
     _install_error_handlers(app)
