@@ -14,6 +14,7 @@ from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.storage.tx import Row
 from keel.streams import TERMINAL
+from keel.worker.registry import WorkerRegistry
 
 log = logging.getLogger("keel.worker")
 # A worker that could not renew a run's lease for this share of the lease stops executing it,
@@ -40,10 +41,13 @@ class Pool(Protocol):
 class Leases:
     """The lease side of one worker pool (its heartbeat)."""
 
-    def __init__(self, settings: Settings, storage: Storage, pool: Pool) -> None:
+    def __init__(
+        self, settings: Settings, storage: Storage, pool: Pool, registry: WorkerRegistry
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.pool = pool
+        self.registry = registry  # its `seen_at` is refreshed from here
         self.secured: dict[str, float] = {}  # run id -> when its lease was last secured
 
     def stale(self, run_id: str) -> bool:
@@ -68,7 +72,9 @@ class Leases:
                 self.fence()
 
     async def beat(self) -> None:
-        """Renew leases, pick up cancellations stored by any process, reap expired leases."""
+        """Renew leases, pick up cancellations stored by any process, reap expired leases,
+        tell the worker registry this pool is alive."""
+        await self.registry.seen()
         await self.reap()
         running = self.pool.executing()
         if not running:
