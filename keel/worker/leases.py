@@ -72,10 +72,15 @@ class Leases:
                 self.fence()
 
     async def beat(self) -> None:
-        """Renew leases, pick up cancellations stored by any process, reap expired leases,
-        tell the worker registry this pool is alive."""
-        await self.registry.seen()
+        """Reap expired leases, renew this pool's, tell the worker registry it is alive (last:
+        a failure there delays no renewal)."""
         await self.reap()
+        await self.renew()
+        await self.registry.seen()
+
+    async def renew(self) -> None:
+        """Renew the leases of the runs executing here; pick up cancellations stored by any
+        process."""
         running = self.pool.executing()
         if not running:
             return

@@ -119,8 +119,7 @@ class WorkerPool:
                 orphans = await tx.requeue_expired(clock.now(), clock.iso(), all_running=True)
             for run in orphans:
                 log.warning("re-queued run %s left running by a previous process", run["run_id"])
-        if self.settings.workers > 0:
-            await self.registry.register()
+        await self.registry.register()  # if it executes runs
         self._beat = asyncio.create_task(self.leases.loop(), name="keel-heartbeat")
         if self.settings.workers > 0:
             self._claimer = asyncio.create_task(self._claim_loop(), name="keel-claim")

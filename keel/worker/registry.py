@@ -55,8 +55,10 @@ class WorkerRegistry:
         }
 
     async def register(self) -> None:
-        """Write this pool's row; delete the rows of workers gone long ago (SQLite: of all
-        others, whose process cannot be running)."""
+        """Write this pool's row (unless it executes no runs); delete the rows of workers gone
+        long ago (SQLite: of all others, whose process cannot be running)."""
+        if self.slots <= 0:
+            return
         now = self.started_at = clock.now()
         before = now - PRUNE_AFTER if self.storage.shared else float("inf")
         async with self.storage.tx() as tx:
