@@ -83,7 +83,7 @@ async def seed(sdk: Any, gate: Gate) -> dict[str, str]:
 async def shoot(console: Console, out: Path, ids: dict[str, str]) -> list[Path]:
     page = console.page
     steps: list[tuple[str, str, str]] = [
-        ("overview", "overview", "#overview-runs .tile"),
+        ("overview", "overview", "#workers tr.lease"),
         ("threads", "threads", "#thread-results table"),
         ("thread", f"threads/{ids['chat']}", "#chat .msg"),
         ("thread-live", f"threads/{ids['live']}", "#live-events li:nth-child(3)"),

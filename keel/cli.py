@@ -209,6 +209,7 @@ async def _worker(settings: Settings) -> None:
     from keel.runtime import Runtime
 
     runtime = Runtime(settings)
+    runtime.workers.registry.kind = "worker"
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

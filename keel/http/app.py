@@ -39,6 +39,7 @@ from . import (
     threadstream,
     threadstream_ws,
     webhooks,
+    workers,
     workspace,
 )
 from .auth import METRICS_PATH, OPEN_PATHS, AuthMiddleware
@@ -64,6 +65,7 @@ SURFACES: tuple[tuple[str, ModuleType], ...] = (
     ("runs", crons),
     ("runs", runs),
     ("runs", webhooks),
+    ("runs", workers),
     ("store", store),
     ("mcp", mcp),
     ("a2a", a2a),

@@ -36,10 +36,12 @@ router.add_api_route("/", ok, methods=["GET"])
 async def info(request: Request) -> Any:
     s = services(request)
     # Keel's: `workspaces`, GET /threads/{id}/workspace is served (a `sandbox` section);
-    # `metrics`, GET /metrics is. The console asks before calling them.
+    # `metrics`, GET /metrics is; `workers`, GET /keel/workers and /keel/threads/{id}/runs are.
+    # The console asks before calling them.
     flags = {"assistants": True, "crons": True, "langsmith": False}
     flags["workspaces"] = s.sandboxes is not None and s.settings.http.enabled("threads")
     flags["metrics"] = s.metrics.enabled
+    flags["workers"] = s.settings.http.enabled("runs")
     return JSON(
         {
             "version": __version__,

@@ -201,8 +201,9 @@ async def wait_run(request: Request, thread_id: str) -> Any:
     return await _wait_response(s, run, cancel, base + "/join", base)
 
 
-@router.get("/threads/{thread_id}/runs")
-async def list_runs(request: Request, thread_id: str) -> Any:
+async def thread_runs(request: Request, thread_id: str) -> list[Row]:
+    """The rows of a thread's runs the caller may list (`status`, `limit`, `offset` from the
+    query), newest first; NotFound for a thread the caller cannot read."""
     s = services(request)
     thread_id = check_uuid(thread_id, "thread_id")
     statuses = query_list(request, "status")
@@ -215,10 +216,14 @@ async def list_runs(request: Request, thread_id: str) -> Any:
     async with s.storage.read() as tx:
         if await tx.get_thread_in(thread_id, *read.where(tx.dialect)) is None:
             raise NotFound(f"Thread '{thread_id}' not found")
-        rows = []
-        if await search.covers(tx, "threads", thread_id):
-            rows = await tx.list_runs(thread_id, status, limit, offset)
-    items = [run_view(r) for r in rows]
+        if not await search.covers(tx, "threads", thread_id):
+            return []
+        return await tx.list_runs(thread_id, status, limit, offset)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(request: Request, thread_id: str) -> Any:
+    items = [run_view(r) for r in await thread_runs(request, thread_id)]
     select = query_list(request, "select")
     if select:
         items = [{k: r.get(k) for k in select} for r in items]

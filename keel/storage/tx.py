@@ -17,6 +17,7 @@ from keel.storage.queries.store import StoreQueries
 from keel.storage.queries.threads import ThreadQueries
 from keel.storage.queries.triggers import TriggerQueries
 from keel.storage.queries.webhooks import WebhookQueries
+from keel.storage.queries.workers import WorkerQueries
 from keel.storage.queries.workspaces import WorkspaceQueries
 
 __all__ = ["Dialect", "Row", "Tx", "decode_row", "j"]
@@ -33,5 +34,6 @@ class Tx(
     WebhookQueries,
     TriggerQueries,
     WorkspaceQueries,
+    WorkerQueries,
 ):
     """Every named query, bound to one connection."""

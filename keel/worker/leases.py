@@ -14,6 +14,7 @@ from keel.settings import Settings
 from keel.storage.base import Storage
 from keel.storage.tx import Row
 from keel.streams import TERMINAL
+from keel.worker.registry import WorkerRegistry
 
 log = logging.getLogger("keel.worker")
 # A worker that could not renew a run's lease for this share of the lease stops executing it,
@@ -40,10 +41,13 @@ class Pool(Protocol):
 class Leases:
     """The lease side of one worker pool (its heartbeat)."""
 
-    def __init__(self, settings: Settings, storage: Storage, pool: Pool) -> None:
+    def __init__(
+        self, settings: Settings, storage: Storage, pool: Pool, registry: WorkerRegistry
+    ) -> None:
         self.settings = settings
         self.storage = storage
         self.pool = pool
+        self.registry = registry  # its `seen_at` is refreshed from here
         self.secured: dict[str, float] = {}  # run id -> when its lease was last secured
 
     def stale(self, run_id: str) -> bool:
@@ -68,8 +72,15 @@ class Leases:
                 self.fence()
 
     async def beat(self) -> None:
-        """Renew leases, pick up cancellations stored by any process, reap expired leases."""
+        """Reap expired leases, renew this pool's, tell the worker registry it is alive (last:
+        a failure there delays no renewal)."""
         await self.reap()
+        await self.renew()
+        await self.registry.seen()
+
+    async def renew(self) -> None:
+        """Renew the leases of the runs executing here; pick up cancellations stored by any
+        process."""
         running = self.pool.executing()
         if not running:
             return

@@ -41,6 +41,7 @@ from keel.threadstream.events import make_translator
 from keel.tracing import Tracing
 from keel.worker.leases import LOST, Leases
 from keel.worker.recording import Flusher, end_run, roll_back, settle_thread
+from keel.worker.registry import WorkerRegistry
 
 if TYPE_CHECKING:
     from keel.protocols.mcp_servers import McpServers
@@ -102,7 +103,8 @@ class WorkerPool:
         self._early_cancels: dict[str, tuple[str, float]] = {}
         self._cancellable: set[str] = set()  # runs whose task is running their graph
         self._claimed_at: dict[str, float] = {}  # run id -> when this attempt was claimed
-        self.leases = Leases(settings, storage, self)
+        self.registry = WorkerRegistry(settings, storage, self.worker_id)  # GET /keel/workers
+        self.leases = Leases(settings, storage, self, self.registry)
         self.lanes = LaneSlots(settings.background.background_slots(settings.workers))
         self._claimer: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
@@ -117,6 +119,7 @@ class WorkerPool:
                 orphans = await tx.requeue_expired(clock.now(), clock.iso(), all_running=True)
             for run in orphans:
                 log.warning("re-queued run %s left running by a previous process", run["run_id"])
+        await self.registry.register()  # if it executes runs
         self._beat = asyncio.create_task(self.leases.loop(), name="keel-heartbeat")
         if self.settings.workers > 0:
             self._claimer = asyncio.create_task(self._claim_loop(), name="keel-claim")
@@ -134,6 +137,7 @@ class WorkerPool:
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=HANDBACK_WAIT)
         await _cancel(self._beat)
+        await self.registry.unregister()
 
     async def _stop_claiming(self) -> None:
         """Let the claim loop end by itself: a run it has claimed is then executed, and handed

@@ -124,6 +124,37 @@ async def test_a_running_run_is_watched_live_until_it_finishes(
         assert console.errors == []
 
 
+async def test_the_workers_panel_and_the_runs_attempts_show_a_running_run(
+    server: KeelServer, client: Any, tmp_path: Path
+) -> None:
+    """The overview lists the server's in-process worker, alive, with the lease of a run held at
+    a gate; the thread view shows that run's attempt and worker, then its attempt once done."""
+    gate = Gate(tmp_path / "gate")
+    tid = (await client.threads.create(metadata={"graph_id": "slow"}))["thread_id"]
+    run = await client.runs.create(tid, "slow", input={"delay": 0}, config=gate.config)
+    await run_status(client, tid, run["run_id"], "running")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        [worker] = (await http.get("/keel/workers")).json()
+    async with open_console(server.url) as console:
+        await console.visit("overview")
+        head = f"#workers tr[data-worker='{worker['worker_id']}'][data-alive=true]"
+        await console.page.wait_for_selector(head)
+        lease = console.page.locator(f"#workers tr[data-lease='{run['run_id']}']")
+        await expect(lease.locator(".attempt")).to_have_text("attempt 1")
+        await expect(lease.locator(f"a[href='#/threads/{tid}']")).to_have_count(1)
+        await console.visit(f"threads/{tid}")
+        row = console.page.locator(f"#run-list tr[data-run='{run['run_id']}']")
+        await expect(row.locator("td.attempts")).to_have_text("1")
+        await expect(row.locator("td.worker")).to_have_text(worker["worker_id"])
+        gate.open()
+        done = console.page.locator(
+            f"#run-list tr[data-run='{run['run_id']}'][data-status=success]"
+        )
+        await expect(done.locator("td.attempts")).to_have_text("1")
+        await expect(done.locator("td.worker")).to_have_text("")
+        assert console.errors == []
+
+
 async def test_a_replay_from_a_checkpoint_makes_a_branch(server: KeelServer, client: Any) -> None:
     tid = (await client.threads.create(metadata={"graph_id": "slow"}))["thread_id"]
     await client.runs.wait(tid, "slow", input={"delay": 0, "tag": "t"})

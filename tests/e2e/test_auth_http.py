@@ -19,7 +19,9 @@ from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 from langgraph_sdk.errors import ConflictError, NotFoundError
 
+from tests.e2e.helpers import poll
 from tests.support.configured import serve_config
+from tests.support.gate import Gate
 from tests.support.reference import ROOT
 
 GRAPHS = ROOT / "tests" / "graphs"
@@ -35,7 +37,10 @@ def url(
 ) -> Iterator[str]:
     config = {
         "dependencies": ["."],
-        "graphs": {"config_echo": f"{GRAPHS / 'config_echo.py'}:graph"},
+        "graphs": {
+            "config_echo": f"{GRAPHS / 'config_echo.py'}:graph",
+            "slow": f"{GRAPHS / 'slow.py'}:graph",
+        },
         "auth": {"path": f"{GRAPHS / 'auth_owner.py'}:auth", "openapi": SCHEMES},
         "http": {"app": f"{GRAPHS / 'auth_app.py'}:app", "enable_custom_route_auth": True},
     }
@@ -130,6 +135,36 @@ async def test_threads_are_their_owners_only(sdk: dict[str, LangGraphClient]) ->
         await bob.threads.create(thread_id=tid)
     copied: Any = await alice.http.post(f"/threads/{tid}/copy", json={})
     assert copied["metadata"]["owner"] == "alice"
+
+
+async def test_worker_leases_are_filtered_by_the_handlers_search_scope(
+    raw: httpx.AsyncClient, gate: Gate, backend: str
+) -> None:
+    """`GET /keel/workers` lists the worker to everyone, but a run's lease only to those whose
+    `threads.search` scope holds its thread; `GET /keel/threads/{id}/runs` hides it as
+    `GET /threads/{id}/runs` does."""
+    if backend == "reference":
+        pytest.skip("Keel-only: GET /keel/workers, GET /keel/threads/{id}/runs")
+    tid = (await raw.post("/threads", headers=_as("tok-alice"), json={})).json()["thread_id"]
+    body = {"assistant_id": "slow", "input": {"delay": 0}, "config": gate.config}
+    made = await raw.post(f"/threads/{tid}/runs", headers=_as("tok-alice"), json=body)
+    run_id = made.json()["run_id"]
+
+    async def leases(user: str) -> list[str]:
+        got = await raw.get("/keel/workers", headers=_as(user))
+        assert got.status_code == 200 and got.json(), got.text
+        return [lease["run_id"] for w in got.json() for lease in w["leases"]]
+
+    try:
+        await poll(lambda: leases("tok-alice"), lambda held: run_id in held)
+        assert run_id not in await leases("tok-bob")
+        hidden = await raw.get(f"/keel/threads/{tid}/runs", headers=_as("tok-bob"))
+        assert hidden.status_code == 404 and hidden.json()["detail"], hidden.text
+        mine = await raw.get(f"/keel/threads/{tid}/runs", headers=_as("tok-alice"))
+        assert [(r["run_id"], r["attempt"]) for r in mine.json()] == [(run_id, 1)]
+    finally:
+        gate.open()
+    assert (await raw.get("/keel/workers")).status_code == 401
 
 
 async def test_a_handler_returning_false_is_403(raw: httpx.AsyncClient) -> None:

@@ -1,7 +1,9 @@
 // Overview: runs by status, queue depth and wait, throughput and workers from GET /metrics
-// (Prometheus text); threads by status and the latest errored threads from the threads API.
+// (Prometheus text); threads by status and the latest errored threads from the threads API; the
+// worker processes and their leases (workers.js).
 import { get, post } from "../api.js";
 import { h, section, table, badge, when, short } from "../ui.js";
+import { workersPanel } from "./workers.js";
 
 const STATUSES = ["idle", "busy", "interrupted", "error"];
 
@@ -87,13 +89,16 @@ export async function overview(ctx) {
   last = null;
   const runsBox = h("div", { id: "overview-runs" });
   const threadsBox = h("div", { id: "overview-threads" });
-  ctx.root.append(h("h1", {}, "Overview"), section("Runs", runsBox), section("Threads", threadsBox));
+  const workersBox = h("div", { id: "overview-workers" });
+  ctx.root.append(h("h1", {}, "Overview"), section("Runs", runsBox), section("Workers", workersBox),
+    section("Threads", threadsBox));
   const info = await get("/info");
   const refresh = async () => {
     try {
-      const [a, b] = await Promise.all([metricsPanel(info), threadsPanel()]);
+      const [a, b, c] = await Promise.all([metricsPanel(info), threadsPanel(), workersPanel(info)]);
       runsBox.replaceChildren(a);
       threadsBox.replaceChildren(b);
+      workersBox.replaceChildren(c);
     } catch (err) {
       ctx.fail(err);
     }

@@ -1,7 +1,8 @@
 // A thread's runs (status, timings) and the live events of its active run, read through the
 // run's SSE join endpoint. The thread's own SSE stream (lifecycle and state updates) says when a
 // run starts or the state changes; the list is then re-read, and a change in it re-reads the
-// thread (state, history). A 10 s re-read stands in while neither stream is open.
+// thread (state, history). A 10 s re-read stands in while neither stream is open. Each run's
+// attempts, and the worker executing it, come from Keel's GET /keel/threads/{id}/runs.
 import { AuthError, get, stream } from "../api.js";
 import { h, table, badge, when, seconds, short } from "../ui.js";
 
@@ -13,12 +14,13 @@ export async function runsPanel(ctx, tid, box, onChange) {
   box.append(list, live);
   let watching = null;
   let seen = null; // the runs' ids and statuses last shown: a change re-reads the thread too
+  const info = await get("/info");
   const refresh = async () => {
-    const runs = await get(`/threads/${tid}/runs?limit=50`);
+    const [runs, attempts] = await Promise.all([get(`/threads/${tid}/runs?limit=50`), readAttempts(info, tid)]);
     const now = runs.map((r) => `${r.run_id}:${r.status}`).join();
     if (seen !== null && now !== seen) onChange();
     seen = now;
-    list.replaceChildren(renderRuns(runs));
+    list.replaceChildren(renderRuns(runs, attempts));
     const active = runs.find((r) => ACTIVE.has(r.status));
     if (active && watching !== active.run_id) {
       watching = active.run_id;
@@ -71,15 +73,27 @@ async function follow(ctx, tid, thread, onEvent) {
   }
 }
 
-function renderRuns(runs) {
+// Attempts and the worker of a running run (GET /keel/threads/{id}/runs), by run id.
+async function readAttempts(info, tid) {
+  if (!info.flags?.workers) return new Map();
+  const rows = await get(`/keel/threads/${tid}/runs?limit=50`);
+  return new Map(rows.map((r) => [r.run_id, r]));
+}
+
+function renderRuns(runs, attempts) {
   if (!runs.length) return h("p", { class: "muted" }, "No runs.");
-  return table(["run", "status", "assistant", "created", "updated", "duration"], runs.map((r) => h("tr", { dataset: { run: r.run_id, status: r.status } },
-    h("td", {}, h("code", { title: r.run_id }, short(r.run_id))),
-    h("td", {}, badge(r.status)),
-    h("td", {}, h("code", {}, short(r.assistant_id))),
-    h("td", {}, when(r.created_at)),
-    h("td", {}, when(r.updated_at)),
-    h("td", {}, ACTIVE.has(r.status) ? "…" : seconds(r.created_at, r.updated_at)))));
+  return table(["run", "status", "assistant", "created", "updated", "duration", "attempts", "worker"], runs.map((r) => {
+    const a = attempts.get(r.run_id);
+    return h("tr", { dataset: { run: r.run_id, status: r.status } },
+      h("td", {}, h("code", { title: r.run_id }, short(r.run_id))),
+      h("td", {}, badge(r.status)),
+      h("td", {}, h("code", {}, short(r.assistant_id))),
+      h("td", {}, when(r.created_at)),
+      h("td", {}, when(r.updated_at)),
+      h("td", {}, ACTIVE.has(r.status) ? "…" : seconds(r.created_at, r.updated_at)),
+      h("td", { class: "attempts" }, a ? a.attempt : ""),
+      h("td", { class: "worker" }, a?.worker_id ? h("code", { title: a.lease_until ? `lease until ${when(a.lease_until)}` : null }, a.worker_id) : ""));
+  }));
 }
 
 async function watch(ctx, tid, run, live) {
