@@ -116,6 +116,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         port=getattr(args, "port", None),
         workers=workers,
         dev_mode=args.command == "dev",
+        own_process=True,
     )
     if settings.backend == "sqlite" and args.command == "worker":
         raise KeelError(
@@ -197,6 +198,7 @@ def _dev(args: argparse.Namespace, settings: Settings, url: str) -> None:
             "port": settings.port,
             "workers": settings.workers,
             "dev_mode": True,
+            "own_process": True,
         }
     )
     run_dev(settings, "keel.cli:app_from_env")

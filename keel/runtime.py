@@ -20,6 +20,7 @@ from keel.endings import Endings
 from keel.graphs import GraphRegistry
 from keel.metrics import Metrics
 from keel.metrics.exposition import multiproc_dir
+from keel.process import settle
 from keel.relay import Relay
 from keel.retention.sweeps import Sweeper
 from keel.runs import RunService
@@ -154,6 +155,8 @@ class Runtime:
             await self.relay.stop()
             await self.storage.close()
             raise
+        if self.settings.own_process:
+            settle()  # what was made so far stays: out of the collector's way (keel.process)
 
     async def stop(self) -> None:
         """Stop claiming; let in-flight runs finish within the grace period, else hand them

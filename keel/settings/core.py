@@ -103,6 +103,7 @@ class Settings:
     sandbox: SandboxSettings | None = None  # None: no `sandbox` section, no sandbox
     mcp_servers: dict[str, McpServerSpec] = dataclasses.field(default_factory=dict)
     dev_mode: bool = False
+    own_process: bool = False  # started by Keel's own command: process-wide tuning (keel.process)
 
     @property
     def backend(self) -> str:
