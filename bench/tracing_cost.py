@@ -7,10 +7,14 @@ traces), `traces` (OTLP/HTTP export to a receiver in this process, metrics off) 
 (traces and metrics, a scrape every 50 runs), and runs the same workload on each in rotating
 rounds (bench.metrics_cost's `_round`: stateless `/runs/wait` runs from 4 concurrent clients).
 Every span is sampled and exported (the SDK's default sampler and batch delay, 5 s, unless
-`--delay-ms`): a request span, a run span and a span per node for each run. Prints each server's
-CPU seconds per run (its process tree, from /proc) and the ratios to `off`. The receiver's
-decoding runs in this process, outside the servers' CPU. `--graph agent` (bench/chat_graph.py)
-runs an agent instead: 3 nodes, 2 calls of a scripted model and a tool call, 8 spans a run.
+`--delay-ms`; `--sample 0.1`: a tenth of the traces, `parentbased_traceidratio`): a request
+span, a run span and a span per node for each run. Prints each server's CPU seconds per run
+(its process tree, from /proc) and the ratios to `off`. The receiver's decoding runs in this
+process, outside the servers' CPU. `--graph agent` (bench/chat_graph.py) runs an agent
+instead: 3 nodes, 2 calls of a scripted model and a tool call, 8 spans a run.
+
+CPU time on a shared machine moves by ±20 % from round to round; bench.tracing_instructions
+counts the instructions instead (valgrind), which do not.
 """
 
 from __future__ import annotations
@@ -29,15 +33,20 @@ from tests.support.server import KeelServer
 MODES = ("off", "traces", "both")
 
 
-def _server(workdir: Path, graph: str, mode: str, endpoint: str, delay: str) -> KeelServer:
+def _server(
+    workdir: Path, graph: str, mode: str, endpoint: str, delay: str, ratio: float | None
+) -> KeelServer:
     traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": delay}
+    if ratio is not None:  # sample that share of the traces (the request's trace id decides)
+        traced["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        traced["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
     env = traced if mode != "off" else {}
     return metrics_server(workdir, graph, mode == "both", None, env)
 
 
-async def main(runs: int, rounds: int, graph: str, delay: str) -> None:
+async def main(runs: int, rounds: int, graph: str, delay: str, ratio: float | None) -> None:
     with tempfile.TemporaryDirectory() as tmp, OtlpReceiver() as receiver:
-        servers = {m: _server(Path(tmp) / m, graph, m, receiver.url, delay) for m in MODES}
+        servers = {m: _server(Path(tmp) / m, graph, m, receiver.url, delay, ratio) for m in MODES}
         for srv in servers.values():
             srv.start()
         try:
@@ -77,5 +86,6 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--graph", default="three")
     parser.add_argument("--delay-ms", default="5000", help="OTEL_BSP_SCHEDULE_DELAY")
+    parser.add_argument("--sample", type=float, help="OTEL_TRACES_SAMPLER_ARG (default: all)")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.rounds, args.graph, args.delay_ms))
+    asyncio.run(main(args.runs, args.rounds, args.graph, args.delay_ms, args.sample))

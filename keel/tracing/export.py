@@ -32,7 +32,7 @@ DOUBLE = Struct("<d")
 SMALL = [bytes([n]) for n in range(128)]
 INT64 = (-(2**63), 2**63)
 HAS_IS_REMOTE, IS_REMOTE = 0x100, 0x200  # SpanFlags
-KEYS_CACHED = 4096
+PAIRS_CACHED = 4096
 
 
 def varint(n: int) -> bytes:
@@ -48,9 +48,13 @@ def varint(n: int) -> bytes:
     return bytes(out)
 
 
+LENGTH_DELIMITED = [bytes([n << 3 | 2]) for n in range(16)]  # the tags of fields 0..15
+
+
 def field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (a string, bytes or an embedded message)."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
+    """A length-delimited field (a string, bytes or an embedded message) numbered below 16."""
+    size = len(payload)
+    return LENGTH_DELIMITED[number] + (SMALL[size] if size < 128 else varint(size)) + payload
 
 
 def text(number: int, value: str | None) -> bytes:
@@ -85,22 +89,29 @@ def any_value(value: Any) -> bytes:
     raise TypeError(f"{type(value).__name__} is not an attribute value")
 
 
-class Keys(dict[str, bytes]):
-    """Attribute keys already encoded (field 1 of a KeyValue): they repeat on every span."""
-
-    def __missing__(self, key: str) -> bytes:
-        encoded = field(1, key.encode())
-        if len(self) < KEYS_CACHED:
-            self[key] = encoded
-        return encoded
-
-
-KEYS = Keys()
-
-
 def key_value(key: str, value: Any) -> bytes:
     encoded = any_value(value)
-    return KEYS[key] + b"\x12" + varint(len(encoded)) + encoded
+    return field(1, key.encode()) + field(2, encoded)
+
+
+class Pairs(dict[tuple[str, Any], bytes]):
+    """Attributes already encoded, as KeyValue messages: most repeat span after span (a node's
+    name, a graph's id, a route). Emptied when full, so values seen once (ids) cannot crowd out
+    the repeating ones for long."""
+
+    def encoded(self, key: str, value: Any) -> bytes:
+        if type(value) not in (str, int, bool, float):  # lists are not hashable
+            return key_value(key, value)
+        pair = (key, value)
+        found = self.get(pair)
+        if found is None:
+            if len(self) >= PAIRS_CACHED:
+                self.clear()
+            found = self[pair] = key_value(key, value)
+        return found
+
+
+PAIRS = Pairs()
 
 
 def attributes(number: int, items: Mapping[str, Any] | None) -> bytes:
@@ -108,7 +119,7 @@ def attributes(number: int, items: Mapping[str, Any] | None) -> bytes:
     out = []
     for key, value in (items or {}).items():
         try:
-            out.append(field(number, key_value(key, value)))
+            out.append(field(number, PAIRS.encoded(key, value)))
         except TypeError as exc:
             log.warning("span attribute %s not exported: %s", key, exc)
     return b"".join(out)
