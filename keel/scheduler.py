@@ -93,14 +93,8 @@ class Scheduler:
         raised, the slot left due."""
         slot = cron["next_run_date"]
         following = next_run(cron["schedule"], cron["timezone"], now)
-        attributes = {
-            "keel.cron_id": cron["cron_id"],
-            "keel.cron.slot": slot,
-            "keel.assistant_id": cron["assistant_id"],
-        }
         try:
-            with self.runs.tracing.fired("cron fire", attributes) as carrier:
-                fired = await self._fire_in_tx(cron, slot, following, carrier)
+            fired = await self._fire_in_tx(cron, slot, following)
         except Unavailable:
             raise
         except Exception as exc:
@@ -113,14 +107,12 @@ class Scheduler:
         return True
 
     async def _fire_in_tx(
-        self, cron: Row, slot: str, following: str | None, trace: dict[str, str]
+        self, cron: Row, slot: str, following: str | None
     ) -> tuple[list[Row], list[Row]] | None:
         """The run created and the slot advanced in one transaction: the runs the creation
         cancelled (multitask) and the run, or None if the slot was not this process's to fire.
-        The run continues the firing's trace (`trace`, keel.tracing)."""
+        A slot this process fires is a span, the root of the run's trace (keel.tracing)."""
         body = run_body(cron)
-        if trace:
-            body[TRACE_CONTEXT] = trace
         # The cron's creator, when its payload carries them (keel.crons stores it).
         access = RunAccess.of(stored_user(body.get("config")))
         async with self.storage.tx() as tx:
@@ -128,7 +120,11 @@ class Scheduler:
                 await tx.lock_thread(cron["thread_id"])
             if not await tx.claim_cron(cron["cron_id"], slot, following):
                 return None
-            run, cancelled = await self.runs.create_in(tx, body, cron["thread_id"], access=access)
+            with self.runs.tracing.fired("cron fire", _attributes(cron, slot)) as trace:
+                if trace:
+                    body[TRACE_CONTEXT] = trace
+                thread_id = cron["thread_id"]
+                run, cancelled = await self.runs.create_in(tx, body, thread_id, access=access)
             await self.runs.faults.point("cron-fire", cron["cron_id"], run["run_id"])
         log.info("cron %s fired for %s: run %s", cron["cron_id"], slot, run["run_id"])
         return cancelled, [run]
@@ -153,3 +149,12 @@ class Scheduler:
                 slot,
                 exc_info=exc,
             )
+
+
+def _attributes(cron: Row, slot: str) -> dict[str, str]:
+    """The attributes of a cron's firing span."""
+    return {
+        "keel.cron_id": cron["cron_id"],
+        "keel.cron.slot": slot,
+        "keel.assistant_id": cron["assistant_id"],
+    }

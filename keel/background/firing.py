@@ -44,9 +44,8 @@ def utc_day(now: float) -> str:
 class Firing:
     """Fires one due trigger state in the caller's transaction."""
 
-    def __init__(self, runs: RunService, trace: dict[str, str] | None = None) -> None:
+    def __init__(self, runs: RunService) -> None:
         self.runs = runs
-        self.trace = trace or {}  # the firing's trace context: its runs continue it
         self.cancelled: list[Row] = []  # runs the creations cancelled: for `runs.created`
         self.created: list[Row] = []
 
@@ -98,11 +97,14 @@ class Firing:
             log.info("trigger %s: %s is over its daily budget; skipped", spec.name, subject)
             return
         body = background_body(spec, subject, source, payload)
-        if self.trace:
-            body[TRACE_CONTEXT] = self.trace
         org = source.get("org") if source is not None else None
         access = RunAccess(threads=Scope(org=org)) if org is not None else RunAccess()
-        run, cancelled = await self.runs.create_in(tx, body, companion, access=access)
+        # The root of the run's trace (keel.tracing); a refused creation is an error span.
+        attributes = {"keel.trigger": spec.name, "keel.trigger.subject": subject}
+        with self.runs.tracing.fired("trigger " + spec.name, attributes) as trace:
+            if trace:
+                body[TRACE_CONTEXT] = trace
+            run, cancelled = await self.runs.create_in(tx, body, companion, access=access)
         self.created.append(run)
         self.cancelled += cancelled
 

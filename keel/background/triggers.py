@@ -184,16 +184,13 @@ class Triggers:
 
     async def _fire(self, state: Row, now: float) -> None:
         spec = self.specs.get(state["trigger_name"])
-        name, subject = state["trigger_name"], state["subject"]
-        attributes = {"keel.trigger": name, "keel.trigger.subject": subject}
+        firing = Firing(self.runs)
         try:
-            with self.runs.tracing.fired("trigger " + name, attributes) as carrier:
-                firing = Firing(self.runs, carrier)
-                async with self.storage.tx() as tx:
-                    if spec is None:  # no longer configured
-                        await tx.drop_trigger_state(name, subject)
-                        return
-                    await firing.fire(tx, spec, state, now)
+            async with self.storage.tx() as tx:
+                if spec is None:  # no longer configured
+                    await tx.drop_trigger_state(state["trigger_name"], state["subject"])
+                    return
+                await firing.fire(tx, spec, state, now)
         except KeelError as exc:
             log.warning("trigger %s: its run was not created: %s", state["trigger_name"], exc)
             await self._skip(state, spec, now)

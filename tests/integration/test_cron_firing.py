@@ -324,3 +324,17 @@ async def test_without_traces_a_cron_run_carries_no_trace_context(
         [run] = await runs_of(r, cron["cron_id"])
         kwargs = run["kwargs"] if isinstance(run["kwargs"], dict) else json.loads(run["kwargs"])
         assert TRACE_CONTEXT not in kwargs
+
+
+async def test_a_slot_another_scheduler_fired_makes_no_span(
+    database_url: str, backend: str, fake_clock: FakeClock
+) -> None:
+    async with rig(database_url) as r, other_process(r, backend) as other:
+        spans = traced(r)
+        await new_cron(r, {"schedule": "0 * * * *"})
+        at(fake_clock, 2027, 6, 1, 11, 0, 1)
+        async with other.storage.read() as tx:
+            [stale] = await tx.due_crons(clock.iso(), 10)
+        assert await scheduler(r).tick() == 1
+        assert not await other.fire(stale, clock.now())
+        assert [s.name for s in spans.get_finished_spans()] == ["cron fire"]  # one: the winner's
