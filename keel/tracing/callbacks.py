@@ -2,7 +2,8 @@
 one span per graph node execution (a LangGraph task: superstep `langgraph.step`), per chat-model
 call and per tool call, the latter two with the GenAI semantic conventions (`gen_ai.*`). Each
 span's parent is the span of the nearest traced callback run above it, else the run span that
-was current when the handler was made."""
+was current when the handler was made. The spans are records (keel.tracing.records): made at
+their end, never current."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langgraph.errors import GraphBubbleUp
-from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.trace import SpanContext, SpanKind, get_current_span
+
+from keel.tracing.records import Record, SpanRecords
 
 NODE = "langgraph_node"
 NAMESPACE = "langgraph_checkpoint_ns"
@@ -51,41 +53,33 @@ class SpanHandler(BaseCallbackHandler):
     run_inline = True  # called in the caller's thread: no executor hop per callback
     raise_error = False
 
-    def __init__(self, tracer: Tracer) -> None:
-        self.tracer = tracer
-        self.root = otel_context.get_current()  # the run span's context
+    def __init__(self, records: SpanRecords) -> None:
+        self.records = records
+        self.root = get_current_span().get_span_context()  # the run span's
         self._parents: dict[UUID, UUID | None] = {}
-        self._spans: dict[UUID, Span] = {}
+        self._spans: dict[UUID, Record] = {}
         self._tasks: dict[UUID, str] = {}  # node spans' callback runs -> checkpoint namespace
         self._open: set[str] = set()  # checkpoint namespaces of the nodes with a span
 
     # ---------------------------------------------------------------- helpers
-    def _parent_context(self, parent: UUID | None) -> otel_context.Context:
+    def _parent_context(self, parent: UUID | None) -> SpanContext:
         while parent is not None:
             span = self._spans.get(parent)
             if span is not None:
-                return set_span_in_context(span, self.root)
+                return span.context
             parent = self._parents.get(parent)
         return self.root
 
     def _start(
         self, run_id: UUID, parent: UUID | None, name: str, kind: SpanKind, attrs: dict[str, Any]
-    ) -> Span:
-        context = self._parent_context(parent)
-        span = self.tracer.start_span(name, context, kind, attrs)
-        self._spans[run_id] = span
-        return span
+    ) -> None:
+        self._spans[run_id] = self.records.begin(self._parent_context(parent), name, kind, attrs)
 
-    def _end(self, run_id: UUID, error: BaseException | None = None) -> Span | None:
+    def _end(self, run_id: UUID, error: BaseException | None = None) -> None:
         self._parents.pop(run_id, None)
         span = self._spans.pop(run_id, None)
-        if span is None:
-            return None
-        if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-        span.end()
-        return span
+        if span is not None:
+            self.records.end(span, error)
 
     # ----------------------------------------------------------------- chains
     def on_chain_start(
@@ -149,7 +143,7 @@ class SpanHandler(BaseCallbackHandler):
         if span is not None and usage:
             for key in ("input_tokens", "output_tokens"):
                 if usage.get(key) is not None:
-                    span.set_attribute(f"gen_ai.usage.{key}", int(usage[key]))
+                    span.attributes[f"gen_ai.usage.{key}"] = int(usage[key])
         self._end(run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:

@@ -19,8 +19,10 @@ from keel.storage.tx import Row
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.trace import Span, Tracer
+
+    from keel.tracing.records import SpanRecords
 
 ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 DISABLED = "OTEL_SDK_DISABLED"
@@ -39,7 +41,7 @@ def configured(env: Mapping[str, str] | None = None) -> bool:
     return any(env.get(name) for name in ENDPOINTS)
 
 
-def _provider() -> TracerProvider:
+def _provider() -> tuple[TracerProvider, SpanProcessor]:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -50,8 +52,9 @@ def _provider() -> TracerProvider:
     # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win over these defaults.
     defaults = Resource({SERVICE_NAME: DEFAULT_SERVICE, "service.version": __version__})
     provider = TracerProvider(resource=defaults.merge(Resource.create()), shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(SpanExporter()))
-    return provider
+    processor = BatchSpanProcessor(SpanExporter())
+    provider.add_span_processor(processor)
+    return provider, processor
 
 
 def trace_id_of(carrier: Mapping[str, Any] | None) -> str | None:
@@ -64,9 +67,18 @@ def trace_id_of(carrier: Mapping[str, Any] | None) -> str | None:
 class Tracing:
     """Off (`Tracing.off()`): `enabled` is False and every method costs a call at most."""
 
-    def __init__(self, provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self, provider: TracerProvider | None = None, processor: SpanProcessor | None = None
+    ) -> None:
+        """`processor`: the one of `provider`'s span processors that Keel's child spans
+        (keel.tracing.records) go to, finished."""
         self.provider = provider
         self.tracer: Tracer | None = provider.get_tracer("keel") if provider else None
+        self.records: SpanRecords | None = None
+        if provider is not None and processor is not None:
+            from keel.tracing.records import SpanRecords
+
+            self.records = SpanRecords(provider, processor)
 
     @classmethod
     def off(cls) -> Tracing:
@@ -74,7 +86,7 @@ class Tracing:
 
     @classmethod
     def from_env(cls) -> Tracing:
-        return cls(_provider()) if configured() else cls()
+        return cls(*_provider()) if configured() else cls()
 
     @property
     def enabled(self) -> bool:
@@ -157,7 +169,7 @@ class Tracing:
     def callbacks(self) -> list[Any]:
         """LangChain callback handlers for the current run's graph (node, tool, model spans);
         none when the run span is not recorded (its trace was not sampled): no dispatch cost."""
-        if self.tracer is None:
+        if self.records is None:
             return []
         from opentelemetry.trace import get_current_span
 
@@ -166,7 +178,7 @@ class Tracing:
         if not get_current_span().is_recording():
             return []
 
-        return [SpanHandler(self.tracer)]
+        return [SpanHandler(self.records)]
 
 
 def _graph(run: Row) -> str:

@@ -269,8 +269,9 @@ def traced(r: Rig) -> InMemorySpanExporter:
     exporter; Keel's OTLP export is tests/e2e/test_tracing.py's)."""
     spans = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    r.runs.tracing = Tracing(provider)
+    processor = SimpleSpanProcessor(spans)
+    provider.add_span_processor(processor)
+    r.runs.tracing = Tracing(provider, processor)
     return spans
 
 

@@ -7,6 +7,15 @@ import json
 import logging
 
 import pytest
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
+from langgraph.types import interrupt
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from typing_extensions import TypedDict
 
 from keel import logs
 from keel.tracing import TRACE_CONTEXT, Tracing
@@ -92,13 +101,78 @@ def test_a_json_line_inside_a_run_has_its_ids_and_trace_id_with_tracing_off() ->
 
 
 def test_a_run_whose_trace_is_not_sampled_gets_no_callback_handler() -> None:
-    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
     for sampler, handlers in ((ALWAYS_OFF, 0), (ALWAYS_ON, 1)):
         provider = TracerProvider(sampler=sampler, shutdown_on_exit=False)
-        tracing = Tracing(provider)
+        processor = SimpleSpanProcessor(InMemorySpanExporter())
+        provider.add_span_processor(processor)
+        tracing = Tracing(provider, processor)
         with tracing.run_span(RUN, "w1") as span:
             assert span is not None and span.is_recording() is bool(handlers)
             assert len(tracing.callbacks()) == handlers
         tracing.close()
+
+
+class State(TypedDict, total=False):
+    answer: str
+
+
+def traced() -> tuple[Tracing, InMemorySpanExporter]:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    processor = SimpleSpanProcessor(spans)
+    provider.add_span_processor(processor)
+    return Tracing(provider, processor), spans
+
+
+def named(spans: InMemorySpanExporter, name: str) -> ReadableSpan:
+    [span] = [s for s in spans.get_finished_spans() if s.name == name]
+    return span
+
+
+async def test_a_failing_node_is_an_error_span_with_the_sdks_exception_event() -> None:
+    failure = ValueError("boom")
+
+    def boom(state: State) -> State:
+        raise failure
+
+    graph = StateGraph(State).add_node("boom", boom).add_edge(START, "boom").compile()
+    tracing, spans = traced()
+    with tracing.run_span(RUN, "w1") as run, pytest.raises(ValueError):
+        await graph.ainvoke({}, {"callbacks": tracing.callbacks()})
+    node = named(spans, "node boom")
+    assert run is not None and node.parent is not None
+    assert node.parent.span_id == run.get_span_context().span_id  # a child of the run span
+    assert node.context is not None and node.context.trace_id == int(TRACE, 16)
+    assert node.status.status_code == StatusCode.ERROR
+    assert node.status.description == "ValueError: boom"
+    # The event the SDK's own Span.record_exception writes for the same exception.
+    assert tracing.tracer is not None
+    sdk_span = tracing.tracer.start_span("sdk")
+    sdk_span.record_exception(failure)
+    sdk_span.end()
+    [ours], [theirs] = node.events, named(spans, "sdk").events
+    mine, sdks = dict(ours.attributes or {}), dict(theirs.attributes or {})
+    # The stack trace was taken at the node; the exception has travelled further since.
+    assert "raise failure" in str(mine.pop("exception.stacktrace"))
+    sdks.pop("exception.stacktrace")
+    assert (ours.name, mine) == (theirs.name, sdks)
+    tracing.close()
+
+
+async def test_an_interrupted_node_is_not_an_error() -> None:
+    def ask(state: State) -> State:
+        return {"answer": str(interrupt("approve?"))}
+
+    builder = StateGraph(State).add_node("ask", ask).add_edge(START, "ask")
+    graph = builder.compile(checkpointer=InMemorySaver())
+    tracing, spans = traced()
+    with tracing.run_span(RUN, "w1"):
+        config: RunnableConfig = {"configurable": {"thread_id": "t"}}
+        config["callbacks"] = tracing.callbacks()
+        await graph.ainvoke({}, config)
+    node = named(spans, "node ask")
+    assert node.status.status_code == StatusCode.UNSET and not node.events
+    assert node.attributes == {"langgraph.node": "ask", "langgraph.step": 1}
+    tracing.close()
