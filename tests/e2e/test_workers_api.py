@@ -8,7 +8,6 @@ Keel-only (Keel's extensions, built-in auth): nothing here runs against the refe
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -16,9 +15,9 @@ import httpx
 import pytest
 
 from keel import clock
-from tests.conftest import database_for
 from tests.e2e.helpers import poll
 from tests.support.api_keys import headers, org_keys
+from tests.support.configured import serve_keel
 from tests.support.gate import Gate
 from tests.support.reference import ROOT
 from tests.support.server import KeelServer
@@ -31,15 +30,8 @@ SLOW = f"{ROOT / 'tests' / 'graphs' / 'slow.py'}:graph"
 def keyed(
     backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KeelServer]:
-    workdir = tmp_path_factory.mktemp(f"workers-{backend}")
-    config = workdir / "langgraph.json"
-    config.write_text(json.dumps({"graphs": {"slow": SLOW}, "auth": {"api_keys": True}}))
-    srv = KeelServer(config, workdir, database=database_for(backend, request, workdir))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    config = {"graphs": {"slow": SLOW}, "auth": {"api_keys": True}}
+    yield from serve_keel(backend, request, tmp_path_factory.mktemp(f"workers-{backend}"), config)
 
 
 @pytest.fixture(scope="module")
