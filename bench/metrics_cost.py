@@ -39,8 +39,10 @@ def _server(
     metrics: bool,
     database: str | None,
     env: dict[str, str] | None = None,
+    wrapper: list[str] | None = None,
 ) -> KeelServer:
-    """A server of the bench graphs, `metrics` on or off, with `env` added to its environment."""
+    """A server of the bench graphs, `metrics` on or off, with `env` added to its environment
+    (and run under `wrapper`, if given)."""
     workdir.mkdir(parents=True)
     source = CHAT_GRAPHS if graph in ("chat", "agent") else GRAPHS
     shutil.copy(source, workdir / source.name)
@@ -48,7 +50,8 @@ def _server(
     config = {"graphs": graphs, "http": {"disable_metrics": not metrics}}
     (workdir / "keel.json").write_text(json.dumps(config))
     env = {"KEEL_LOG_LEVEL": "warning", **(env or {})}
-    return KeelServer(workdir / "keel.json", workdir, database=database, env=env)
+    config_path = workdir / "keel.json"
+    return KeelServer(config_path, workdir, database=database, env=env, wrapper=wrapper)
 
 
 async def _round(srv: KeelServer, graph: str, runs: int, scrape_every: int, scrape: bool) -> float:

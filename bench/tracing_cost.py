@@ -34,14 +34,20 @@ MODES = ("off", "traces", "both")
 
 
 def _server(
-    workdir: Path, graph: str, mode: str, endpoint: str, delay: str, ratio: float | None
+    workdir: Path,
+    graph: str,
+    mode: str,
+    endpoint: str,
+    delay: str,
+    ratio: float | None,
+    wrapper: list[str] | None = None,
 ) -> KeelServer:
     traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": delay}
     if ratio is not None:  # sample that share of the traces (the request's trace id decides)
         traced["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
         traced["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
     env = traced if mode != "off" else {}
-    return metrics_server(workdir, graph, mode == "both", None, env)
+    return metrics_server(workdir, graph, mode == "both", None, env, wrapper)
 
 
 async def main(runs: int, rounds: int, graph: str, delay: str, ratio: float | None) -> None:

@@ -16,70 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from bench.metrics_cost import CHAT_GRAPHS, GRAPHS, MESSAGES
+from bench.metrics_cost import _round
+from bench.tracing_cost import MODES
+from bench.tracing_cost import _server as tracing_server
 from tests.support.otlp import OtlpReceiver
-from tests.support.server import free_port
 
-MODES = ("off", "traces", "both")
-CLIENTS = 4
+DELAY = "5000"  # ms, the batch processor's default
 IDLE = 7.0  # seconds counted after the runs: the 5 s batch export lands inside
-
-
-async def _drive(url: str, graph: str, runs: int) -> None:
-    body = {"assistant_id": graph, "input": MESSAGES if graph in ("chat", "agent") else {}}
-    async with httpx.AsyncClient(base_url=url, timeout=600.0) as http:
-        queue = iter(range(runs))
-
-        async def client() -> None:
-            for _ in queue:
-                (await http.post("/runs/wait", json=body)).raise_for_status()
-
-        await asyncio.gather(*(client() for _ in range(CLIENTS)))
-
-
-def _project(workdir: Path, graph: str, metrics: bool) -> Path:
-    source = CHAT_GRAPHS if graph in ("chat", "agent") else GRAPHS
-    shutil.copy(source, workdir / source.name)
-    graphs = {graph: f"./{source.name}:{graph}"}
-    config = {"graphs": graphs, "http": {"disable_metrics": not metrics}}
-    (workdir / "keel.json").write_text(json.dumps(config))
-    return workdir / "keel.json"
-
-
-def _env(mode: str, endpoint: str, sample: float | None) -> dict[str, str]:
-    env = {**os.environ, "KEEL_LOG_LEVEL": "warning"}
-    if mode != "off":
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
-        if sample is not None:
-            env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
-            env["OTEL_TRACES_SAMPLER_ARG"] = str(sample)
-    return env
-
-
-def _wait_ok(url: str, proc: subprocess.Popen[bytes], within: float = 900.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited ({proc.returncode})")
-        try:
-            if httpx.get(url + "/ok", timeout=5.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1.0)
-    raise SystemExit("server did not start")
+START = 900.0  # seconds a server under valgrind may take to answer /ok
 
 
 def _callgrind(pid: int, *args: str) -> None:
@@ -89,28 +40,22 @@ def _callgrind(pid: int, *args: str) -> None:
 def count(mode: str, graph: str, runs: int, sample: float | None, endpoint: str) -> float:
     """Instructions per run of one server in `mode`."""
     with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        config = _project(workdir, graph, mode == "both")
-        port, out = free_port(), workdir / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-        cmd += [f"--callgrind-out-file={out}", sys.executable, "-m", "keel.cli", "serve"]
-        cmd += ["--config", str(config), "--port", str(port)]
-        cmd += ["--database", f"sqlite:///{workdir / 'keel.db'}"]
-        log = (workdir / "server.log").open("wb")
-        proc = subprocess.Popen(cmd, env=_env(mode, endpoint, sample), stdout=log, stderr=log)
-        url = f"http://127.0.0.1:{port}"
+        out = Path(tmp) / "callgrind.out"
+        wrapper = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+        wrapper.append(f"--callgrind-out-file={out}")
+        srv = tracing_server(Path(tmp) / mode, graph, mode, endpoint, DELAY, sample, wrapper)
+        srv.start(START)
         try:
-            _wait_ok(url, proc)
-            asyncio.run(_drive(url, graph, 20))  # warm up: imports, plans, caches
-            _callgrind(proc.pid, "-i", "on")
-            asyncio.run(_drive(url, graph, runs))
+            assert srv.proc is not None
+            asyncio.run(_round(srv, graph, 20, 50, False))  # warm up: imports, plans, caches
+            _callgrind(srv.proc.pid, "-i", "on")
+            asyncio.run(_round(srv, graph, runs, 50, False))  # no scrapes
             time.sleep(IDLE)
-            _callgrind(proc.pid, "-i", "off")
-            _callgrind(proc.pid, "-d")
+            _callgrind(srv.proc.pid, "-i", "off")
+            _callgrind(srv.proc.pid, "-d")
         finally:
-            proc.terminate()
-            proc.wait(300)
-        totals = [int(m) for f in workdir.glob("callgrind.out*") for m in _totals(f)]
+            srv.stop()
+        totals = [int(m) for f in Path(tmp).glob("callgrind.out*") for m in _totals(f)]
     return sum(totals) / runs
 
 

@@ -65,7 +65,9 @@ class KeelServer(_Process):
         database: str | None = None,
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        wrapper: list[str] | None = None,
     ) -> None:
+        """`wrapper`: a command the server runs under (valgrind, for bench.tracing_instructions)."""
         self.config = config
         self.workdir = workdir
         self.database = database or f"sqlite:///{workdir / 'keel.db'}"
@@ -73,6 +75,7 @@ class KeelServer(_Process):
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "KEEL_LOG_LEVEL": "warning", **(env or {})}
         self.extra_args = extra_args or []
+        self.wrapper = wrapper or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
@@ -80,6 +83,7 @@ class KeelServer(_Process):
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         cmd = serve_command(self.config, self.port, self.database, self.extra_args)
+        cmd = [*self.wrapper, *cmd]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
         deadline = time.monotonic() + timeout
