@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -135,6 +137,27 @@ def _poll_answer(url: str, want: str, seconds: float) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def keel_dev(project: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`keel dev` serving `project` (output to `log`, `env` added), its URL; stopped after, with
+    the child it reloads (the whole process group)."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "keel.cli", "dev", "--port", str(port)],
+            cwd=project,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+
+
 # What `langgraph new --template new-langgraph-project-python` writes: a `$schema` for editors, a
 # `.env` it does not ship, a build key.
 TEMPLATE_CONFIG = {
@@ -153,27 +176,14 @@ def test_dev_runs_the_template_project_and_reloads_on_code_only(tmp_path: Path) 
     graph_file.parent.mkdir(parents=True)
     graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "first"))
     (project / "langgraph.json").write_text(json.dumps(TEMPLATE_CONFIG))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "dev.log"  # outside the watched folder
-    with log.open("wb") as out:
-        # The default database: .keel/keel.db inside the project, under the file watcher.
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "keel.cli", "dev", "--port", str(port)],
-            cwd=project,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    # The default database: .keel/keel.db inside the project, under the file watcher.
+    with keel_dev(project, log) as url:
         assert _poll_answer(url, "first", 90), f"dev server never answered:\n{log.read_text()}"
         for _ in range(3):  # runs write the database, its -wal and -shm files
             assert _answer(url) == "first"
         graph_file.write_text(GRAPH_SOURCE.replace("ANSWER", "second"))
         assert _poll_answer(url, "second", 90), "dev server did not reload the changed graph"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
     text = log.read_text()
     assert "Reloading..." in text, text
     # The graph file is the one change the watcher reported before reloading: the database
@@ -198,24 +208,9 @@ def test_dev_logs_json_from_the_reloading_child_too(tmp_path: Path) -> None:
     project.mkdir()
     (project / "graph.py").write_text(LOGGING_GRAPH.replace("ANSWER", "json"))
     (project / "langgraph.json").write_text(json.dumps({"graphs": {"agent": "./graph.py:graph"}}))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path / "dev.log"
-    env = {**os.environ, "KEEL_LOG_FORMAT": "json"}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "keel.cli", "dev", "--port", str(port)],
-            cwd=project,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-    try:
+    with keel_dev(project, log, {"KEEL_LOG_FORMAT": "json"}) as url:
         assert _poll_answer(url, "json", 90), f"dev server never answered:\n{log.read_text()}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     messages = {line["message"] for line in lines}
     assert f"Keel listening on {url}" in messages  # the parent's
