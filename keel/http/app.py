@@ -201,11 +201,11 @@ def _document_security(app: FastAPI, security: Mapping[str, Any]) -> None:
 
 def _add_tracing(app: FastAPI, tracing: Tracing) -> None:
     """Request spans outermost, so a run created by a request carries the request's span."""
-    if tracing.tracer is None:
+    if not tracing.enabled:
         return
     from .tracing import TraceRequests
 
-    app.user_middleware.insert(0, Middleware(TraceRequests, tracer=tracing.tracer))
+    app.user_middleware.insert(0, Middleware(TraceRequests, tracing=tracing))
 
 
 def _add_body_limit(app: FastAPI, settings: Settings) -> None:

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, use_span
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.tracing import Tracing
+from keel.tracing.records import failed
+
+CARRIED = (b"traceparent", b"tracestate")
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    wanted = (b"traceparent", b"tracestate")
-    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in CARRIED}
 
 
 def _route(scope: Scope) -> str | None:
@@ -25,9 +28,9 @@ def _route(scope: Scope) -> str | None:
 
 
 class TraceRequests:
-    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
+    def __init__(self, app: ASGIApp, tracing: Tracing) -> None:
         self.app = app
-        self.tracer = tracer
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,8 +38,7 @@ class TraceRequests:
             return
         method = scope["method"]
         attrs: dict[str, Any] = {"http.request.method": method, "url.path": scope["path"]}
-        parent = Tracing.extract(_headers(scope))
-        span = self.tracer.start_span(method, parent, SpanKind.SERVER, attrs)
+        span = self.tracing.request_span(method, attrs, _headers(scope))
         status = 500
 
         async def sending(message: Message) -> None:
@@ -46,13 +48,18 @@ class TraceRequests:
                 span.set_attribute("http.response.status_code", status)
             await send(message)
 
-        with use_span(span, end_on_exit=True, record_exception=True):
-            try:
-                await self.app(scope, receive, sending)
-            finally:
-                route = _route(scope)
-                if route is not None:
-                    span.set_attribute("http.route", route)
-                    span.update_name(f"{method} {route}")
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
+        token = otel_context.attach(set_span_in_context(span))
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            failed(span, exc)
+            raise
+        finally:
+            otel_context.detach(token)
+            route = _route(scope)
+            if route is not None:
+                span.set_attribute("http.route", route)
+                span.update_name(f"{method} {route}")
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()

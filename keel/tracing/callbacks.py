@@ -1,9 +1,10 @@
 """`SpanHandler`: a LangChain callback handler the worker adds to a traced run's config. It makes
 one span per graph node execution (a LangGraph task: superstep `langgraph.step`), per chat-model
 call and per tool call, the latter two with the GenAI semantic conventions (`gen_ai.*`). Each
-span's parent is the span of the nearest traced callback run above it, else the run span that
-was current when the handler was made. The spans are records (keel.tracing.records): made at
-their end, never current."""
+span's parent is the span of the nearest traced callback run above it, else the run span (the
+handler's `root`). The spans are records (keel.tracing.records), never current. Callback runs
+are keyed by their ids as integers: a UUID's own hash is Python code, and a run's callbacks
+look them up a few dozen times."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langgraph.errors import GraphBubbleUp
-from opentelemetry.trace import SpanContext, SpanKind, get_current_span
+from opentelemetry.trace import SpanKind
 
 from keel.tracing.records import Record, SpanRecords
 
 NODE = "langgraph_node"
 NAMESPACE = "langgraph_checkpoint_ns"
+STEP = "langgraph_step"
 
 
 def _model_name(metadata: Mapping[str, Any], params: Mapping[str, Any]) -> str:
@@ -53,31 +55,42 @@ class SpanHandler(BaseCallbackHandler):
     run_inline = True  # called in the caller's thread: no executor hop per callback
     raise_error = False
 
-    def __init__(self, records: SpanRecords) -> None:
+    def __init__(self, records: SpanRecords, root: Record) -> None:
         self.records = records
-        self.root = get_current_span().get_span_context()  # the run span's
-        self._parents: dict[UUID, UUID | None] = {}
-        self._spans: dict[UUID, Record] = {}
-        self._tasks: dict[UUID, str] = {}  # node spans' callback runs -> checkpoint namespace
+        self.root = root  # the run span's
+        # Keyed by the callback runs' ids as integers (a UUID's own hash is Python code).
+        self._parents: dict[int, int | None] = {}
+        self._spans: dict[int, Record] = {}
+        self._tasks: dict[int, str] = {}  # node spans' callback runs -> checkpoint namespace
         self._open: set[str] = set()  # checkpoint namespaces of the nodes with a span
 
     # ---------------------------------------------------------------- helpers
-    def _parent_context(self, parent: UUID | None) -> SpanContext:
+    def _parent(self, parent: int | None) -> Record:
+        """The record of the nearest traced callback run at or above `parent`, else the root."""
+        spans, parents = self._spans, self._parents
         while parent is not None:
-            span = self._spans.get(parent)
+            span = spans.get(parent)
             if span is not None:
-                return span.context
-            parent = self._parents.get(parent)
+                return span
+            parent = parents.get(parent)
         return self.root
 
     def _start(
-        self, run_id: UUID, parent: UUID | None, name: str, kind: SpanKind, attrs: dict[str, Any]
+        self,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        name: str,
+        kind: SpanKind,
+        attrs: dict[str, Any],
     ) -> None:
-        self._spans[run_id] = self.records.begin(self._parent_context(parent), name, kind, attrs)
+        key, parent = run_id.int, parent_run_id.int if parent_run_id is not None else None
+        self._parents[key] = parent
+        self._spans[key] = self.records.begin(self._parent(parent), name, kind, attrs)
 
     def _end(self, run_id: UUID, error: BaseException | None = None) -> None:
-        self._parents.pop(run_id, None)
-        span = self._spans.pop(run_id, None)
+        key = run_id.int
+        self._parents.pop(key, None)
+        span = self._spans.pop(key, None)
         if span is not None:
             self.records.end(span, error)
 
@@ -93,29 +106,37 @@ class SpanHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._parents[run_id] = parent_run_id
-        md = metadata or {}
-        node = md.get(NODE)
-        namespace = str(md.get(NAMESPACE) or "")
-        if node is None or kwargs.get("name") != node or namespace in self._open:
+        key = run_id.int
+        parent = parent_run_id.int if parent_run_id is not None else None
+        self._parents[key] = parent
+        node = metadata.get(NODE) if metadata else None
+        if node is None or kwargs.get("name") != node:
+            return
+        assert metadata is not None
+        namespace = str(metadata.get(NAMESPACE) or "")
+        if namespace in self._open:  # the node's task run is open: this is a run inside it
             return
         self._open.add(namespace)
-        self._tasks[run_id] = namespace
-        attrs = {"langgraph.node": str(node), "langgraph.step": int(md.get("langgraph_step", -1))}
-        self._start(run_id, parent_run_id, f"node {node}", SpanKind.INTERNAL, attrs)
+        self._tasks[key] = namespace
+        attrs = {"langgraph.node": str(node), "langgraph.step": int(metadata.get(STEP, -1))}
+        above = self._parent(parent)
+        self._spans[key] = self.records.begin(above, f"node {node}", SpanKind.INTERNAL, attrs)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._close_task(run_id, None)
+        self._close_task(run_id.int, None)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         # An interrupt (or a command to a parent graph) is how a node pauses, not a failure.
-        self._close_task(run_id, None if isinstance(error, GraphBubbleUp) else error)
+        self._close_task(run_id.int, None if isinstance(error, GraphBubbleUp) else error)
 
-    def _close_task(self, run_id: UUID, error: BaseException | None) -> None:
-        self._end(run_id, error)
-        namespace = self._tasks.pop(run_id, None)
-        if namespace is not None:
-            self._open.discard(namespace)
+    def _close_task(self, key: int, error: BaseException | None) -> None:
+        self._parents.pop(key, None)
+        span = self._spans.pop(key, None)
+        if span is not None:
+            self.records.end(span, error)
+            namespace = self._tasks.pop(key, None)
+            if namespace is not None:
+                self._open.discard(namespace)
 
     # ----------------------------------------------------------------- models
     def on_chat_model_start(
@@ -134,11 +155,10 @@ class SpanHandler(BaseCallbackHandler):
         attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
         if md.get("ls_provider"):
             attrs["gen_ai.provider.name"] = str(md["ls_provider"])
-        self._parents[run_id] = parent_run_id
         self._start(run_id, parent_run_id, f"chat {model}", SpanKind.CLIENT, attrs)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        span = self._spans.get(run_id)
+        span = self._spans.get(run_id.int)
         usage = _usage(response) if span is not None else None
         if span is not None and usage:
             for key in ("input_tokens", "output_tokens"):
@@ -166,7 +186,6 @@ class SpanHandler(BaseCallbackHandler):
         attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
         if kwargs.get("tool_call_id"):
             attrs["gen_ai.tool.call.id"] = str(kwargs["tool_call_id"])
-        self._parents[run_id] = parent_run_id
         self._start(run_id, parent_run_id, f"execute_tool {name}", SpanKind.INTERNAL, attrs)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:

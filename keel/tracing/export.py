@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from struct import Struct
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+
+from keel.tracing.records import UNSET, Finished, Record
 
 log = logging.getLogger("keel.tracing")
 FIXED64 = Struct("<Q")
@@ -94,34 +97,51 @@ def key_value(key: str, value: Any) -> bytes:
     return field(1, key.encode()) + field(2, encoded)
 
 
-class Pairs(dict[tuple[str, Any], bytes]):
-    """Attributes already encoded, as KeyValue messages: most repeat span after span (a node's
-    name, a graph's id, a route). Emptied when full, so values seen once (ids) cannot crowd out
-    the repeating ones for long."""
+class Pairs(dict[tuple[Any, ...], bytes]):
+    """Attributes already encoded, as repeated-field entries of one field number: most repeat
+    span after span (a node's name, a graph's id, a route). Keyed by the `(key, value)` item
+    for a string value, by `(key, value, type)` for others (True == 1 == 1.0). Emptied when
+    full, so values seen once (ids) cannot crowd out the repeating ones for long."""
 
-    def encoded(self, key: str, value: Any) -> bytes:
-        if type(value) not in (str, int, bool, float):  # lists are not hashable
-            return key_value(key, value)
-        pair = (key, value)
-        found = self.get(pair)
-        if found is None:
-            if len(self) >= PAIRS_CACHED:
-                self.clear()
-            found = self[pair] = key_value(key, value)
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    def add(self, item: tuple[Any, ...], key: str, value: Any) -> bytes:
+        """`key: value` encoded (TypeError for a value OTLP cannot carry), kept if hashable."""
+        found = field(self.number, key_value(key, value))
+        if len(self) >= PAIRS_CACHED:
+            self.clear()
+        with suppress(TypeError):  # a list: not hashable, not kept
+            self[item] = found
         return found
 
 
-PAIRS = Pairs()
+PAIRS = {number: Pairs(number) for number in (1, 3, 4, 9)}  # resource, scope/event, link, span
 
 
 def attributes(number: int, items: Mapping[str, Any] | None) -> bytes:
     """Repeated KeyValue field `number`; an attribute that cannot be encoded is left out."""
+    if not items:
+        return b""
+    cache = PAIRS[number]
     out = []
-    for key, value in (items or {}).items():
+    item: tuple[Any, ...]
+    for item in items.items():
+        key, value = item
+        if type(value) is not str:
+            item = (key, value, type(value))
         try:
-            out.append(field(number, PAIRS.encoded(key, value)))
-        except TypeError as exc:
-            log.warning("span attribute %s not exported: %s", key, exc)
+            found = cache.get(item)
+        except TypeError:  # a list value
+            found = None
+        if found is None:
+            try:
+                found = cache.add(item, key, value)
+            except TypeError as exc:
+                log.warning("span attribute %s not exported: %s", key, exc)
+                continue
+        out.append(found)
     return b"".join(out)
 
 
@@ -135,8 +155,17 @@ def trace_state(context: SpanContext) -> bytes:
     return text(3, ",".join(f"{k}={v}" for k, v in state.items())) if state else b""
 
 
+LOCAL = FIXED32.pack(HAS_IS_REMOTE)
+# The proto's kind is the SDK's + 1; by the member's id (an Enum's hash is Python code).
+KINDS = {id(kind): b"\x30" + SMALL[kind.value + 1] for kind in SpanKind}
+TIMES = Struct("<BQBQ")  # fields 7 and 8 (fixed64): start and end
+UNSET_STATUS = field(15, b"")
+
+
 def span(s: ReadableSpan) -> bytes:
     """One `Span` message."""
+    if type(s) is Finished:
+        return recorded(s.record)
     context = s.get_span_context()
     assert context is not None
     parent = s.parent
@@ -146,27 +175,61 @@ def span(s: ReadableSpan) -> bytes:
         trace_state(context),
         b"\x22\x08" + parent.span_id.to_bytes(8, "big") if parent is not None else b"",
         text(5, s.name),
-        b"\x30" + SMALL[s.kind.value + 1],  # the proto's kinds are the SDK's + 1
-        b"\x39" + FIXED64.pack(s.start_time or 0) + b"\x41" + FIXED64.pack(s.end_time or 0),
+        KINDS[id(s.kind)],
+        TIMES.pack(0x39, s.start_time or 0, 0x41, s.end_time or 0),
         attributes(9, s.attributes),
         number(0x50, s.dropped_attributes),
     ]
     for event in s.events:
-        body = b"\x09" + FIXED64.pack(event.timestamp) + text(2, event.name)
-        body += attributes(3, event.attributes) + number(0x20, event.dropped_attributes)
-        out.append(field(11, body))
+        out.append(field(11, event_body(event)))
     out.append(number(0x60, s.dropped_events))
     for link in s.links:
-        linked = link.context
-        body = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big")
-        body += b"\x12\x08" + linked.span_id.to_bytes(8, "big") + attributes(4, link.attributes)
-        body += number(0x28, link.dropped_attributes) + b"\x35" + flags(linked)
-        out.append(field(13, body))
+        out.append(field(13, link_body(link)))
     out.append(number(0x70, s.dropped_links))
-    status = s.status
-    out.append(field(15, text(2, status.description) + number(0x18, status.status_code.value)))
+    out.append(status(s.status))
     out.append(b"\x85\x01" + flags(parent))  # field 16, fixed32
     return b"".join(out)
+
+
+def recorded(r: Record) -> bytes:
+    """One `Span` message of Keel's own span (keel.tracing.records), read from its record: no
+    property calls, nothing dropped, only local parents' flags computed."""
+    parent = r.parent
+    name = r.name.encode()
+    out = [
+        b"\x0a\x10" + r.trace_id.to_bytes(16, "big") + b"\x12\x08" + r.span_id.to_bytes(8, "big"),
+        trace_state(r.context) if r.context.trace_state else b"",
+        b"\x22\x08" + r.parent_id.to_bytes(8, "big") if r.parent_id else b"",
+        b"\x2a" + (SMALL[len(name)] if len(name) < 128 else varint(len(name))) + name,
+        KINDS[id(r.kind)],
+        TIMES.pack(0x39, r.start, 0x41, r.end),
+        attributes(9, r.attributes),
+    ]
+    for event in r.events or ():
+        out.append(field(11, event_body(event)))
+    for link in r.links or ():
+        out.append(field(13, link_body(link)))
+    out.append(UNSET_STATUS if r.status is UNSET else status(r.status))
+    out.append(b"\x85\x01" + (flags(parent) if parent is not None else LOCAL))
+    return b"".join(out)
+
+
+def event_body(event: Event) -> bytes:
+    body = b"\x09" + FIXED64.pack(event.timestamp) + text(2, event.name)
+    return body + attributes(3, event.attributes) + number(0x20, event.dropped_attributes)
+
+
+def link_body(link: Link) -> bytes:
+    linked = link.context
+    body = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big")
+    body += b"\x12\x08" + linked.span_id.to_bytes(8, "big") + attributes(4, link.attributes)
+    return body + number(0x28, link.dropped_attributes) + b"\x35" + flags(linked)
+
+
+def status(value: Status) -> bytes:
+    if value.status_code is StatusCode.UNSET and not value.description:
+        return UNSET_STATUS
+    return field(15, text(2, value.description) + number(0x18, value.status_code.value))
 
 
 def scope(value: InstrumentationScope | None) -> bytes:
@@ -176,18 +239,43 @@ def scope(value: InstrumentationScope | None) -> bytes:
     return field(1, body)
 
 
+Scoped = tuple[InstrumentationScope | None, list[bytes]]
+Grouped = list[tuple[Any, list[Scoped]]]
+
+
+def _bucket(groups: Grouped, resource: Any, scoped: InstrumentationScope | None) -> list[bytes]:
+    """The spans of `resource` and `scoped` in `groups` (found by equality, as the SDK's encoder
+    groups them), added if new."""
+    scopes = next((g for r, g in groups if r is resource or r == resource), None)
+    if scopes is None:
+        scopes = []
+        groups.append((resource, scopes))
+    found = next((b for sc, b in scopes if sc is scoped or sc == scoped), None)
+    if found is None:
+        found = []
+        scopes.append((scoped, found))
+    return found
+
+
 def encode(spans: Sequence[ReadableSpan]) -> bytes:
     """An `ExportTraceServiceRequest`: spans grouped by resource, then instrumentation scope."""
-    groups: dict[int, tuple[Any, dict[InstrumentationScope | None, list[bytes]]]] = {}
+    groups: Grouped = []
+    resource: Any = None
+    scoped: InstrumentationScope | None = None
+    bucket: list[bytes] | None = None
     for s in spans:
-        _, scopes = groups.setdefault(id(s.resource), (s.resource, {}))
-        scopes.setdefault(s.instrumentation_scope, []).append(field(2, span(s)))
+        if bucket is None or s.resource is not resource or s.instrumentation_scope is not scoped:
+            resource, scoped = s.resource, s.instrumentation_scope
+            bucket = _bucket(groups, resource, scoped)
+        encoded = span(s)
+        size = len(encoded)
+        bucket.append(b"\x12" + (SMALL[size] if size < 128 else varint(size)) + encoded)
     out = []
-    for resource, scopes in groups.values():
+    for resource, scopes in groups:
         body = [field(1, attributes(1, resource.attributes))]
-        for scoped, encoded in scopes.items():
+        for scoped, encoded_spans in scopes:
             url = text(3, scoped.schema_url if scoped is not None else None)
-            body.append(field(2, scope(scoped) + b"".join(encoded) + url))
+            body.append(field(2, scope(scoped) + b"".join(encoded_spans) + url))
         body.append(text(3, resource.schema_url))
         out.append(field(1, b"".join(body)))
     return b"".join(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from keel import logs
@@ -19,8 +20,9 @@ from keel.storage.tx import Row
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
+    from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span
 
     from keel.tracing.records import SpanRecords
 
@@ -57,6 +59,14 @@ def _provider() -> tuple[TracerProvider, SpanProcessor]:
     return provider, processor
 
 
+@cache
+def _propagator() -> TextMapPropagator:
+    """W3C trace context (`traceparent`, `tracestate`): what runs store and requests carry."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
+
+
 def trace_id_of(carrier: Mapping[str, Any] | None) -> str | None:
     """The trace id a stored `traceparent` names (version-traceid-spanid-flags), if any."""
     parent = (carrier or {}).get("traceparent")
@@ -70,10 +80,9 @@ class Tracing:
     def __init__(
         self, provider: TracerProvider | None = None, processor: SpanProcessor | None = None
     ) -> None:
-        """`processor`: the one of `provider`'s span processors that Keel's child spans
+        """`processor`: the one of `provider`'s span processors that Keel's spans
         (keel.tracing.records) go to, finished."""
         self.provider = provider
-        self.tracer: Tracer | None = provider.get_tracer("keel") if provider else None
         self.records: SpanRecords | None = None
         if provider is not None and processor is not None:
             from keel.tracing.records import SpanRecords
@@ -90,7 +99,7 @@ class Tracing:
 
     @property
     def enabled(self) -> bool:
-        return self.tracer is not None
+        return self.records is not None
 
     def close(self) -> None:
         """Export what is buffered and stop (at a process's stop)."""
@@ -102,38 +111,43 @@ class Tracing:
         """What a run created now stores to continue the trace: the current span's context
         (the request's span) when on; else the client's own `traceparent`, passed along."""
         if self.enabled:
-            from opentelemetry.trace.propagation.tracecontext import (
-                TraceContextTextMapPropagator,
-            )
-
             out: dict[str, str] = {}
-            TraceContextTextMapPropagator().inject(out)
+            _propagator().inject(out)
             if out:
                 return out
         return {k: headers[k] for k in CARRIED if headers.get(k)}
 
     @staticmethod
     def extract(carrier: Mapping[str, str]) -> Context:
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        return _propagator().extract(carrier)
 
-        return TraceContextTextMapPropagator().extract(carrier)
+    def request_span(
+        self, name: str, attributes: dict[str, Any], carrier: Mapping[str, str]
+    ) -> Span:
+        """An HTTP request's server span, a child of the client's trace context (`carrier`:
+        its `traceparent` and `tracestate`), if any; the caller makes it current and ends it."""
+        assert self.records is not None
+        from opentelemetry.trace import SpanKind
+
+        return self.records.start(name, SpanKind.SERVER, self.extract(carrier), attributes)
 
     @contextmanager
     def fired(self, name: str, attributes: Mapping[str, Any]) -> Iterator[dict[str, str]]:
         """A span for runs Keel creates by itself (a cron's or a trigger's firing), the root of
         a trace of its own; yields the context those runs store (TRACE_CONTEXT) to continue it:
         empty when off. An exception leaving the block is recorded on the span."""
-        if self.tracer is None:
+        if self.records is None:
             yield {}
             return
         from opentelemetry.context import Context
-        from opentelemetry.trace import SpanKind, use_span
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        from opentelemetry.trace import SpanKind
 
-        span = self.tracer.start_span(name, Context(), SpanKind.PRODUCER, dict(attributes))
-        with use_span(span, end_on_exit=True, record_exception=True):
+        from keel.tracing.records import current
+
+        span = self.records.start(name, SpanKind.PRODUCER, Context(), dict(attributes))
+        with current(span):
             carrier: dict[str, str] = {}
-            TraceContextTextMapPropagator().inject(carrier)
+            _propagator().inject(carrier)
             yield carrier
 
     # ---------------------------------------------------------------- the run
@@ -142,21 +156,24 @@ class Tracing:
         """One attempt at a run: its span (current for the block, a child of the trace context
         the run carries) and the run's ids on every log line of the block (keel.logs)."""
         carrier = run["kwargs"].get(TRACE_CONTEXT) or {}
-        if self.tracer is None:
+        if self.records is None:
             with logs.run_context(run, trace_id_of(carrier)):
                 yield None
             return
-        from opentelemetry.trace import format_trace_id, use_span
+        from opentelemetry.trace import SpanKind
+
+        from keel.tracing.records import current
 
         attrs = {**_run_attributes(run), "keel.worker_id": worker_id}
-        span = self.tracer.start_span("run " + _graph(run), self.extract(carrier), attributes=attrs)
-        trace_id = format_trace_id(span.get_span_context().trace_id)
-        with use_span(span, end_on_exit=True), logs.run_context(run, trace_id):
+        name = "run " + _graph(run)
+        span = self.records.start(name, SpanKind.INTERNAL, self.extract(carrier), attrs)
+        trace_id = f"{span.get_span_context().trace_id:032x}"
+        with current(span), logs.run_context(run, trace_id):
             yield span
 
     def run_ended(self, status: str, error: Mapping[str, Any] | None) -> None:
         """The attempt's outcome on its span (current: called inside `run_span`)."""
-        if self.tracer is None:
+        if self.records is None:
             return
         from opentelemetry.trace import Status, StatusCode, get_current_span
 
@@ -174,11 +191,14 @@ class Tracing:
         from opentelemetry.trace import get_current_span
 
         from keel.tracing.callbacks import SpanHandler
+        from keel.tracing.records import Current
 
-        if not get_current_span().is_recording():
+        span = get_current_span()
+        if not (isinstance(span, Current) and span.is_recording()):
             return []
-
-        return [SpanHandler(self.records)]
+        if not span.record.context.trace_flags.sampled:
+            return []
+        return [SpanHandler(self.records, span.record)]
 
 
 def _graph(run: Row) -> str:

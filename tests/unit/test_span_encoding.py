@@ -29,6 +29,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from keel.tracing.export import SpanExporter, encode
+from keel.tracing.records import Current, Finished, SpanRecords
 from tests.support.otlp import OtlpReceiver
 
 
@@ -138,3 +139,33 @@ def test_an_export_over_http_reaches_a_receiver(spans: list[ReadableSpan]) -> No
     assert sorted(s.name for s in got) == sorted(s.name for s in spans)
     failed = next(s for s in got if s.name == "node boom")
     assert failed.status == 2 and failed.parent_id  # error, child of the request span
+
+
+def test_keels_own_spans_encode_as_the_sdk_encodes_them() -> None:
+    """Keel's spans (keel.tracing.records) are encoded from their records, not through the
+    properties the SDK's encoder reads: both give the same message."""
+    keep = Keep()
+    made = provider(keep, {"service.name": "keel"})
+    processor = SimpleSpanProcessor(keep)
+    records = SpanRecords(made, processor)
+    request = records.start("POST /runs", SpanKind.SERVER, remote_parent(), {"url.path": "/x"})
+    assert isinstance(request, Current)
+    request.set_attributes({"http.response.status_code": 200, "big": 2**40, "f": 0.5})
+    request.set_attribute("strs", ["a", "b"])
+    request.add_event("note", {"k": "v", "n": 1})
+    request.add_link(SpanContext(0x1, 0x2, is_remote=True, trace_flags=TraceFlags(1)), {"l": True})
+    node = records.begin(request.record, "node a", SpanKind.INTERNAL, {"langgraph.step": 1})
+    inner = records.begin(node, "chat m", SpanKind.CLIENT, {"flag": True, "one": 1})
+    records.end(inner, ValueError("boom"))
+    # The same keys, equal values of other types (True == 1): not taken for the cached ones.
+    records.end(records.begin(node, "again", SpanKind.INTERNAL, {"flag": 1, "one": True}))
+    records.end(node)
+    request.set_status(Status(StatusCode.OK))
+    request.end()
+    root = records.start("cron fire", SpanKind.PRODUCER, Context(), {"keel.cron_id": "c"})
+    root.end()
+    spans = keep.spans
+    assert [type(s) for s in spans] == [Finished] * 5
+    assert decoded(encode(spans)) == sdk(spans)
+    for one in spans:
+        assert decoded(encode([one])) == sdk([one]), one.name

@@ -148,8 +148,8 @@ async def test_a_failing_node_is_an_error_span_with_the_sdks_exception_event() -
     assert node.status.status_code == StatusCode.ERROR
     assert node.status.description == "ValueError: boom"
     # The event the SDK's own Span.record_exception writes for the same exception.
-    assert tracing.tracer is not None
-    sdk_span = tracing.tracer.start_span("sdk")
+    assert tracing.provider is not None
+    sdk_span = tracing.provider.get_tracer("sdk").start_span("sdk")
     sdk_span.record_exception(failure)
     sdk_span.end()
     [ours], [theirs] = node.events, named(spans, "sdk").events
