@@ -76,6 +76,7 @@ class PromRecorder(Recorder):
 
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.created = Counter("keel_runs_created", "Runs created", ["graph"], registry=r)
         self.claimed = Counter("keel_runs_claimed", "Run attempts claimed", ["graph"], registry=r)
         self.recovered = Counter(
@@ -136,21 +137,31 @@ class PromRecorder(Recorder):
             registry=r,
         )
 
+    def _labelled(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, kept: prometheus_client checks and locks on every call.
+        Label values are graph ids, statuses and kinds: a bounded set."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def run_created(self, graph: str) -> None:
-        self.created.labels(graph).inc()
+        self._labelled(self.created, graph).inc()
 
     def run_claimed(self, run: Row, now: float) -> None:
         graph = graph_of(run)
-        self.claimed.labels(graph).inc()
+        self._labelled(self.claimed, graph).inc()
         if int(run["attempt"]) > 1:
-            self.recovered.labels(graph).inc()
+            self._labelled(self.recovered, graph).inc()
         else:  # queue wait: from due (created_at includes after_seconds) to the first claim
-            self.wait.labels(graph).observe(max(now - clock.parse(run["created_at"]), 0.0))
+            wait = max(now - clock.parse(run["created_at"]), 0.0)
+            self._labelled(self.wait, graph).observe(wait)
 
     def run_finished(self, run: Row, status: str, claimed: float) -> None:
         graph = graph_of(run)
-        self.finished.labels(graph, status).inc()
-        self.duration.labels(graph, status).observe(max(clock.now() - claimed, 0.0))
+        self._labelled(self.finished, graph, status).inc()
+        self._labelled(self.duration, graph, status).observe(max(clock.now() - claimed, 0.0))
 
     def executing(self, delta: int) -> None:
         self.running.inc(delta)
@@ -173,11 +184,11 @@ class PromRecorder(Recorder):
             self.sse.dec()
 
     def store_searched(self, kind: str, seconds: float) -> None:
-        self.search.labels(kind).observe(seconds)
+        self._labelled(self.search, kind).observe(seconds)
 
     def query_done(self, seconds: float) -> None:
         self.query.observe(seconds)
 
     def webhook_attempt(self, outcome: str, seconds: float) -> None:
-        self.webhooks.labels(outcome).inc()
+        self._labelled(self.webhooks, outcome).inc()
         self.webhook_time.observe(seconds)
