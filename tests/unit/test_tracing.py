@@ -176,3 +176,45 @@ async def test_an_interrupted_node_is_not_an_error() -> None:
     assert node.status.status_code == StatusCode.UNSET and not node.events
     assert node.attributes == {"langgraph.node": "ask", "langgraph.step": 1}
     tracing.close()
+
+
+def test_a_request_span_follows_the_clients_sampled_flag_and_trace() -> None:
+    tracing, spans = traced()
+    sampled = tracing.request_span("GET", {}, {"traceparent": PARENT})
+    dropped = tracing.request_span("GET", {}, {"traceparent": PARENT[:-2] + "00"})
+    fresh = tracing.request_span("GET", {}, {"traceparent": "garbage"})
+    assert sampled.is_recording() and not dropped.is_recording() and fresh.is_recording()
+    for span in (sampled, dropped, fresh):
+        span.end()
+    got = {s.context.trace_id: s for s in spans.get_finished_spans() if s.context}
+    assert len(got) == 2  # the dropped span is not exported
+    child = got[int(TRACE, 16)]
+    assert child.parent is not None and child.parent.span_id == 0xB7AD6B7169203331
+    assert child.parent.is_remote and child.kind.name == "SERVER"
+    assert dropped.get_span_context().trace_id == int(TRACE, 16)  # the trace still continues
+    tracing.close()
+
+
+def test_code_inside_a_run_reads_and_annotates_the_current_span() -> None:
+    """A graph's own code sees the run span as the current span, as with the SDK's spans: its
+    attributes, events and status reach the export, and an exception leaving the block makes
+    the span an error with the exception event."""
+    from opentelemetry.trace import get_current_span
+
+    tracing, spans = traced()
+    with pytest.raises(KeyError), tracing.run_span(RUN, "w1"):
+        span = get_current_span()
+        span.set_attribute("mine", 1)
+        span.add_event("checkpoint", {"n": 2})
+        span.set_status(StatusCode.UNSET)  # ignored, as by the SDK
+        span.update_name("renamed")
+        raise KeyError("gone")
+    [run] = spans.get_finished_spans()
+    assert run.name == "renamed" and run.attributes is not None and run.attributes["mine"] == 1
+    assert [e.name for e in run.events] == ["checkpoint", "exception"]
+    assert run.status.status_code == StatusCode.ERROR
+    assert run.status.description == "KeyError: 'gone'"
+    assert not span.is_recording()  # ended: later calls change nothing
+    span.set_attribute("late", 1)
+    assert "late" not in (run.attributes or {})
+    tracing.close()
