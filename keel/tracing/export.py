@@ -3,10 +3,13 @@
 The SDK builds one protobuf object per span, attribute and value, then serialises the tree;
 at a handful of spans per run that costs about as much as making the spans. Here the same
 `ExportTraceServiceRequest` is written straight to protobuf wire format (proto3: varints,
-length-delimited fields, fixed64 times), two to three times faster. Everything else (endpoint,
-headers, TLS, compression, timeout and retries from the `OTEL_EXPORTER_OTLP_*` variables) is
-the SDK exporter's own. tests/unit/test_span_encoding.py decodes both encodings of the same
-spans with the official protobuf classes and compares them.
+length-delimited fields, fixed64 times); Keel's own spans (keel.tracing.records) are read from
+their records, and attributes that repeat (a node's name, a route) are encoded once. For
+Keel's spans that is about 37 k instructions a span against the SDK encoder's 200 k. Everything
+else (endpoint, headers, TLS, compression, timeout and retries from the
+`OTEL_EXPORTER_OTLP_*` variables) is the SDK exporter's own. tests/unit/test_span_encoding.py
+decodes both encodings of the same spans, the SDK's and Keel's own, with the official protobuf
+classes and compares them.
 
 Field numbers: opentelemetry-proto, `collector/trace/v1`, `trace/v1/trace.proto`,
 `common/v1/common.proto`, `resource/v1/resource.proto`.
@@ -192,8 +195,8 @@ def span(s: ReadableSpan) -> bytes:
 
 
 def recorded(r: Record) -> bytes:
-    """One `Span` message of Keel's own span (keel.tracing.records), read from its record: no
-    property calls, nothing dropped, only local parents' flags computed."""
+    """One `Span` message of Keel's own span (keel.tracing.records), read from its record
+    rather than through the span's properties; a record drops nothing."""
     parent = r.parent
     name = r.name.encode()
     out = [
