@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.tracing import Tracing
@@ -50,16 +50,23 @@ class TraceRequests:
 
         token = otel_context.attach(set_span_in_context(span))
         try:
-            await self.app(scope, receive, sending)
-        except Exception as exc:
+            try:
+                await self.app(scope, receive, sending)
+            finally:
+                _named(span, scope, method, status)
+        except Exception as exc:  # its exception event, and its description on the status
             failed(span, exc)
             raise
         finally:
             otel_context.detach(token)
-            route = _route(scope)
-            if route is not None:
-                span.set_attribute("http.route", route)
-                span.update_name(f"{method} {route}")
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
             span.end()
+
+
+def _named(span: Span, scope: Scope, method: str, status: int) -> None:
+    """The span's route and name once the router has matched; an error on a 5xx."""
+    route = _route(scope)
+    if route is not None:
+        span.set_attribute("http.route", route)
+        span.update_name(f"{method} {route}")
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))

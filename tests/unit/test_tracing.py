@@ -218,3 +218,32 @@ def test_code_inside_a_run_reads_and_annotates_the_current_span() -> None:
     span.set_attribute("late", 1)
     assert "late" not in (run.attributes or {})
     tracing.close()
+
+
+async def test_a_request_that_raises_is_an_error_span_with_the_exception() -> None:
+    """The request middleware (keel/http/tracing.py) around an app that fails: the span is
+    named after the route, an error carrying the exception's description, with its event."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from keel.http.tracing import TraceRequests
+
+    async def boom(request: Request) -> None:
+        raise RuntimeError("boom")
+
+    tracing, spans = traced()
+    app = TraceRequests(Starlette(routes=[Route("/boom/{n}", boom)]), tracing)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://keel") as client:
+        response = await client.get("/boom/1", headers={"traceparent": PARENT})
+    assert response.status_code == 500
+    [span] = spans.get_finished_spans()
+    assert span.name == "GET /boom/{n}" and span.attributes is not None
+    assert span.attributes["http.route"] == "/boom/{n}"
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.status.description == "RuntimeError: boom"
+    assert [e.name for e in span.events] == ["exception"]
+    assert span.context is not None and span.context.trace_id == int(TRACE, 16)
+    tracing.close()
