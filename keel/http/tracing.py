@@ -7,18 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry.trace import Span, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel.tracing import Tracing
-from keel.tracing.records import failed
+from keel.tracing.records import current
+from keel.tracing.setup import CARRIED
 
-CARRIED = (b"traceparent", b"tracestate")
+WANTED = tuple(name.encode() for name in CARRIED)  # header names as the ASGI scope has them
 
 
 def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in CARRIED}
+    return {k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in WANTED}
 
 
 def _route(scope: Scope) -> str | None:
@@ -48,25 +48,13 @@ class TraceRequests:
                 span.set_attribute("http.response.status_code", status)
             await send(message)
 
-        token = otel_context.attach(set_span_in_context(span))
-        try:
+        with current(span):  # an exception leaving it is recorded after the naming below
             try:
                 await self.app(scope, receive, sending)
             finally:
-                _named(span, scope, method, status)
-        except Exception as exc:  # its exception event, and its description on the status
-            failed(span, exc)
-            raise
-        finally:
-            otel_context.detach(token)
-            span.end()
-
-
-def _named(span: Span, scope: Scope, method: str, status: int) -> None:
-    """The span's route and name once the router has matched; an error on a 5xx."""
-    route = _route(scope)
-    if route is not None:
-        span.set_attribute("http.route", route)
-        span.update_name(f"{method} {route}")
-    if status >= 500:
-        span.set_status(Status(StatusCode.ERROR))
+                route = _route(scope)
+                if route is not None:
+                    span.set_attribute("http.route", route)
+                    span.update_name(f"{method} {route}")
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))

@@ -236,18 +236,13 @@ def current(span: Span) -> Iterator[Span]:
     try:
         yield span
     except Exception as exc:
-        failed(span, exc)
+        if span.is_recording():
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         otel_context.detach(token)
         span.end()
-
-
-def failed(span: Span, exc: BaseException) -> None:
-    """What `use_span` records of an exception leaving a span's block."""
-    if span.is_recording():
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
 def exception_event(
