@@ -75,20 +75,18 @@ class SpanHandler(BaseCallbackHandler):
             parent = parents.get(parent)
         return self.root
 
-    def _start(
-        self,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        name: str,
-        kind: SpanKind,
-        attrs: dict[str, Any],
-    ) -> None:
+    def _link(self, run_id: UUID, parent_run_id: UUID | None) -> tuple[int, int | None]:
+        """A callback run's key and its parent's, the parent remembered."""
         key, parent = run_id.int, parent_run_id.int if parent_run_id is not None else None
         self._parents[key] = parent
+        return key, parent
+
+    def _start(
+        self, key: int, parent: int | None, name: str, kind: SpanKind, attrs: dict[str, Any]
+    ) -> None:
         self._spans[key] = self.records.begin(self._parent(parent), name, kind, attrs)
 
-    def _end(self, run_id: UUID, error: BaseException | None = None) -> None:
-        key = run_id.int
+    def _end(self, key: int, error: BaseException | None = None) -> None:
         self._parents.pop(key, None)
         span = self._spans.pop(key, None)
         if span is not None:
@@ -106,21 +104,19 @@ class SpanHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        key = run_id.int
-        parent = parent_run_id.int if parent_run_id is not None else None
-        self._parents[key] = parent
-        node = metadata.get(NODE) if metadata else None
+        key, parent = self._link(run_id, parent_run_id)
+        if not metadata:
+            return
+        node = metadata.get(NODE)
         if node is None or kwargs.get("name") != node:
             return
-        assert metadata is not None
         namespace = str(metadata.get(NAMESPACE) or "")
         if namespace in self._open:  # the node's task run is open: this is a run inside it
             return
         self._open.add(namespace)
         self._tasks[key] = namespace
         attrs = {"langgraph.node": str(node), "langgraph.step": int(metadata.get(STEP, -1))}
-        above = self._parent(parent)
-        self._spans[key] = self.records.begin(above, f"node {node}", SpanKind.INTERNAL, attrs)
+        self._start(key, parent, f"node {node}", SpanKind.INTERNAL, attrs)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._close_task(run_id.int, None)
@@ -130,13 +126,10 @@ class SpanHandler(BaseCallbackHandler):
         self._close_task(run_id.int, None if isinstance(error, GraphBubbleUp) else error)
 
     def _close_task(self, key: int, error: BaseException | None) -> None:
-        self._parents.pop(key, None)
-        span = self._spans.pop(key, None)
-        if span is not None:
-            self.records.end(span, error)
-            namespace = self._tasks.pop(key, None)
-            if namespace is not None:
-                self._open.discard(namespace)
+        self._end(key, error)
+        namespace = self._tasks.pop(key, None)
+        if namespace is not None:
+            self._open.discard(namespace)
 
     # ----------------------------------------------------------------- models
     def on_chat_model_start(
@@ -155,7 +148,8 @@ class SpanHandler(BaseCallbackHandler):
         attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.request.model": model}
         if md.get("ls_provider"):
             attrs["gen_ai.provider.name"] = str(md["ls_provider"])
-        self._start(run_id, parent_run_id, f"chat {model}", SpanKind.CLIENT, attrs)
+        key, parent = self._link(run_id, parent_run_id)
+        self._start(key, parent, f"chat {model}", SpanKind.CLIENT, attrs)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         span = self._spans.get(run_id.int)
@@ -164,10 +158,10 @@ class SpanHandler(BaseCallbackHandler):
             for key in ("input_tokens", "output_tokens"):
                 if usage.get(key) is not None:
                     span.attributes[f"gen_ai.usage.{key}"] = int(usage[key])
-        self._end(run_id)
+        self._end(run_id.int)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, error)
+        self._end(run_id.int, error)
 
     # ------------------------------------------------------------------ tools
     def on_tool_start(
@@ -186,10 +180,11 @@ class SpanHandler(BaseCallbackHandler):
         attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
         if kwargs.get("tool_call_id"):
             attrs["gen_ai.tool.call.id"] = str(kwargs["tool_call_id"])
-        self._start(run_id, parent_run_id, f"execute_tool {name}", SpanKind.INTERNAL, attrs)
+        key, parent = self._link(run_id, parent_run_id)
+        self._start(key, parent, f"execute_tool {name}", SpanKind.INTERNAL, attrs)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id)
+        self._end(run_id.int)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(run_id, error)
+        self._end(run_id.int, error)
